@@ -1,0 +1,99 @@
+"""Argument checks shared by every public kernel (the boundary that the compiled loops trust).
+
+Every message names the function, the argument, what was received and what was expected.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT32 = np.dtype(np.float32)
+
+
+def _describe(x) -> str:
+    if isinstance(x, np.ndarray):
+        return f"shape {x.shape}, dtype {x.dtype}"
+    return f"type {type(x).__name__}"
+
+
+def check_array(x, name: str, fn: str, *, ndim=None, dtype=FLOAT32, shape=None,
+                contiguous: bool = True, writeable: bool = False) -> np.ndarray:
+    """Return `x` unchanged if it is a C-contiguous ndarray of `dtype` (and `ndim`/`shape`).
+
+    Raises TypeError for a non-array or wrong dtype, ValueError for a wrong rank, shape or
+    layout. `shape` may hold None for "any size" in a dimension.
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray of {np.dtype(dtype).name}; "
+                        f"received {_describe(x)}. Use np.asarray({name}, dtype='{np.dtype(dtype).name}').")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype).name}; received {_describe(x)}. "
+                        f"Use {name}.astype('{np.dtype(dtype).name}').")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(f"{fn}: {name} must have {want} dimensions; received {_describe(x)}.")
+    if shape is not None:
+        if len(shape) != x.ndim or any(s is not None and s != d for s, d in zip(shape, x.shape)):
+            want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{fn}: {name} must have shape {want}; received {_describe(x)}.")
+    if contiguous and not x.flags.c_contiguous:
+        raise ValueError(f"{fn}: {name} must be C-contiguous; received a strided view with strides "
+                         f"{x.strides}. Use np.ascontiguousarray({name}).")
+    if writeable and not x.flags.writeable:
+        raise ValueError(f"{fn}: {name} is written to and must be writeable; received a read-only array.")
+    return x
+
+
+def prepare_out(out, shape, name: str, fn: str, dtype=FLOAT32, *, zero: bool = False) -> np.ndarray:
+    """Return a C-contiguous writeable `dtype` buffer of `shape`: `out` itself, or a new array."""
+    shape = tuple(int(s) for s in shape)
+    if out is None:
+        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    check_array(out, name, fn, dtype=dtype, shape=shape, writeable=True)
+    if zero:
+        out.fill(0)
+    return out
+
+
+def check_no_overlap(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, fn: str) -> None:
+    """Raise ValueError when an output buffer overlaps an input the kernel still reads."""
+    if np.shares_memory(a, b):
+        raise ValueError(f"{fn}: {name_a} must not share memory with {name_b}.")
+
+
+def as_tuple(value, n: int, name: str, fn: str, *, minimum: int = 1) -> tuple:
+    """An int or a length-n sequence of ints >= minimum, as a tuple of n Python ints."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        out = (int(value),) * n
+    else:
+        try:
+            out = tuple(value)
+        except TypeError:
+            raise TypeError(f"{fn}: {name} must be an int or a tuple of {n} ints; received {value!r}.") from None
+        if len(out) != n or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in out):
+            raise ValueError(f"{fn}: {name} must be an int or a tuple of {n} ints; received {value!r}.")
+        out = tuple(int(v) for v in out)
+    if any(v < minimum for v in out):
+        raise ValueError(f"{fn}: {name} must be >= {minimum} in every dimension; received {value!r}.")
+    return out
+
+
+def check_float(value, name: str, fn: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
+    """A finite real number within [low, high] (ends open when asked), as a Python float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: {name} must be a real number; received {value!r}.")
+    v = float(value)
+    bad = not np.isfinite(v)
+    if low is not None:
+        bad |= v <= low if low_open else v < low
+    if high is not None:
+        bad |= v >= high if high_open else v > high
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        rng = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+        raise ValueError(f"{fn}: {name} must be a finite number in {rng}; received {value!r}.")
+    return v

@@ -1,0 +1,63 @@
+"""Output sizes and padding for convolution and pooling windows (Keras/TF rules).
+
+`same` follows keras:backend/torch/nn.py `_compute_padding_length`: out = ceil(n / s),
+total = max(0, (out - 1) * s + (k - 1) * d + 1 - n), left = total // 2, right = total - left,
+so an even kernel puts its extra padded pixel on the right/bottom.
+"""
+from __future__ import annotations
+
+import numbers
+
+
+def resolve_padding(n: int, k: int, s: int, d: int, padding, name: str, fn: str):
+    """Return (pad_before, pad_after, out_size) of one spatial axis.
+
+    padding: "valid", "same", "causal" (all padding before; 1-D convolution only) or an
+    explicit (before, after) pair of non-negative ints.
+    """
+    eff = (k - 1) * d + 1
+    if isinstance(padding, str):
+        p = padding.lower()
+        if p == "valid":
+            before = after = 0
+        elif p == "same":
+            out = -(-n // s)
+            total = max(0, (out - 1) * s + eff - n)
+            before, after = total // 2, total - total // 2
+        elif p == "causal":
+            before, after = eff - 1, 0
+        else:
+            raise ValueError(f"{fn}: {name} must be 'valid', 'same' or 'causal', or explicit "
+                             f"(before, after) pads; received {padding!r}.")
+    else:
+        try:
+            before, after = padding
+        except (TypeError, ValueError):
+            raise ValueError(f"{fn}: {name} must be 'valid', 'same' or a (before, after) pair of "
+                             f"ints; received {padding!r}.") from None
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+                   for v in (before, after)):
+            raise ValueError(f"{fn}: explicit pads in {name} must be non-negative ints; received {padding!r}.")
+        before, after = int(before), int(after)
+    span = n + before + after - eff
+    if span < 0:
+        raise ValueError(f"{fn}: the window (size {k}, dilation {d}) is larger than the padded input "
+                         f"({n} + {before} + {after}); use padding='same' or a smaller window.")
+    return before, after, span // s + 1
+
+
+def conv_geometry(spatial, kernel, strides, dilation, padding, fn: str):
+    """Per-axis (pad_before, pad_after, out) for every spatial axis.
+
+    padding is a string for all axes, or a sequence with one (before, after) pair per axis.
+    """
+    rank = len(spatial)
+    if isinstance(padding, str):
+        pads = [padding] * rank
+    else:
+        pads = list(padding)
+        if len(pads) != rank:
+            raise ValueError(f"{fn}: padding must be a string or {rank} (before, after) pairs; "
+                             f"received {padding!r}.")
+    return [resolve_padding(n, k, s, d, p, "padding", fn)
+            for n, k, s, d, p in zip(spatial, kernel, strides, dilation, pads)]

@@ -1,0 +1,83 @@
+"""One threading policy for BLAS, OpenMP (Cython kernels) and Numba.
+
+fastnn's kernels run one parallel region at a time: a BLAS GEMM, then a Cython `prange`, then a
+Numba `prange`, never two at once. So each runtime gets the same thread count, by default the
+number of cores this process may use, and the three never oversubscribe the machine.
+
+Override with `set_num_threads(n)` or the environment variable FASTNN_NUM_THREADS.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+_state = {"n": None, "limiter": None}
+
+
+def _default_threads() -> int:
+    env = os.environ.get("FASTNN_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer; received {env!r}.") from None
+        if n < 1:
+            raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer; received {env!r}.")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` threads in BLAS, the OpenMP kernels and Numba (n >= 1)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int; received {n!r}.")
+    from threadpoolctl import threadpool_limits
+    from fastnn._kernels import runtime
+
+    limiter = threadpool_limits(limits=n, user_api="blas")
+    _state["limiter"] = limiter
+    runtime.set_num_threads(n)
+    _state["n"] = n
+    if "numba" in sys.modules:  # else the Numba kernel modules apply it when they load
+        apply_numba()
+
+
+def apply_numba() -> None:
+    """Give Numba's parallel loops the policy's thread count (Numba kernel modules call this)."""
+    import numba
+
+    n = _state["n"] if _state["n"] is not None else _default_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def get_num_threads() -> int:
+    """The thread count in force (applies the default policy on first use)."""
+    ensure_policy()
+    return _state["n"]
+
+
+def ensure_policy() -> None:
+    """Apply the default policy once per process (called by fastnn.kernels on import)."""
+    if _state["n"] is None:
+        set_num_threads(_default_threads())
+
+
+def info() -> dict:
+    """Thread counts of every runtime and the BLAS libraries in use (for `fastnn info`)."""
+    from threadpoolctl import threadpool_info
+    from fastnn._kernels import runtime
+
+    ensure_policy()
+    out = {"fastnn": _state["n"], "openmp": runtime.get_max_threads(), "blas": []}
+    import numba
+
+    apply_numba()
+    out["numba"] = numba.get_num_threads()
+    for lib in threadpool_info():
+        out["blas" if lib.get("user_api") == "blas" else "other"] = out.get(
+            "blas" if lib.get("user_api") == "blas" else "other", []) + [
+            {k: lib.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "filepath")}]
+    return out
