@@ -109,7 +109,7 @@ def _no_overlap(outs, ins, fn: str):
         if o is None:
             continue
         for name_i, i in ins:
-            if i is not None and i is not o:
+            if i is not None and name_i != name_o:
                 check_no_overlap(o, i, name_o, name_i, fn)
 
 
