@@ -1,20 +1,28 @@
 """Convolution kernels: NHWC / NLC float32, kernel (KH, KW, C, F) as Keras, forward and backward.
 
 A convolution is `col (N*OH*OW, KH*KW*C) @ w (KH*KW*C, F)`, whose (M, F) result already is the
-NHWC output. The batch's output rows (n, oh) are cut into chunks whose col buffer stays a few MB;
-for each chunk the compiled im2col (fastnn._kernels.conv) fills the col buffer and ONE
-np.matmul writes the chunk's slice of the output, then the bias is added while it is hot in
-cache. 1x1 convolutions with stride 1 and no padding skip im2col (x viewed as (N*H*W, C)).
+NHWC output. The batch's output rows (n, oh) are cut into chunks whose col buffer stays near
+CHUNK_BYTES; for each chunk the compiled im2col (fastnn._kernels.conv) fills the col buffer and
+ONE np.matmul writes the chunk's slice of the output. The bias rides in that GEMM (a ones column
+in col, a bias row under w). 1x1 convolutions with stride 1 and no padding skip im2col (x viewed
+as (N*H*W, C)).
 
 Backward per chunk: [dW; db] += [col | 1]ᵀ @ dY (one GEMM gives both), dcol = dY @ Wᵀ (written
-into the col buffer, which is free by then) and col2im gathers it into dx.
+into the col buffer, which is free by then) and col2im gathers it into dx; need_dx=False skips
+the last two.
 
-The col, dW-partial and bias-sum buffers live in a per-thread workspace that only grows, so a
-training step at a fixed shape allocates nothing. Every argument is checked here: the compiled
+Threads: with at least as many images (output rows, forward) as threads, each thread runs a
+contiguous share of the batch end to end with single-threaded BLAS and kernels (see `_run`: the
+OpenMP and OpenBLAS thread pools do not mix well around every chunk). Smaller batches use the
+OpenMP loops plus multi-threaded BLAS per chunk.
+
+The col, weight and partial-gradient buffers live in a per-thread workspace that only grows, so
+a training step at a fixed shape allocates nothing. Every argument is checked here: the compiled
 loops behind trust what they get.
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,9 +35,10 @@ from fastnn.kernels.threads import get_num_threads
 
 __all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
 
-# Target size of the col buffer of one chunk. Measured on the bench shapes (2-core EPYC,
-# OpenBLAS): 2-8 MB are all within noise; below ~1 MB the GEMMs get too short and above ~16 MB
-# the col no longer stays in L3 between im2col and the GEMM.
+# Target size of the col buffer of one chunk. Measured on the bench shapes (2-core EPYC, 1 MB
+# L2 per core, OpenBLAS, CPU time of one thread): 0.5-2 MB are best and equal, 4 MB is 3-5% and
+# 8 MB 5-15% slower (the col no longer stays in L2 between im2col and the GEMM); the chunked
+# conv then beats the bare GEMM of the whole shape, whose operands come from memory.
 CHUNK_BYTES = 2 << 20
 
 # Below this many flops a call runs in the calling thread (thread start-up would dominate).
@@ -37,15 +46,16 @@ SERIAL_FLOPS = 4e6
 
 _tls = threading.local()
 _pool_lock = threading.Lock()
-_pool_state = {"pool": None, "n": 0, "blas": None}
+_pool_state = {"pool": None, "n": 0, "pid": None, "blas": None}
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
-    if _pool_state["n"] != n:
-        if _pool_state["pool"] is not None:
+    """The worker threads (n of them), made anew after a fork (the child has no threads)."""
+    if _pool_state["n"] != n or _pool_state["pid"] != os.getpid():
+        if _pool_state["pool"] is not None and _pool_state["pid"] == os.getpid():
             _pool_state["pool"].shutdown(wait=True)
         _pool_state["pool"] = ThreadPoolExecutor(n, thread_name_prefix="fastnn-conv")
-        _pool_state["n"] = n
+        _pool_state["n"], _pool_state["pid"] = n, os.getpid()
     return _pool_state["pool"]
 
 

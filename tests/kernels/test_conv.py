@@ -389,3 +389,30 @@ def test_conv2d_backward_buffer_checks():
 def test_conv1d_validation(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_threaded_path_works_after_fork(rng):
+    import os
+
+    x, w = rand(rng, (4, 9, 9, 4)), rand(rng, (3, 3, 4, 8))
+    with forced_split(K.CHUNK_BYTES, 2):
+        want = K.conv2d(x, w)             # the worker threads exist in this process now
+        pid = os.fork()
+        if pid == 0:                      # child: a fresh pool, same result, no hang
+            ok = np.allclose(K.conv2d(x, w), want, rtol=1e-6, atol=1e-6)
+            os._exit(0 if ok else 1)
+    import signal
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:                           # a hung child must fail the test, not hang it
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("conv2d hung in a forked child (stale worker pool)")
+        time.sleep(0.05)
+    assert os.WEXITSTATUS(status) == 0
