@@ -5,19 +5,11 @@ Targets: kernel time <= 1.43x the GEMM ceiling (>= 70% of it) and >= 3x faster t
 reference. The forward ceiling is np.matmul of (N*OH*OW, KH*KW*C) @ (KH*KW*C, F); the backward
 ceiling is the two GEMMs dW = colᵀ @ dY and dcol = dY @ Wᵀ.
 """
-import os
+import numpy as np
+import pytest
 
-# libgomp's default wait policy spins its idle threads for milliseconds after every prange (long
-# on AMD, where `pause` is slow), stealing the cores from the OpenBLAS threads of the GEMM that
-# follows: the conv ran 15x slower than its GEMMs. Passive waiting must be set before libgomp
-# loads (first import of fastnn.kernels); the library's threading policy should do this too.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from fastnn.kernels import conv as K  # noqa: E402
-from fastnn.reference import conv as R  # noqa: E402
+from fastnn.kernels import conv as K
+from fastnn.reference import conv as R
 
 # name: x (N, H, W, C), w (KH, KW, C, F), strides, padding
 SHAPES = {
