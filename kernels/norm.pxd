@@ -2,7 +2,8 @@
 # C-contiguous float32 array viewed as (M, C). Standalone functions (adding one later breaks no
 # one who cimports these). No checks: the caller guarantees sizes, M >= 1 for training, and
 # buffers of the stated lengths. gamma/beta may be NULL (scale=False / center=False).
-# Each returns 0, or -1 when a workspace allocation failed.
+# Each returns 0, or -1 when a workspace allocation failed. Backward uses mean__c (float32, from
+# training forward) as a shift and refines it to the exact batch mean of x in float64.
 
 cdef int batch_norm_train_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
                              const float* gamma__c, const float* beta__c,

@@ -5,6 +5,8 @@ M the product of the leading dims. Training uses the batch mean and the biased v
 y = x*gamma*invstd + (beta - mean*gamma*invstd) with invstd = 1/sqrt(var + epsilon), and moves
 the moving statistics in place: m = m*momentum + batch*(1 - momentum). Inference folds the
 moving statistics the same way. gamma/beta may be None (scale=False / center=False).
+The kernel evaluates y as (x - float32(mean))*scale + shift, the same expression regrouped so a
+large mean loses no precision (Keras's plain fold loses eps32*|x|*gamma*invstd).
 
 The compiled loops (fastnn._kernels.norm) accumulate statistics in float64, run two passes over
 memory for training forward and backward and one for inference; every argument is checked here.
@@ -123,6 +125,7 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbe
     - xhat*sum(dy*xhat)), dgamma = sum(dy*xhat), dbeta = sum(dy) (gamma None means 1).
     dy, x (..., C) float32; gamma (C,) or None; mean, invstd (C,) from batch_norm_train.
     dx (x's shape) may be dy or x itself; dgamma, dbeta (C,) are written, not accumulated.
+    `mean` is used as a shift and refined to x's exact batch mean in the same pass (float64).
     Returns (dx, dgamma, dbeta).
     """
     fn = "batch_norm_backward"
