@@ -119,7 +119,7 @@ cdef void dropout_forward_n(const float* x__n, Py_ssize_t n, unsigned long long 
     cdef unsigned long long key = dropout_key(seed)
     cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
     cdef Py_ssize_t b, i1
-    for b in prange(nb, schedule="static", nogil=True):
+    for b in prange(nb, schedule="dynamic", nogil=True):
         i1 = (b + 1) * BLOCK
         if i1 > n:
             i1 = n
@@ -135,7 +135,7 @@ cdef void dropout_backward_n(const float* dy__n, const unsigned char* mask__n, P
                              float scale, float* dx__n) noexcept nogil:
     cdef Py_ssize_t nb = (n + 4 * BLOCK - 1) // (4 * BLOCK)
     cdef Py_ssize_t b, i1
-    for b in prange(nb, schedule="static", nogil=True):
+    for b in prange(nb, schedule="dynamic", nogil=True):
         i1 = (b + 1) * 4 * BLOCK
         if i1 > n:
             i1 = n
