@@ -12,8 +12,7 @@ Design note
   each chunk writes its own C-wide partial sums, and the partials are reduced in chunk order.
   So results are bit-identical for any thread count, and no two threads write the same line
   except at chunk edges. Chunks are handed out dynamically: on a shared machine a thread that
-  is descheduled holds up one chunk, not half of the work (static scheduling measured 10x
-  slower medians under load).
+  is descheduled holds up one chunk, not a static half of the work.
 - Passes over memory: training forward = 2 (statistics; then y), backward = 2 (two sums; then
   dx), inference = 1. The per-channel scale/shift are folded once, so the last pass is one
   subtract and one FMA per element: y = (x - m32)*scale + shift, scale = gamma*invstd,
@@ -31,7 +30,7 @@ from libc.stdlib cimport free, malloc
 
 
 cdef inline Py_ssize_t _n_chunks(Py_ssize_t m, Py_ssize_t c) noexcept nogil:
-    # >= 32K elements and >= 32 rows per chunk (the partial sums stay <= 1/8 of x), <= 64 chunks
+    # >= 32K elements and >= 32 rows per chunk (the partial sums stay < 1/5 of x), <= 64 chunks
     cdef Py_ssize_t n = (m * c) // 32768
     if n > m // 32:
         n = m // 32
