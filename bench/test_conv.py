@@ -23,12 +23,6 @@ SHAPES = {
 IMPLS = ["reference", "kernel", "gemm"]
 
 
-def record(benchmark, *, flops):
-    """GFLOP/s from the median time into extra_info (as bench/conftest.py's `record`)."""
-    stats = benchmark.stats.stats if hasattr(benchmark.stats, "stats") else benchmark.stats
-    benchmark.extra_info["GFLOP/s"] = round(flops / stats.median / 1e9, 2)
-
-
 def _data(name):
     xs, ws, s, p = SHAPES[name]
     rng = np.random.default_rng(0)
@@ -50,7 +44,7 @@ def _run(benchmark, impl, fn):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_conv2d_forward(benchmark, gemm_ceiling, name, impl):
+def test_conv2d_forward(benchmark, gemm_ceiling, record, name, impl):
     x, w, b, s, p, dy, (m, k, f) = _data(name)
     benchmark.group = f"conv2d fwd {name}"
     out = np.empty(dy.shape, np.float32)
@@ -68,7 +62,7 @@ def test_conv2d_forward(benchmark, gemm_ceiling, name, impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_conv2d_backward(benchmark, gemm_ceiling, name, impl):
+def test_conv2d_backward(benchmark, gemm_ceiling, record, name, impl):
     x, w, b, s, p, dy, (m, k, f) = _data(name)
     benchmark.group = f"conv2d bwd {name}"
     if impl == "reference":
