@@ -20,6 +20,19 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 
+ctypedef struct conv_geom:      # the unpacked GEOM_* array (private: not part of the C API)
+    Py_ssize_t N, H, W, C, KH, KW, OH, OW, sh, sw, dh, dw, pt, pl
+
+
+cdef inline conv_geom _unpack(const Py_ssize_t* a) noexcept nogil:
+    cdef conv_geom g
+    g.N = a[GEOM_N]; g.H = a[GEOM_H]; g.W = a[GEOM_W]; g.C = a[GEOM_C]
+    g.KH = a[GEOM_KH]; g.KW = a[GEOM_KW]; g.OH = a[GEOM_OH]; g.OW = a[GEOM_OW]
+    g.sh = a[GEOM_SH]; g.sw = a[GEOM_SW]; g.dh = a[GEOM_DH]; g.dw = a[GEOM_DW]
+    g.pt = a[GEOM_PT]; g.pl = a[GEOM_PL]
+    return g
+
+
 cdef inline int _threads(int nthreads) noexcept nogil:
     # nthreads <= 0: the process policy (fastnn.kernels.threads sets OpenMP's default)
     return nthreads if nthreads > 0 else openmp.omp_get_max_threads()
@@ -57,8 +70,10 @@ cdef inline void _im2col_row(const float* x__nhwc, const conv_geom* g, Py_ssize_
             dst += KWC
 
 
-cdef void im2col_nhwc(const float* x__nhwc, const conv_geom* g, Py_ssize_t q0, Py_ssize_t q1,
+cdef void im2col_nhwc(const float* x__nhwc, const Py_ssize_t* geom, Py_ssize_t q0, Py_ssize_t q1,
                       float* col__pk, Py_ssize_t ldc, int nthreads) noexcept nogil:
+    cdef conv_geom gv = _unpack(geom)
+    cdef const conv_geom* g = &gv
     cdef Py_ssize_t q
     # dynamic: on a shared machine a descheduled thread must not hold the whole region back
     for q in prange(q0, q1, schedule="dynamic", num_threads=_threads(nthreads)):
@@ -108,9 +123,11 @@ cdef inline void _col2im_row(const float* dcol__pk, Py_ssize_t ldc, const conv_g
                     dst[c] += src[ow * ldc + c]
 
 
-cdef void col2im_add_nhwc(const float* dcol__pk, Py_ssize_t ldc, const conv_geom* g,
+cdef void col2im_add_nhwc(const float* dcol__pk, Py_ssize_t ldc, const Py_ssize_t* geom,
                           Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t r0, Py_ssize_t r1,
                           Py_ssize_t r_fresh, float* dx__nhwc, int nthreads) noexcept nogil:
+    cdef conv_geom gv = _unpack(geom)
+    cdef const conv_geom* g = &gv
     cdef Py_ssize_t r
     for r in prange(r0, r1, schedule="dynamic", num_threads=_threads(nthreads)):
         _col2im_row(dcol__pk, ldc, g, q0, q1, r, r >= r_fresh, dx__nhwc)
@@ -159,14 +176,14 @@ cdef void colsum_add(const float* a__mf, Py_ssize_t M, Py_ssize_t F, double* acc
 
 # ---- Python entry points (typed memoryviews; fastnn.kernels.conv has validated them) ----
 
-cdef inline conv_geom _geom(Py_ssize_t N, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
-                            Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
-                            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                            Py_ssize_t pt, Py_ssize_t pl):
-    cdef conv_geom g
-    g.N = N; g.H = H; g.W = W; g.C = C; g.KH = KH; g.KW = KW; g.OH = OH; g.OW = OW
-    g.sh = sh; g.sw = sw; g.dh = dh; g.dw = dw; g.pt = pt; g.pl = pl
-    return g
+cdef inline void _fill_geom(Py_ssize_t* a, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W,
+                            Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH,
+                            Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                            Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl):
+    a[GEOM_N] = N; a[GEOM_H] = H; a[GEOM_W] = W; a[GEOM_C] = C
+    a[GEOM_KH] = KH; a[GEOM_KW] = KW; a[GEOM_OH] = OH; a[GEOM_OW] = OW
+    a[GEOM_SH] = sh; a[GEOM_SW] = sw; a[GEOM_DH] = dh; a[GEOM_DW] = dw
+    a[GEOM_PT] = pt; a[GEOM_PL] = pl
 
 
 def im2col(const float[:, :, :, ::1] x__nhwc,      # IN
@@ -179,10 +196,11 @@ def im2col(const float[:, :, :, ::1] x__nhwc,      # IN
 
     With KH*KW*C + 1 columns, the last one is set to 1 (bias row of the augmented GEMM).
     """
-    cdef conv_geom g = _geom(x__nhwc.shape[0], x__nhwc.shape[1], x__nhwc.shape[2],
-                             x__nhwc.shape[3], KH, KW, OH, OW, sh, sw, dh, dw, pt, pl)
+    cdef Py_ssize_t g[GEOM_LEN]
+    _fill_geom(g, x__nhwc.shape[0], x__nhwc.shape[1], x__nhwc.shape[2], x__nhwc.shape[3],
+               KH, KW, OH, OW, sh, sw, dh, dw, pt, pl)
     with nogil:
-        im2col_nhwc(&x__nhwc[0, 0, 0, 0], &g, q0, q1, &col__pk[0, 0], col__pk.shape[1], nthreads)
+        im2col_nhwc(&x__nhwc[0, 0, 0, 0], g, q0, q1, &col__pk[0, 0], col__pk.shape[1], nthreads)
 
 
 def col2im_add(const float[:, ::1] dcol__pk,        # IN ((q1-q0)*OW, KH*KW*C [+ ignored])
@@ -196,10 +214,11 @@ def col2im_add(const float[:, ::1] dcol__pk,        # IN ((q1-q0)*OW, KH*KW*C [+
 
     Input rows r >= r_fresh are overwritten (zeroed first) instead of accumulated into.
     """
-    cdef conv_geom g = _geom(dx__nhwc.shape[0], dx__nhwc.shape[1], dx__nhwc.shape[2],
-                             dx__nhwc.shape[3], KH, KW, OH, OW, sh, sw, dh, dw, pt, pl)
+    cdef Py_ssize_t g[GEOM_LEN]
+    _fill_geom(g, dx__nhwc.shape[0], dx__nhwc.shape[1], dx__nhwc.shape[2], dx__nhwc.shape[3],
+               KH, KW, OH, OW, sh, sw, dh, dw, pt, pl)
     with nogil:
-        col2im_add_nhwc(&dcol__pk[0, 0], dcol__pk.shape[1], &g, q0, q1, r0, r1, r_fresh,
+        col2im_add_nhwc(&dcol__pk[0, 0], dcol__pk.shape[1], g, q0, q1, r0, r1, r_fresh,
                         &dx__nhwc[0, 0, 0, 0], nthreads)
 
 
