@@ -41,6 +41,18 @@ cdef inline Py_ssize_t _imin(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a < b else b
 
 
+cdef inline Py_ssize_t _chunk(Py_ssize_t rows) noexcept nogil:
+    """Rows per dynamic-schedule chunk: ~16 chunks per thread.
+
+    Dynamic rather than static scheduling: on a machine shared with other processes a thread
+    that loses its core for a time slice only delays its current chunk, instead of holding the
+    whole region at the final barrier (measured: static 2-thread regions ran 10x slower than one
+    thread under load, dynamic ones did not).
+    """
+    cdef Py_ssize_t chunk = rows // (16 * openmp.omp_get_max_threads())
+    return chunk if chunk > 0 else 1
+
+
 cdef inline void _max_update(const float* xr, float* yr, int* ar, int base,
                              Py_ssize_t C) noexcept nogil:
     """yr, ar <- the larger of (yr, xr) per channel; first max wins ties, first NaN sticks."""
@@ -71,7 +83,7 @@ cdef void max_pool2d_nhwc(
     cdef int base
     if N == 0 or OH == 0 or OW == 0 or C == 0:
         return
-    for r in prange(N * OH, schedule="static"):
+    for r in prange(N * OH, schedule="dynamic", chunksize=_chunk(N * OH)):
         n = r // OH
         oh = r - n * OH
         hs = _imax(oh * sh - pad_top, 0)
@@ -108,7 +120,7 @@ cdef void avg_pool2d_nhwc(
     cdef float count
     if N == 0 or OH == 0 or OW == 0 or C == 0:
         return
-    for r in prange(N * OH, schedule="static"):
+    for r in prange(N * OH, schedule="dynamic", chunksize=_chunk(N * OH)):
         n = r // OH
         oh = r - n * OH
         hs = _imax(oh * sh - pad_top, 0)
@@ -145,7 +157,7 @@ cdef void avg_pool2d_backward_nhwc(
     cdef float count
     if N == 0 or H == 0 or W == 0 or C == 0:
         return
-    for r in prange(N * H, schedule="static"):
+    for r in prange(N * H, schedule="dynamic", chunksize=_chunk(N * H)):
         n = r // H
         h = r - n * H
         # outputs oh whose window [oh*sh - pt, oh*sh - pt + kh) contains h
@@ -184,7 +196,7 @@ cdef Py_ssize_t max_pool_backward_scatter(
     cdef const int* ar
     if N == 0 or M == 0:
         return 0
-    for n in prange(N, schedule="static"):
+    for n in prange(N, schedule="dynamic", chunksize=_chunk(N)):
         dxr = &dx__nm[n, 0]
         memset(dxr, 0, M * sizeof(float))
         if K == 0:
@@ -216,7 +228,7 @@ cdef int global_avg_pool_npc(
     work = <double*>malloc(nthreads * C * sizeof(double))
     if work == NULL:
         return -1
-    for n in prange(N, schedule="static", num_threads=nthreads):
+    for n in prange(N, schedule="dynamic", chunksize=_chunk(N), num_threads=nthreads):
         acc = work + threadid() * C
         for c in range(C):
             acc[c] = 0.0
