@@ -9,7 +9,9 @@ Design note
   global pools as a window covering the whole image.
 * Forward (max, average): `prange` over the N*OH output rows; each output pixel reads the valid
   part of its window (padded cells are skipped, never materialised: Keras's "same" max pooling
-  treats pads as -inf and "same" average pooling leaves them out of the divisor).
+  treats pads as -inf and "same" average pooling leaves them out of the divisor). Cells are
+  folded into the output row two at a time, so the running max/argmax (or sum) row is loaded
+  and stored once per two cells; a 2x2 window is two passes.
 * Max: the running maximum starts at the window's first valid cell and a later cell replaces it
   when `best == best and not (v <= best)`: that is v > best, or v is NaN while best is not.
   So ties keep the first maximum in window order (row-major over the window), and the first NaN
@@ -22,6 +24,7 @@ Design note
 * Average backward: a gather, not a scatter. For an input row h the outputs whose window covers
   it are the contiguous range oh in [ceil((h+pt-kh+1)/sh), floor((h+pt)/sh)] (same for w), so
   each dx cell is written once, from dy / count, with `prange` over N*H rows and no zero pass.
+* Scheduling: OpenMP `dynamic` in chunks of ~1/16 of a thread's share (see `_chunk`).
 * Global average: sums over H*W run in double (one C-wide accumulator per thread), because a
   float32 running sum over thousands of cells would lose digits that Keras keeps.
 """
