@@ -7,16 +7,28 @@ The kernel's result is checked against the reference (computed once per case) af
 
     pytest bench/test_pool.py --benchmark-group-by=group --benchmark-min-rounds=3
 """
-import numpy as np
-import pytest
-from conftest import record  # bench/conftest.py
+import os
+
+# Idle OpenMP threads must sleep, not spin, between kernel calls: on a shared machine spinning
+# workers steal the cores that the next region needs (2-thread pools ran 5-30x slower than with
+# one thread under load). Set before libgomp loads, as bench/test_conv.py does.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
-from fastnn.kernels import pool as K
-from fastnn.reference import pool as R
+from fastnn.kernels import pool as K  # noqa: E402
+from fastnn.reference import pool as R  # noqa: E402
 
 SHAPE = (64, 32, 32, 64)
 F4 = 4  # bytes per float32 / int32
+
+
+def record(benchmark, *, nbytes):
+    """GB/s from the median time into extra_info (as bench/conftest.py's `record`)."""
+    stats = benchmark.stats.stats if hasattr(benchmark.stats, "stats") else benchmark.stats
+    benchmark.extra_info["GB/s"] = round(nbytes / stats.median / 1e9, 2)
 
 
 def _data():

@@ -208,7 +208,7 @@ cdef void avg_pool2d_backward_nhwc(
     cdef bint first
     cdef const float* dyr
     cdef float* dxr
-    cdef float count
+    cdef float inv
     if N == 0 or H == 0 or W == 0 or C == 0:
         return
     for r in prange(N * H, schedule="dynamic", chunksize=_chunk(N * H)):
@@ -232,15 +232,17 @@ cdef void avg_pool2d_backward_nhwc(
                 cnt_h = _imin(oh * sh - pad_top + kh, H) - _imax(oh * sh - pad_top, 0)
                 for ow in range(ow_lo, ow_hi + 1):
                     cnt_w = _imin(ow * sw - pad_left + kw, W) - _imax(ow * sw - pad_left, 0)
-                    count = <float>(cnt_h * cnt_w)
+                    # a multiply, not a divide per element (divps dominated the loop); exact
+                    # for power-of-two counts (2x2 windows), within 1 ulp of dy / count otherwise
+                    inv = 1.0 / <float>(cnt_h * cnt_w)
                     dyr = &dy__nhwc[n, oh, ow, 0]
                     if first:       # the first window writes, the others add: no zeroing pass
                         for c in range(C):
-                            dxr[c] = dyr[c] / count
+                            dxr[c] = dyr[c] * inv
                         first = False
                     else:
                         for c in range(C):
-                            dxr[c] = dxr[c] + dyr[c] / count
+                            dxr[c] = dxr[c] + dyr[c] * inv
 
 
 cdef Py_ssize_t max_pool_backward_scatter(
