@@ -23,13 +23,13 @@ Design note
   skipped (one unsigned compare), never written; the caller raises when the count is not zero.
 * Average backward: a gather, not a scatter. For an input row h the outputs whose window covers
   it are the contiguous range oh in [ceil((h+pt-kh+1)/sh), floor((h+pt)/sh)] (same for w), so
-  each dx cell is written once, from dy / count, with `prange` over N*H rows and no zero pass.
+  each dx cell is written once, from dy * (1 / count), with `prange` over N*H rows and no zero
+  pass.
 * Scheduling: OpenMP `dynamic` in chunks of ~1/16 of a thread's share (see `_chunk`).
 * Global average: sums over H*W run in double (one C-wide accumulator per thread), because a
   float32 running sum over thousands of cells would lose digits that Keras keeps.
 """
 
-cimport cython
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
@@ -48,9 +48,9 @@ cdef inline Py_ssize_t _chunk(Py_ssize_t rows) noexcept nogil:
     """Rows per dynamic-schedule chunk: ~16 chunks per thread.
 
     Dynamic rather than static scheduling: on a machine shared with other processes a thread
-    that loses its core for a time slice only delays its current chunk, instead of holding the
-    whole region at the final barrier (measured: static 2-thread regions ran 10x slower than one
-    thread under load, dynamic ones did not).
+    that loses its core for a time slice then only delays its current chunk, and the others take
+    the rest, instead of the whole region waiting for its fixed share. (Under heavy load the
+    larger effect is libgomp's spinning wait policy; see bench/test_pool.py.)
     """
     cdef Py_ssize_t chunk = rows // (16 * openmp.omp_get_max_threads())
     return chunk if chunk > 0 else 1
