@@ -239,19 +239,23 @@ cdef extern from *:
         _Pragma("omp simd")
         for (Py_ssize_t j = 0; j < k; j++) y[j] *= c;
     }
-    static FNN_CLONES void fnn_row_shift(const float* x, float* y, Py_ssize_t k, float c) {
+    static FNN_CLONES void fnn_row_shift(const float* x, float* y, Py_ssize_t k, float m, float c) {
+        /* (x - m) - c, not x - (m + c): m + c would round away log(s)'s low bits when |m| >> 1 */
         _Pragma("omp simd")
-        for (Py_ssize_t j = 0; j < k; j++) y[j] = x[j] - c;
+        for (Py_ssize_t j = 0; j < k; j++) y[j] = (x[j] - m) - c;
+    }
+    static inline float fnn_logs(float s) {
+        /* log(s) of a sum of exps, s in [1, k]; NaN passes through */
+        return (s == s && s < INFINITY) ? fnn_log(s) : s;
     }
     static inline float fnn_logsum(float s, float m) {
-        /* m + log(s), s in [1, k]; NaN / inf sums pass through */
-        return (s == s && s < INFINITY) ? m + fnn_log(s) : m + s;
+        return m + fnn_logs(s);
     }
     static inline void fnn_softmax_row(const float* x, float* y, Py_ssize_t k, int log) {
         float m = fnn_row_max(x, k);
         if (log) {
-            float c = fnn_logsum(fnn_row_sum_exp(x, NULL, k, m), m);
-            fnn_row_shift(x, y, k, c);
+            float c = fnn_logs(fnn_row_sum_exp(x, NULL, k, m));
+            fnn_row_shift(x, y, k, m, c);
         } else {
             float s = fnn_row_sum_exp(x, y, k, m);
             fnn_row_scale(y, k, 1.0f / s);
@@ -290,6 +294,7 @@ cdef extern from *:
     float fnn_row_sum_exp(const float* x, float* y, Py_ssize_t k, float m) noexcept nogil
     void fnn_row_scale(float* y, Py_ssize_t k, float c) noexcept nogil
     float fnn_logsum(float s, float m) noexcept nogil
+    float fnn_logs(float s) noexcept nogil
     void fnn_softmax_row(const float* x, float* y, Py_ssize_t k, bint log) noexcept nogil
     void fnn_softmax_row_b(const float* y, const float* dy, float* dx, Py_ssize_t k, bint log) noexcept nogil
     void fnn_add_bias(float* y, const float* b, Py_ssize_t k) noexcept nogil

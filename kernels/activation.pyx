@@ -101,10 +101,12 @@ cdef void _softmax_cols(const float* x, float* y, Py_ssize_t k, Py_ssize_t inner
     cdef Py_ssize_t w = i1 - i0, j, i
     cdef const float* xr
     cdef float* yr
-    cdef float v
+    cdef float cmp[COLBLOCK]
+    cdef float e, t
     for i in range(w):
         m[i] = -INFINITY
         s[i] = 0.0
+        cmp[i] = 0.0
     for j in range(k):
         xr = x + j * inner + i0
         for i in range(w):
@@ -112,10 +114,14 @@ cdef void _softmax_cols(const float* x, float* y, Py_ssize_t k, Py_ssize_t inner
     for j in range(k):
         xr = x + j * inner + i0
         for i in range(w):
-            s[i] += fnn_exp(xr[i] - m[i])
+            # Kahan-compensated: one running sum per column would otherwise lose ~sqrt(k) ulp
+            e = fnn_exp(xr[i] - m[i]) - cmp[i]
+            t = s[i] + e
+            cmp[i] = (t - s[i]) - e
+            s[i] = t
     for i in range(w):
         if log:
-            s[i] = fnn_logsum(s[i], m[i])
+            s[i] = fnn_logs(s[i])
         else:
             s[i] = 1.0 / s[i]
     for j in range(k):
@@ -123,7 +129,7 @@ cdef void _softmax_cols(const float* x, float* y, Py_ssize_t k, Py_ssize_t inner
         yr = y + j * inner + i0
         if log:
             for i in range(w):
-                yr[i] = xr[i] - s[i]
+                yr[i] = (xr[i] - m[i]) - s[i]
         else:
             for i in range(w):
                 yr[i] = fnn_exp(xr[i] - m[i]) * s[i]

@@ -18,7 +18,7 @@ Design note
   scale is one float per row (stride 1) or one for all rows (stride 0).
 """
 from cython.parallel cimport prange
-from .activation cimport fnn_exp, fnn_log, fnn_softmax_row
+from .activation cimport fnn_exp, fnn_log, fnn_logs, fnn_softmax_row
 
 cdef extern from *:
     """
@@ -48,17 +48,18 @@ cdef extern from *:
         float inv = 1.0f / s, acc = 0.0f;
         fnn_row_scale(p, k, inv);
         if (from_logits) {
-            float lse = fnn_logsum(s, m);
+            /* -log_softmax = lse - z = log(s) - (z - m): keeps log(s)'s digits when |m| >> 1 */
+            float lg = fnn_logs(s);
             if (y) {
                 _Pragma("omp simd reduction(+:acc)")
-                for (Py_ssize_t j = 0; j < k; j++) acc += (y[j] * a + b) * (lse - z[j]);
+                for (Py_ssize_t j = 0; j < k; j++) acc += (y[j] * a + b) * (lg - (z[j] - m));
             } else {
                 if (b != 0.0f) {
                     _Pragma("omp simd reduction(+:acc)")
-                    for (Py_ssize_t j = 0; j < k; j++) acc += lse - z[j];
+                    for (Py_ssize_t j = 0; j < k; j++) acc += lg - (z[j] - m);
                     acc *= b;
                 }
-                acc += a * (lse - z[c]);
+                acc += a * (lg - (z[c] - m));
             }
             return acc;
         }
