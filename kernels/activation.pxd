@@ -126,32 +126,52 @@ cdef extern from *:
        versions of these loops (measured 3x slower). `omp simd` because y may be x (in
        place); target_clones adds an AVX2+FMA copy chosen at load time (ifunc), the
        baseline SSE2 copy runs everywhere else. */
-    #define FNN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+    #define FNN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("no-trapping-math")))
+    /* The parameters are copied into locals p0..p3 first: a load of p[k] inside a select
+       arm (p might alias y) is "control flow" to the vectoriser. */
+    #define FNN_PARAMS const float p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3]; \
+        (void)p0; (void)p1; (void)p2; (void)p3;
     #define FNN_MAP(name, expr) \
       static FNN_CLONES void name(const float* x, float* y, Py_ssize_t n, const float* p) { \
-        (void)p; _Pragma("omp simd") for (Py_ssize_t i = 0; i < n; i++) { float v = x[i]; y[i] = (expr); } }
+        FNN_PARAMS _Pragma("omp simd") for (Py_ssize_t i = 0; i < n; i++) { float v = x[i]; y[i] = (expr); } }
     #define FNN_MAP2(name, expr) \
       static FNN_CLONES void name(const float* x, const float* yy, const float* dy, float* dx, Py_ssize_t n, const float* p) { \
-        (void)p; _Pragma("omp simd") for (Py_ssize_t i = 0; i < n; i++) { float v = x[i]; float w = yy[i]; (void)w; (void)v; dx[i] = dy[i] * (expr); } }
+        FNN_PARAMS _Pragma("omp simd") for (Py_ssize_t i = 0; i < n; i++) { float v = x[i]; float w = yy[i]; (void)w; (void)v; dx[i] = dy[i] * (expr); } }
 
     #define FNN_SELU_A 1.6732632423543772848170429916717f
     #define FNN_SELU_S 1.0507009873554804934193349852946f
     #define FNN_GELU_C 0.79788456080286535588f
     #define FNN_GELU_A 0.044715f
 
-    static FNN_INLINE float fnn_relu(float v, const float* p) {
+    /* c ? a : b as bit operations: some select patterns (arithmetic in one arm) stayed
+       branches inside the Cython-generated translation unit, and a branch stops the
+       vectoriser; this form cannot become one. */
+    static FNN_INLINE float fnn_sel(int c, float a, float b) {
+        fnn_bits ua, ub; ua.f = a; ub.f = b;
+        int m = -(c != 0);
+        ua.i = (ua.i & m) | (ub.i & ~m);
+        return ua.f;
+    }
+    static FNN_INLINE float fnn_elu(float v, float alpha) {
+        return fnn_sel(v >= 0.0f, v, alpha * fnn_expm1(v));
+    }
+
+    /* relu parameters: ns = negative_slope, t = threshold, mv = max_value, hm = has max */
+    static FNN_INLINE float fnn_relu(float v, float ns, float t, float mv, float hm) {
         /* Keras relu: (v if v > threshold else 0), clipped to [0, max_value] when given,
            plus negative_slope * min(v - threshold, 0); NaN survives every select */
-        float r = v <= p[1] ? 0.0f : v;
+        float r = v <= t ? 0.0f : v;
         float rc = r < 0.0f ? 0.0f : r;
-        rc = rc > p[2] ? p[2] : rc;
-        r = p[3] != 0.0f ? rc : r;
-        return r + p[0] * (v < p[1] ? v - p[1] : 0.0f);
+        rc = rc > mv ? mv : rc;
+        r = hm != 0.0f ? rc : r;
+        return r + ns * (v < t ? v - t : 0.0f);
     }
-    static FNN_INLINE float fnn_relu_d(float v, const float* p) {
-        float pos = (v > p[1] && (p[3] == 0.0f || (v > 0.0f && v < p[2]))) ? 1.0f : 0.0f;
-        float d = pos + (v < p[1] ? p[0] : 0.0f);
-        return v != v ? v : d;
+    static FNN_INLINE float fnn_relu_d(float v, float ns, float t, float mv, float hm) {
+        /* 1 where the positive part passes (above t; inside (0, mv) when clipped) */
+        int inside = (v > 0.0f) & (v < mv);
+        int pos = (v > t) & (inside | (hm == 0.0f));
+        float d = fnn_sel(pos, 1.0f, 0.0f) + fnn_sel(v < t, ns, 0.0f);
+        return fnn_sel(v != v, v, d);
     }
     static FNN_INLINE float fnn_hsig(float v) {
         float h = v / 6.0f + 0.5f;                      /* Keras 3: x / 6 + 0.5 clipped */
@@ -164,9 +184,9 @@ cdef extern from *:
     }
 
     FNN_MAP(fnn_f_linear, v)
-    FNN_MAP(fnn_f_relu, fnn_relu(v, p))
-    FNN_MAP(fnn_f_elu, (v >= 0.0f ? v : p[0] * fnn_expm1(v)))
-    FNN_MAP(fnn_f_selu, FNN_SELU_S * (v >= 0.0f ? v : FNN_SELU_A * fnn_expm1(v)))
+    FNN_MAP(fnn_f_relu, fnn_relu(v, p0, p1, p2, p3))
+    FNN_MAP(fnn_f_elu, fnn_elu(v, p0))
+    FNN_MAP(fnn_f_selu, FNN_SELU_S * fnn_elu(v, FNN_SELU_A))
     FNN_MAP(fnn_f_gelu, 0.5f * v * erfcf(-v * 0.70710678118654752f))
     FNN_MAP(fnn_f_gelu_tanh, v * fnn_gelu_t_s(v))
     FNN_MAP(fnn_f_sigmoid, fnn_sigmoid(v))
@@ -180,9 +200,9 @@ cdef extern from *:
 
     /* backward: v = x, w = y = act(x); the cheaper of the two is used */
     FNN_MAP2(fnn_b_linear, 1.0f)
-    FNN_MAP2(fnn_b_relu, fnn_relu_d(v, p))
-    FNN_MAP2(fnn_b_elu, (v >= 0.0f ? 1.0f : w + p[0]))
-    FNN_MAP2(fnn_b_selu, (v >= 0.0f ? FNN_SELU_S : w + FNN_SELU_S * FNN_SELU_A))
+    FNN_MAP2(fnn_b_relu, fnn_relu_d(v, p0, p1, p2, p3))
+    FNN_MAP2(fnn_b_elu, fnn_sel(v >= 0.0f, 1.0f, w + p0))
+    FNN_MAP2(fnn_b_selu, fnn_sel(v >= 0.0f, FNN_SELU_S, w + FNN_SELU_S * FNN_SELU_A))
     FNN_MAP2(fnn_b_gelu, 0.5f * erfcf(-v * 0.70710678118654752f)
                          + v * 0.39894228040143268f * fnn_exp(-0.5f * v * v))
     FNN_MAP2(fnn_b_gelu_tanh, fnn_gelu_t_s(v) + v * 2.0f * fnn_gelu_t_s(v) * (1.0f - fnn_gelu_t_s(v))
