@@ -702,34 +702,32 @@ class CategoricalCrossentropy(_Crossentropy):
         return z.ndim >= 1 and self.axis in (-1, z.ndim - 1)
 
     def _labels_for_kernel(self, y_true, z):
+        """(labels as the kernel takes them, valid-mask or None)."""
         yt = np.asarray(y_true, np.float32)
         yt, _ = _squeeze_or_expand(yt, z)
-        return np.ascontiguousarray(np.broadcast_to(yt, z.shape).reshape(-1, z.shape[-1]), np.float32)
+        return np.ascontiguousarray(np.broadcast_to(yt, z.shape).reshape(-1, z.shape[-1]), np.float32), None
 
     _sparse = False
 
     def _fused(self, kernel, y_true, z, sample_weight):
         k = z.shape[-1]
         z2 = z.reshape(-1, k)
-        y2 = self._labels_for_kernel(y_true, z)
+        y2, mask = self._labels_for_kernel(y_true, z)
+        smoothing = getattr(self, "label_smoothing", 0.0)
         per, probs = kernel.softmax_crossentropy(z2, y2, sparse=self._sparse, from_logits=self.from_logits,
-                                                 label_smoothing=getattr(self, "label_smoothing", 0.0))
+                                                 label_smoothing=smoothing)
         per = np.asarray(per, np.float64).reshape(z.shape[:-1])
-        mask = None
-        if getattr(self, "ignore_class", None) is not None:
-            mask = (y2 != self.ignore_class).reshape(z.shape[:-1])
+        if mask is not None:  # ignore_class: zero loss there, Keras's mask in the reduction
+            mask = mask.reshape(z.shape[:-1])
             per = np.where(mask, per, 0.0)
         sw = _weights(per, sample_weight, mask, self.reduction, self.name)
         value, c = _reduce(per, sw, self.reduction)
+        c = np.broadcast_to(c, per.shape)
         if mask is not None:
             c = c * mask
-        scale = np.ascontiguousarray(np.broadcast_to(c, per.shape).reshape(-1), np.float32)
-        if mask is not None:
-            y2 = np.where(y2 == self.ignore_class, 0, y2).astype(y2.dtype)
-        dz = kernel.softmax_crossentropy_backward(probs, y2, sparse=self._sparse,
-                                                  from_logits=self.from_logits,
-                                                  label_smoothing=getattr(self, "label_smoothing", 0.0),
-                                                  scale=scale)
+        scale = np.ascontiguousarray(c.reshape(-1), np.float32)
+        dz = kernel.softmax_crossentropy_backward(probs, y2, sparse=self._sparse, from_logits=self.from_logits,
+                                                  label_smoothing=smoothing, scale=scale)
         value = value if np.ndim(value) == 0 else np.asarray(value, np.float32)
         return value, np.asarray(dz, np.float32).reshape(z.shape)
 
@@ -769,10 +767,13 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         return _scce_vjp(yt, yp, c, **self._kwargs())
 
     def _labels_for_kernel(self, y_true, z):
-        labels = _sparse_labels(np.asarray(y_true), z, -1)
-        _one_hot(np.where(labels == self.ignore_class, 0, labels) if self.ignore_class is not None else labels,
-                 z.shape[-1], -1)  # validates the range
-        return np.ascontiguousarray(labels.reshape(-1))
+        labels = _sparse_labels(np.asarray(y_true), z, -1).reshape(-1)
+        mask = None
+        if self.ignore_class is not None:
+            mask = labels != self.ignore_class
+            labels = np.where(mask, labels, 0)
+        _one_hot(labels, z.shape[-1], -1)  # range check with our message
+        return np.ascontiguousarray(labels, np.int64), mask
 
 
 class BinaryCrossentropy(_Crossentropy):

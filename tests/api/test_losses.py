@@ -266,3 +266,30 @@ def test_errors():
         L.MeanSquaredError()(np.zeros((4, 3)), np.ones((4, 3)), np.ones(5))
     with pytest.raises(ValueError, match="loss"):
         L.get(42)
+
+
+@pytest.mark.parametrize("make,labels", [
+    (lambda: L.CategoricalCrossentropy(label_smoothing=0.1), "onehot"),
+    (lambda: L.SparseCategoricalCrossentropy(), "sparse"),
+    (lambda: L.SparseCategoricalCrossentropy(ignore_class=2, reduction="sum"), "sparse"),
+    (lambda: L.BinaryCrossentropy(label_smoothing=0.2), "binary"),
+    (lambda: L.CategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight"), "onehot")],
+    ids=["cce", "scce", "scce-ignore", "bce", "cce-logits"])
+def test_fused_kernel_path_equals_numpy_path(make, labels, monkeypatch):
+    """value_and_grad_logits through fastnn.kernels.loss equals the NumPy chain rule."""
+    kernel = pytest.importorskip("fastnn.kernels.loss")
+    rng = np.random.default_rng(8)
+    z = rng.normal(0, 3, (9, 4)).astype(np.float32)
+    z[0] = [40.0, -40.0, 0.0, 1.0]
+    if labels == "binary":
+        z, y = z[:, :1].copy(), rng.integers(0, 2, (9, 1)).astype(np.float32)
+    else:
+        y = rng.integers(0, 4, 9) if labels == "sparse" else np.eye(4, dtype=np.float32)[rng.integers(0, 4, 9)]
+    loss = make()
+    for sw in (None, rng.uniform(0.5, 2, 9)):
+        monkeypatch.setattr(L, "_loss_kernel", lambda: None)
+        v0, g0 = loss.value_and_grad_logits(y, z, sw)
+        monkeypatch.setattr(L, "_loss_kernel", lambda: kernel)
+        v1, g1 = loss.value_and_grad_logits(y, z, sw)
+        assert v1 == pytest.approx(v0, rel=1e-5)
+        np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-6)
