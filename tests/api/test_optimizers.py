@@ -195,3 +195,9 @@ def test_errors():
     opt.build(4)
     with pytest.raises(ValueError, match="expected"):
         opt.set_variables([np.zeros(1)])
+
+
+def test_steps_run_in_the_fused_kernel():
+    """The optimizers call fastnn.kernels.optim.step (the reference is only a fallback)."""
+    pytest.importorskip("fastnn.kernels.optim")
+    assert O._optim().__name__ == "fastnn.kernels.optim"
