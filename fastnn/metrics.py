@@ -294,23 +294,26 @@ def _confusion(y_true, y_pred, thresholds, sample_weight=None, top_k=None, class
         w = w * np.asarray(label_weights, np.float64)
     truth = yt.astype(bool)
     thr = np.asarray(thresholds, np.float64)
-    if multi_label:
-        yp, truth, w = yp.reshape(-1, yp.shape[-1]), truth.reshape(-1, yp.shape[-1]), w.reshape(-1, yp.shape[-1])
-        pos = yp[None] > thr[:, None, None]                        # (T, N, L)
-        tw, fw = truth * w, (~truth) * w
-        tp = np.einsum("tnl,nl->tl", pos, tw)
-        fp = np.einsum("tnl,nl->tl", pos, fw)
-        return tp, fp, fw.sum(0)[None] - fp, tw.sum(0)[None] - tp
-    yp, truth, w = yp.reshape(-1), truth.reshape(-1), w.reshape(-1)
-    # sort once, then every threshold is a cumulative count (no (T, N) boolean matrix)
+    if multi_label:  # one set of counts per label (last axis): (T, L) each
+        cols = [_counts(yp[..., j].reshape(-1), truth[..., j].reshape(-1), w[..., j].reshape(-1), thr)
+                for j in range(yp.shape[-1])]
+        return tuple(np.stack([c[i] for c in cols], axis=1) for i in range(4))
+    return _counts(yp.reshape(-1), truth.reshape(-1), w.reshape(-1), thr)
+
+
+def _counts(yp, truth, w, thr):
+    """(tp, fp, tn, fn) at every threshold for flat predictions, positive iff yp > threshold.
+
+    Sorts once; every threshold is then a cumulative sum read at its insertion point, so the
+    cost is O(N log N + T) with no (T, N) matrix.
+    """
+    yp = np.where(np.isnan(yp), -np.inf, yp)  # NaN > threshold is False: a negative, as in Keras
     order = np.argsort(yp, kind="stable")
     ys, tw, fw = yp[order], (truth * w)[order], ((~truth) * w)[order]
     ctw = np.concatenate([[0.0], np.cumsum(tw)])
     cfw = np.concatenate([[0.0], np.cumsum(fw)])
     below = np.searchsorted(ys, thr, side="right")           # entries <= threshold: predicted negative
-    tp, fp = ctw[-1] - ctw[below], cfw[-1] - cfw[below]
-    fn, tn = ctw[below], cfw[below]
-    return tp, fp, tn, fn
+    return ctw[-1] - ctw[below], cfw[-1] - cfw[below], cfw[below], ctw[below]
 
 
 def _parse_thresholds(thresholds, default):

@@ -167,3 +167,18 @@ def test_errors():
         M.F1Score().update_state(np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match="metric"):
         M.get(3)
+
+
+def test_confusion_counts_equal_brute_force_and_nan_is_negative():
+    rng = np.random.default_rng(9)
+    yt, yp, w = rng.integers(0, 2, 200), rng.uniform(0, 1, 200), rng.uniform(0, 2, 200)
+    yp[:5] = np.nan
+    yp[5:10] = 0.5  # exactly on a threshold: strict >, so negative there
+    thr = [0.0, 0.25, 0.5, 0.75]
+    tp, fp, tn, fn = M._confusion(yt, yp, thr, w)
+    for i, t in enumerate(thr):
+        pos = np.nan_to_num(yp, nan=-1) > t
+        assert tp[i] == pytest.approx(np.sum(w * (pos & (yt == 1))))
+        assert fp[i] == pytest.approx(np.sum(w * (pos & (yt == 0))))
+        assert tn[i] == pytest.approx(np.sum(w * (~pos & (yt == 0))))
+        assert fn[i] == pytest.approx(np.sum(w * (~pos & (yt == 1))))
