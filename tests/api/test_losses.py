@@ -293,3 +293,29 @@ def test_fused_kernel_path_equals_numpy_path(make, labels, monkeypatch):
         v1, g1 = loss.value_and_grad_logits(y, z, sw)
         assert v1 == pytest.approx(v0, rel=1e-5)
         np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-6)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=15)
+@given(case=st.sampled_from(CASES), n=st.integers(1, 4), k=st.integers(2, 5), seed=st.integers(0, 2**16),
+       reduction=st.sampled_from(["sum_over_batch_size", "sum", "mean_with_sample_weight"]))
+def test_grad_over_random_shapes(case, n, k, seed, reduction):
+    cls, kw, kind = case
+    if kw.get("axis") == 0:
+        return
+    yt, yp = _data(kind, shape=(n, k), seed=seed, saturate=False)
+    yp = yp.astype(np.float64)
+    if kind in ("real", "signed"):
+        yp[np.abs(yp - yt) < 2e-2] += 5e-2
+        yp[np.abs(np.abs(yp - yt) - kw.get("delta", 1.0)) < 2e-2] += 5e-2
+        yp[np.abs(np.abs(yp) - 1) < 2e-2] += 5e-2
+    if cls == "MeanSquaredLogarithmicError":
+        yp = np.abs(yp) + 0.05
+    if cls == "CategoricalHinge":  # off the max's ties and the hinge's kink
+        yp += np.arange(k) * 1e-2
+    sw = np.random.default_rng(seed).uniform(0.5, 2, n)
+    loss = getattr(L, cls)(reduction=reduction, **kw)
+    _, grad = loss.value_and_grad(yt, yp, sw)
+    np.testing.assert_allclose(grad, _numeric_grad(loss, yt, yp, sw), rtol=2e-4, atol=2e-5)
