@@ -1,0 +1,339 @@
+"""End-to-end training and inference: fastnn vs the NumPy reference, PyTorch and Keras on JAX.
+
+Every measurement runs in a fresh process (so peak RSS and time to first step are that
+framework's alone); repeats are interleaved (fastnn, torch, keras, fastnn, ...) because the
+machine is shared and noisy, and the report takes medians.
+
+    python bench/peers.py                        # all models, all installed frameworks
+    python bench/peers.py --models M2 --repeats 3 --frameworks fastnn torch
+    python bench/peers.py worker fastnn M2 train # one measurement, prints JSON
+
+Peers are optional: `pip install torch==2.13.0` (CPU build), `pip install keras jax`.
+Models (same architecture, batch size, float32, He init, Adam in every framework):
+  M1  MLP 784-1024-1024-10 relu, batch 128
+  M2  the Keras MNIST convnet (28x28x1), batch 128
+  M3  small VGG on 32x32x3, batch 64
+Inference runs at batch 256. Data is random, of the right shape.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = {
+    "M1": {"input": (784,), "batch": 128},
+    "M2": {"input": (28, 28, 1), "batch": 128},
+    "M3": {"input": (32, 32, 3), "batch": 64},
+}
+INFER_BATCH = 256
+FRAMEWORKS = ("fastnn", "reference", "torch", "torch_cl", "keras_jax")
+
+
+def _data(model, batch, n_batches, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch * n_batches, *MODELS[model]["input"]), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch * n_batches)]
+    return x, y
+
+
+# ----------------------------------------------------------------------------- fastnn / keras
+def _keras_like_model(keras, name):
+    L = keras.layers
+    he = "he_normal"
+    if name == "M1":
+        layers = [keras.Input((784,)), L.Dense(1024, activation="relu", kernel_initializer=he),
+                  L.Dense(1024, activation="relu", kernel_initializer=he),
+                  L.Dense(10, activation="softmax", kernel_initializer=he)]
+    elif name == "M2":
+        layers = [keras.Input((28, 28, 1)),
+                  L.Conv2D(32, 3, activation="relu", kernel_initializer=he), L.MaxPooling2D(2),
+                  L.Conv2D(64, 3, activation="relu", kernel_initializer=he), L.MaxPooling2D(2),
+                  L.Flatten(), L.Dropout(0.5), L.Dense(10, activation="softmax", kernel_initializer=he)]
+    else:
+        layers = [keras.Input((32, 32, 3))]
+        for filters in (32, 64):
+            for _ in range(2):
+                layers += [L.Conv2D(filters, 3, padding="same", kernel_initializer=he),
+                           L.BatchNormalization(), L.ReLU()]
+            layers.append(L.MaxPooling2D(2))
+        layers += [L.Flatten(), L.Dense(256, activation="relu", kernel_initializer=he),
+                   L.Dense(10, activation="softmax", kernel_initializer=he)]
+    model = keras.Sequential(layers)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    return model
+
+
+def _run_keras_like(keras, model_name, mode, steps, t0):
+    batch = MODELS[model_name]["batch"] if mode == "train" else INFER_BATCH
+    model = _keras_like_model(keras, model_name)
+    x, y = _data(model_name, batch, steps)
+    times = []
+    if mode == "train":
+        model.train_on_batch(x[:batch], y[:batch])
+        first = time.perf_counter() - t0
+        for i in range(steps):
+            s = time.perf_counter()
+            model.train_on_batch(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
+            times.append(time.perf_counter() - s)
+    else:
+        model.predict_on_batch(x[:batch])
+        first = time.perf_counter() - t0
+        for i in range(steps):
+            s = time.perf_counter()
+            model.predict_on_batch(x[i * batch:(i + 1) * batch])
+            times.append(time.perf_counter() - s)
+    return batch, times, first
+
+
+def run_fastnn(model_name, mode, steps, t0):
+    import fastnn
+
+    return _run_keras_like(fastnn, model_name, mode, steps, t0)
+
+
+def run_keras_jax(model_name, mode, steps, t0):
+    os.environ["KERAS_BACKEND"] = "jax"
+    import keras
+
+    return _run_keras_like(keras, model_name, mode, steps, t0)
+
+
+# ----------------------------------------------------------------------------- torch
+def run_torch(model_name, mode, steps, t0, channels_last=False):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    if model_name == "M1":
+        net = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
+                            nn.Linear(1024, 10))
+    elif model_name == "M2":
+        net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3),
+                            nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5),
+                            nn.Linear(64 * 5 * 5, 10))
+    else:
+        mods, c = [], 3
+        for filters in (32, 64):
+            for _ in range(2):
+                mods += [nn.Conv2d(c, filters, 3, padding=1), nn.BatchNorm2d(filters), nn.ReLU()]
+                c = filters
+            mods.append(nn.MaxPool2d(2))
+        net = nn.Sequential(*mods, nn.Flatten(), nn.Linear(64 * 8 * 8, 256), nn.ReLU(), nn.Linear(256, 10))
+    for m in net.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+    batch = MODELS[model_name]["batch"] if mode == "train" else INFER_BATCH
+    x_np, y_np = _data(model_name, batch, steps)
+    x = torch.from_numpy(x_np)
+    if x.dim() == 4:
+        x = x.permute(0, 3, 1, 2).contiguous()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            net = net.to(memory_format=torch.channels_last)
+    y = torch.from_numpy(y_np.argmax(1))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+    times = []
+
+    def train_step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(xb), yb)
+        loss.backward()
+        opt.step()
+
+    if mode == "train":
+        net.train()
+        train_step(x[:batch], y[:batch])
+        first = time.perf_counter() - t0
+        for i in range(steps):
+            s = time.perf_counter()
+            train_step(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
+            times.append(time.perf_counter() - s)
+    else:
+        net.eval()
+        with torch.inference_mode():
+            net(x[:batch])
+            first = time.perf_counter() - t0
+            for i in range(steps):
+                s = time.perf_counter()
+                torch.softmax(net(x[i * batch:(i + 1) * batch]), 1)
+                times.append(time.perf_counter() - s)
+    return batch, times, first
+
+
+# ----------------------------------------------------------------------------- reference
+def run_reference(model_name, mode, steps, t0):
+    sys.path.insert(0, HERE)
+    from reference_models import build  # textbook-style layers over fastnn.reference
+
+    batch = MODELS[model_name]["batch"] if mode == "train" else INFER_BATCH
+    net = build(model_name)
+    x, y = _data(model_name, batch, steps)
+    times = []
+    step = net.train_step if mode == "train" else net.predict
+    args = (lambda i: (x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])) if mode == "train" \
+        else (lambda i: (x[i * batch:(i + 1) * batch],))
+    step(*args(0))
+    first = time.perf_counter() - t0
+    for i in range(steps):
+        s = time.perf_counter()
+        step(*args(i))
+        times.append(time.perf_counter() - s)
+    return batch, times, first
+
+
+RUNNERS = {
+    "fastnn": run_fastnn,
+    "reference": run_reference,
+    "torch": run_torch,
+    "torch_cl": lambda *a: run_torch(*a, channels_last=True),
+    "keras_jax": run_keras_jax,
+}
+
+
+def worker(framework, model_name, mode, steps):
+    t0 = time.perf_counter()
+    batch, times, first = RUNNERS[framework](model_name, mode, steps, t0)
+    warm = times[max(1, len(times) // 5):]  # drop warm-up steps
+    med = statistics.median(warm)
+    print(json.dumps({
+        "framework": framework, "model": model_name, "mode": mode, "batch": batch,
+        "samples_per_s": batch / med, "median_step_s": med, "steps": len(warm),
+        "first_step_s": first,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+def available(framework):
+    mod = {"torch": "torch", "torch_cl": "torch", "keras_jax": "jax"}.get(framework)
+    if mod is None:
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None and (
+        framework != "keras_jax" or importlib.util.find_spec("keras") is not None)
+
+
+def machine():
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cores": len(os.sched_getaffinity(0)), "cpu": cpu, "python": platform.python_version()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--modes", nargs="+", default=["train", "infer"])
+    p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--out", default=os.path.join(HERE, "..", "docs"))
+    args = p.parse_args(argv)
+    fws = [f for f in args.frameworks if available(f)]
+    results = []
+    for model_name in args.models:
+        for mode in args.modes:
+            for r in range(args.repeats):
+                for fw in fws:  # interleaved: A B C A B C ...
+                    steps = args.steps if fw != "reference" else max(6, args.steps // 4)
+                    cmd = [sys.executable, os.path.abspath(__file__), "worker", fw, model_name, mode, str(steps)]
+                    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                    if proc.returncode != 0:
+                        print(f"{fw} {model_name} {mode}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                        continue
+                    res = json.loads(proc.stdout.strip().splitlines()[-1])
+                    results.append(res)
+                    print(f"{model_name} {mode:5s} {fw:10s} rep {r}: {res['samples_per_s']:9.0f} samples/s  "
+                          f"first step {res['first_step_s']:.2f}s  rss {res['peak_rss_mb']:.0f} MB", flush=True)
+    report(results, args, fws)
+
+
+def report(results, args, fws):
+    from collections import defaultdict
+
+    agg = defaultdict(list)
+    for r in results:
+        agg[(r["model"], r["mode"], r["framework"])].append(r)
+    med = {k: {f: statistics.median(x[f] for x in v) for f in ("samples_per_s", "first_step_s", "peak_rss_mb")}
+           for k, v in agg.items()}
+    info = machine()
+    cmd = "python bench/peers.py " + " ".join(sys.argv[1:])
+    lines = [f"# fastnn vs peers ({datetime.date.today()})", "",
+             f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}. "
+             f"Command: `{cmd.strip()}`. Medians of {args.repeats} interleaved processes; "
+             "samples/s (ratio fastnn/peer), time to first step, peak RSS.", ""]
+    peers = [f for f in fws if f != "fastnn"]
+    lines.append("| model | mode | fastnn | " + " | ".join(peers) + " |")
+    lines.append("|---|---|---|" + "---|" * len(peers))
+    for model_name in args.models:
+        for mode in args.modes:
+            f = med.get((model_name, mode, "fastnn"))
+            row = [model_name, mode]
+            row.append(f"{f['samples_per_s']:.0f} ({f['first_step_s']:.2f}s, {f['peak_rss_mb']:.0f} MB)" if f else "-")
+            for peer in peers:
+                m = med.get((model_name, mode, peer))
+                if not m:
+                    row.append("-")
+                    continue
+                ratio = f"; x{f['samples_per_s'] / m['samples_per_s']:.2f}" if f else ""
+                row.append(f"{m['samples_per_s']:.0f} ({m['first_step_s']:.2f}s, {m['peak_rss_mb']:.0f} MB{ratio})")
+            lines.append("| " + " | ".join(row) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "peers.md"), "w") as fh:
+        fh.write(text)
+    with open(os.path.join(args.out, "peers.json"), "w") as fh:
+        json.dump({"machine": info, "command": cmd, "results": results}, fh, indent=1)
+    try:
+        plot(med, args, fws)
+    except ImportError:
+        pass
+
+
+def plot(med, args, fws):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(args.modes), figsize=(6 * len(args.modes), 4), squeeze=False)
+    for ax, mode in zip(axes[0], args.modes):
+        width = 0.8 / len(fws)
+        for j, fw in enumerate(fws):
+            vals = [med.get((m, mode, fw), {}).get("samples_per_s", 0) for m in args.models]
+            ax.bar([i + j * width for i in range(len(args.models))], vals, width, label=fw)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(args.models))], args.models)
+        ax.set_ylabel("samples/s (higher is better)")
+        ax.set_yscale("log")
+        ax.set_title(f"{mode} ({machine()['cores']} cores)")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"fastnn vs peers, {datetime.date.today()}")
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, "peers.png"), dpi=100)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    else:
+        main()

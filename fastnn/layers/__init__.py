@@ -1,0 +1,46 @@
+"""fastnn.layers: Keras-3-compatible layers over fastnn.kernels (float32, channels_last).
+
+Each layer implements build(input_shape), forward(x, training) and backward(dy); see
+docs/layers.md for writing your own.
+"""
+from fastnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
+from fastnn.layers.base import KerasTensor, Layer, Variable
+from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
+from fastnn.layers.core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, Permute,
+                                RepeatVector, Reshape)
+from fastnn.layers.normalization import BatchNormalization
+from fastnn.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
+                                   GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
+                                   GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
+                                   GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from fastnn.layers.reshaping import Cropping2D, UpSampling2D, ZeroPadding1D, ZeroPadding2D
+
+_CLASSES = {name: obj for name, obj in dict(globals()).items()
+            if isinstance(obj, type) and issubclass(obj, Layer)}
+
+
+def get_class(name):
+    """The layer class registered under a Keras class name (for from_config / load_model)."""
+    try:
+        return _CLASSES[name]
+    except KeyError:
+        raise ValueError(f"Unknown layer class {name!r}; known: {sorted(_CLASSES)}.") from None
+
+
+def register(cls):
+    """Register a custom Layer subclass so saved models using it can be loaded."""
+    _CLASSES[cls.__name__] = cls
+    return cls
+
+
+def serialize(layer):
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(config, custom_objects=None):
+    classes = dict(_CLASSES, **(custom_objects or {}))
+    name = config["class_name"]
+    if name not in classes:
+        raise ValueError(f"Unknown layer class {name!r}; pass it in custom_objects or register it with "
+                         f"fastnn.layers.register.")
+    return classes[name].from_config(config["config"])

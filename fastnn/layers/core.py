@@ -1,0 +1,360 @@
+"""Core layers: Input/InputLayer, Dense, Activation, Dropout, Flatten, Reshape, Permute, RepeatVector.
+
+All compute on float32 C-contiguous arrays; Dense applies to the last axis of any rank.
+"""
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from fastnn import _random
+from fastnn import kernels as K
+from fastnn.layers.base import FLOATX, KerasTensor, Layer, serialize_obj, shape_str, unique_name
+
+
+# ---------------------------------------------------------------------------------------------
+class InputLayer(Layer):
+    """The entry point of a model: holds the input shape (batch axis first, None if free)."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None,
+                 input_tensor=None, name=None, input_shape=None, batch_input_shape=None, **kwargs):
+        super().__init__(name=name or unique_name("input_layer"), dtype=dtype)
+        if batch_shape is None:
+            batch_shape = batch_input_shape
+        if batch_shape is None:
+            shape = shape if shape is not None else input_shape
+            if shape is None:
+                raise ValueError("InputLayer: give `shape` (without the batch axis), e.g. shape=(784,).")
+            if isinstance(shape, numbers.Integral):
+                shape = (shape,)
+            batch_shape = (batch_size, *tuple(shape))
+        self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
+        for d in self.batch_shape[1:]:
+            if d is not None and d <= 0:
+                raise ValueError(f"InputLayer '{self.name}': every dimension of shape must be a positive "
+                                 f"int or None; received {shape_str(self.batch_shape[1:])}.")
+        self.input_shape = self.output_shape = self.batch_shape
+        self.built = True
+        self.output = KerasTensor(self.batch_shape, layer=self, inputs=[], name=self.name)
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return None
+
+    def get_config(self):
+        return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": "float32",
+                "sparse": False}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("dtype", None)
+        config.pop("sparse", None)
+        return cls(**config)
+
+
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None, tensor=None,
+          **kwargs):
+    """A symbolic input tensor (Keras's `keras.Input`): shape excludes the batch axis."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                      name=name, **kwargs).output
+
+
+# ---------------------------------------------------------------------------------------------
+class _ActivationMixin:
+    """y = activation(z) through fastnn.kernels.activation, and its backward."""
+
+    def _init_activation(self, activation):
+        from fastnn import activations
+        self.activation = activations.get(activation)
+        name = getattr(self.activation, "name", None)
+        if name is None or (hasattr(K.activation, "NAMES") and name not in K.activation.NAMES):
+            raise ValueError(f"{type(self).__name__}: activation {activation!r} has no fastnn kernel; "
+                             f"use one of the Keras activation names.")
+        self._act_name = name
+        self._act_params = dict(getattr(self.activation, "params", None) or {})
+
+    def _act_forward(self, z):
+        if self._act_name == "linear":
+            return z
+        y = self._buffer("act_y", z.shape)
+        return K.activation.apply(self._act_name, z, out=y, **self._act_params)
+
+    def _act_backward(self, z, y, dy):
+        if self._act_name == "linear" or self._fused_output:
+            return dy
+        dz = self._buffer("act_dz", dy.shape)
+        return K.activation.grad(self._act_name, z, y, dy, out=dz, **self._act_params)
+
+
+# ---------------------------------------------------------------------------------------------
+class Dense(_ActivationMixin, Layer):
+    """y = activation(x @ kernel + bias) on the last axis; kernel (in, units), bias (units,)."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
+            raise ValueError(f"Dense: units must be a positive int; received units={units!r}.")
+        self.units = int(units)
+        self._init_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
+        self.kernel_constraint, self.bias_constraint = kernel_constraint, bias_constraint
+        if activity_regularizer is not None:
+            raise ValueError("Dense: activity_regularizer is not supported by fastnn yet.")
+
+    def build(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"Dense '{self.name}': the last axis of the input must be known; "
+                             f"received input shape {shape_str(input_shape)}.")
+        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer, "kernel",
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.bias = (self.add_weight((self.units,), self.bias_initializer, "bias",
+                                     regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+                     if self.use_bias else None)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def forward(self, x, training=False):
+        self._x_shape = x.shape
+        x2 = x.reshape(-1, x.shape[-1])
+        z = self._buffer("z", (x2.shape[0], self.units))
+        K.dense.dense(x2, self.kernel.value, None if self.bias is None else self.bias.value,
+                      activation="linear", out=z)
+        self._x2, self._z = x2, z
+        self._y = self._act_forward(z)
+        return self._y.reshape(*x.shape[:-1], self.units)
+
+    def backward(self, dy):
+        dz = self._act_backward(self._z, self._y, dy.reshape(self._z.shape))
+        dx = self._buffer("dx", self._x2.shape) if self._need_dx else None
+        db = self.bias.grad if self.bias is not None else self._buffer("db_scratch", (self.units,))
+        dx, _, _ = K.dense.dense_backward(self._x2, self.kernel.value, dz, need_dx=self._need_dx,
+                                          dx=dx, dw=self.kernel.grad, db=db)
+        return None if dx is None else dx.reshape(self._x_shape)
+
+    @property
+    def logits(self):
+        return self._z
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(units=self.units, activation=self._act_name, use_bias=self.use_bias,
+                 kernel_initializer=serialize_obj(self.kernel_initializer),
+                 bias_initializer=serialize_obj(self.bias_initializer),
+                 kernel_regularizer=serialize_obj(self.kernel_regularizer),
+                 bias_regularizer=serialize_obj(self.bias_regularizer),
+                 kernel_constraint=serialize_obj(self.kernel_constraint),
+                 bias_constraint=serialize_obj(self.bias_constraint))
+        return c
+
+
+class Activation(_ActivationMixin, Layer):
+    """Applies an activation function elementwise (any rank)."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self._init_activation(activation)
+
+    def forward(self, x, training=False):
+        self._z = x
+        self._y = self._act_forward(x)
+        return self._y
+
+    def backward(self, dy):
+        return self._act_backward(self._z, self._y, dy)
+
+    @property
+    def logits(self):
+        return self._z
+
+    def get_config(self):
+        c = super().get_config()
+        c["activation"] = self._act_name
+        return c
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training keep with probability 1-rate and scale by 1/(1-rate)."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
+            raise ValueError(f"Dropout: rate must be a float in [0, 1]; received rate={rate!r}.")
+        if noise_shape is not None:
+            raise ValueError("Dropout: noise_shape is not supported by fastnn yet; use SpatialDropout "
+                             "semantics through a Reshape, or leave noise_shape=None.")
+        self.rate = float(rate)
+        self.seed = seed
+        self._seedseq = np.random.SeedSequence(seed) if seed is not None else None
+
+    def _next_seed(self):
+        if self._seedseq is None:
+            return _random.next_seed()
+        return int(self._seedseq.spawn(1)[0].generate_state(1, np.uint64)[0])
+
+    def forward(self, x, training=False):
+        self._active = bool(training) and self.rate > 0
+        if not self._active:
+            return x
+        if self.rate >= 1:
+            self._zero = True
+            y = self._buffer("y", x.shape)
+            y.fill(0)
+            return y
+        self._zero = False
+        y = self._buffer("y", x.shape)
+        mask = self._buffer("mask", x.shape, np.uint8)
+        y, self._mask = K.dropout.dropout(x, self.rate, self._next_seed(), out=y, mask=mask)
+        return y
+
+    def backward(self, dy):
+        if not self._active:
+            return dy
+        dx = self._buffer("dx", dy.shape)
+        if self._zero:
+            dx.fill(0)
+            return dx
+        return K.dropout.dropout_backward(dy, self._mask, self.rate, dx=dx)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(rate=self.rate, noise_shape=None, seed=self.seed)
+        return c
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1*d2*...) in C (channels-last) order."""
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"Flatten: fastnn is channels_last only; received data_format={data_format!r}.")
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        n = None if any(d is None for d in rest) else int(np.prod(rest, dtype=np.int64))
+        return (input_shape[0], n)
+
+    def forward(self, x, training=False):
+        self._x_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._x_shape)
+
+    def get_config(self):
+        c = super().get_config()
+        c["data_format"] = "channels_last"
+        return c
+
+
+class Reshape(Layer):
+    """Reshape the non-batch axes to target_shape (one entry may be -1)."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(d) for d in target_shape)
+        if sum(d == -1 for d in self.target_shape) > 1 or any(d == 0 or d < -1 for d in self.target_shape):
+            raise ValueError(f"Reshape: target_shape must hold positive ints and at most one -1; "
+                             f"received {target_shape!r}.")
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        if any(d is None for d in rest):
+            return (input_shape[0], *[None if d == -1 else d for d in self.target_shape])
+        total = int(np.prod(rest, dtype=np.int64))
+        known = int(np.prod([d for d in self.target_shape if d != -1], dtype=np.int64))
+        if (-1 in self.target_shape and total % known) or (-1 not in self.target_shape and total != known):
+            raise ValueError(f"Reshape '{self.name}': cannot reshape input of shape {shape_str(input_shape)} "
+                             f"({total} values per sample) to target_shape {self.target_shape}.")
+        return (input_shape[0], *[total // known if d == -1 else d for d in self.target_shape])
+
+    def forward(self, x, training=False):
+        self._x_shape = x.shape
+        return x.reshape(x.shape[0], *self.target_shape)
+
+    def backward(self, dy):
+        return dy.reshape(self._x_shape)
+
+    def get_config(self):
+        c = super().get_config()
+        c["target_shape"] = list(self.target_shape)
+        return c
+
+
+class Permute(Layer):
+    """Permute the non-batch axes: dims is 1-indexed, as in Keras (e.g. (2, 1))."""
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        self.dims = tuple(int(d) for d in dims)
+        if sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+            raise ValueError(f"Permute: dims must be a permutation of 1..{len(self.dims)}; received {dims!r}.")
+        self._inverse = tuple(int(i) for i in np.argsort((0, *self.dims)))
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != len(self.dims) + 1:
+            raise ValueError(f"Permute '{self.name}': dims {self.dims} needs inputs of rank "
+                             f"{len(self.dims) + 1}; received shape {shape_str(input_shape)}.")
+        return (input_shape[0], *[input_shape[d] for d in self.dims])
+
+    def forward(self, x, training=False):
+        xt = x.transpose(0, *self.dims)
+        y = self._buffer("y", xt.shape)
+        np.copyto(y, xt)
+        return y
+
+    def backward(self, dy):
+        dt = dy.transpose(self._inverse)
+        dx = self._buffer("dx", dt.shape)
+        np.copyto(dx, dt)
+        return dx
+
+    def get_config(self):
+        c = super().get_config()
+        c["dims"] = list(self.dims)
+        return c
+
+
+class RepeatVector(Layer):
+    """(N, F) -> (N, n, F): repeat the input n times."""
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        self.n = int(n)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"RepeatVector '{self.name}' expects inputs of rank 2 (batch, features); "
+                             f"received shape {shape_str(input_shape)}.")
+        return (input_shape[0], self.n, input_shape[1])
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", (x.shape[0], self.n, x.shape[1]))
+        np.copyto(y, x[:, None, :])
+        return y
+
+    def backward(self, dy):
+        dx = self._buffer("dx", (dy.shape[0], dy.shape[2]))
+        return np.sum(dy, axis=1, out=dx)
+
+    def get_config(self):
+        c = super().get_config()
+        c["n"] = self.n
+        return c
+
+
+def _warn_alpha(cls, kwargs, new):
+    if "alpha" in kwargs:
+        warnings.warn(f"{cls}: argument `alpha` is deprecated; use `{new}` instead.", UserWarning, stacklevel=3)
+        return kwargs.pop("alpha")
+    return None
