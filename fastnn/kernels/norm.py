@@ -1,0 +1,150 @@
+"""Batch normalization over the last (channel) axis of float32 C-contiguous arrays.
+
+Keras 3 numerics (BatchNormalization, axis=-1): x of any rank (..., C) is seen as (M, C) with
+M the product of the leading dims. Training uses the batch mean and the biased variance over M,
+y = x*gamma*invstd + (beta - mean*gamma*invstd) with invstd = 1/sqrt(var + epsilon), and moves
+the moving statistics in place: m = m*momentum + batch*(1 - momentum). Inference folds the
+moving statistics the same way. gamma/beta may be None (scale=False / center=False).
+The kernel evaluates y as (x - float32(mean))*scale + shift, the same expression regrouped so a
+large mean loses no precision (Keras's plain fold loses eps32*|x|*gamma*invstd).
+
+The compiled loops (fastnn._kernels.norm) accumulate statistics in float64, run two passes over
+memory for training forward and backward and one for inference; every argument is checked here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn._kernels import norm as _norm
+from fastnn.kernels._checks import check_array, check_float, prepare_out
+
+__all__ = ["batch_norm_train", "batch_norm_inference", "batch_norm_backward"]
+
+
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.dtype == b.dtype)
+
+
+def check_aliases(fn: str, written, others, same_ok=()) -> None:
+    """Raise ValueError if a written buffer overlaps another buffer (candidate for _checks.py).
+
+    written, others: sequences of (name, array or None). same_ok: pairs of names that may be the
+    very same buffer (elementwise in-place use), never a partial overlap.
+    """
+    written = [(n, a) for n, a in written if a is not None]
+    others = [(n, a) for n, a in others if a is not None]
+    for i, (na, a) in enumerate(written):
+        for nb, b in written[i + 1:] + others:
+            if np.shares_memory(a, b):
+                if ((na, nb) in same_ok or (nb, na) in same_ok) and _same_buffer(a, b):
+                    continue
+                allowed = [p for p in same_ok if na in p and nb in p]
+                hint = f" (it may be {nb} itself)" if allowed else ""
+                raise ValueError(f"{fn}: {na} must not share memory with {nb}{hint}; "
+                                 f"pass a separate buffer.")
+
+
+def _check_x(x, name: str, fn: str) -> np.ndarray:
+    x = check_array(x, name, fn)
+    if x.ndim < 1:
+        raise ValueError(f"{fn}: {name} must have at least 1 dimension (..., C) with channels "
+                         f"last; received a 0-d array. Use {name}.reshape(1, -1).")
+    return x
+
+
+def _check_vec(v, name: str, fn: str, c: int, *, optional=False, writeable=False):
+    if v is None and optional:
+        return None
+    return check_array(v, name, fn, ndim=1, shape=(c,), writeable=writeable)
+
+
+def batch_norm_train(x, gamma, beta, moving_mean, moving_var, momentum=0.99, epsilon=1e-3, *,
+                     out=None, mean=None, invstd=None):
+    """Training-mode batch norm of float32 (..., C) over all axes but the last.
+
+    x (..., C) C-contiguous float32 with at least one row; gamma, beta (C,) float32 or None;
+    moving_mean, moving_var (C,) float32, writeable, updated IN PLACE with the batch mean and
+    biased variance. momentum in [0, 1], epsilon > 0. out (x's shape) may be x itself.
+    Returns (y (..., C), mean (C,), invstd (C,)) — mean and invstd are what backward needs.
+    """
+    fn = "batch_norm_train"
+    x = _check_x(x, "x", fn)
+    c = x.shape[-1]
+    m = x.size // c if c else int(np.prod(x.shape[:-1]))
+    if m == 0:
+        raise ValueError(f"{fn}: x must hold at least one row to take batch statistics; "
+                         f"received shape {x.shape}.")
+    gamma = _check_vec(gamma, "gamma", fn, c, optional=True)
+    beta = _check_vec(beta, "beta", fn, c, optional=True)
+    moving_mean = _check_vec(moving_mean, "moving_mean", fn, c, writeable=True)
+    moving_var = _check_vec(moving_var, "moving_var", fn, c, writeable=True)
+    momentum = check_float(momentum, "momentum", fn, low=0.0, high=1.0)
+    epsilon = check_float(epsilon, "epsilon", fn, low=0.0, low_open=True)
+    out = prepare_out(out, x.shape, "out", fn)
+    mean = prepare_out(mean, (c,), "mean", fn)
+    invstd = prepare_out(invstd, (c,), "invstd", fn)
+    check_aliases(fn, [("out", out), ("mean", mean), ("invstd", invstd),
+                       ("moving_mean", moving_mean), ("moving_var", moving_var)],
+                  [("x", x), ("gamma", gamma), ("beta", beta)], same_ok=(("out", "x"),))
+    if c:
+        _norm.batch_norm_train(x.reshape(m, c), gamma, beta, moving_mean, moving_var,
+                               momentum, epsilon, out.reshape(m, c), mean, invstd)
+    return out, mean, invstd
+
+
+def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3, *, out=None):
+    """Inference-mode batch norm of float32 (..., C) with the moving statistics (one pass).
+
+    y = x*gamma/sqrt(moving_var + epsilon) + (beta - moving_mean*gamma/sqrt(moving_var + epsilon)).
+    x (..., C) C-contiguous float32; gamma, beta (C,) or None; moving_mean, moving_var (C,);
+    epsilon > 0; out (x's shape) may be x itself. Returns y (..., C).
+    """
+    fn = "batch_norm_inference"
+    x = _check_x(x, "x", fn)
+    c = x.shape[-1]
+    gamma = _check_vec(gamma, "gamma", fn, c, optional=True)
+    beta = _check_vec(beta, "beta", fn, c, optional=True)
+    moving_mean = _check_vec(moving_mean, "moving_mean", fn, c)
+    moving_var = _check_vec(moving_var, "moving_var", fn, c)
+    epsilon = check_float(epsilon, "epsilon", fn, low=0.0, low_open=True)
+    out = prepare_out(out, x.shape, "out", fn)
+    check_aliases(fn, [("out", out)], [("x", x), ("gamma", gamma), ("beta", beta),
+                                       ("moving_mean", moving_mean), ("moving_var", moving_var)],
+                  same_ok=(("out", "x"),))
+    if x.size:
+        _norm.batch_norm_inference(x.reshape(-1, c), gamma, beta, moving_mean, moving_var,
+                                   epsilon, out.reshape(-1, c))
+    return out
+
+
+def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbeta=None):
+    """Training-mode gradient of float32 (..., C) batch norm through the batch statistics.
+
+    With xhat = (x - mean)*invstd over the M rows: dx = gamma*invstd/M * (M*dy - sum(dy)
+    - xhat*sum(dy*xhat)), dgamma = sum(dy*xhat), dbeta = sum(dy) (gamma None means 1).
+    dy, x (..., C) float32; gamma (C,) or None; mean, invstd (C,) from batch_norm_train.
+    dx (x's shape) may be dy or x itself; dgamma, dbeta (C,) are written, not accumulated.
+    `mean` is used as a shift and refined to x's exact batch mean in the same pass (float64).
+    Returns (dx, dgamma, dbeta).
+    """
+    fn = "batch_norm_backward"
+    x = _check_x(x, "x", fn)
+    c = x.shape[-1]
+    dy = check_array(dy, "dy", fn, shape=x.shape)
+    m = x.size // c if c else int(np.prod(x.shape[:-1]))
+    if m == 0:
+        raise ValueError(f"{fn}: x must hold at least one row; received shape {x.shape}.")
+    gamma = _check_vec(gamma, "gamma", fn, c, optional=True)
+    mean = _check_vec(mean, "mean", fn, c)
+    invstd = _check_vec(invstd, "invstd", fn, c)
+    dx = prepare_out(dx, x.shape, "dx", fn)
+    dgamma = prepare_out(dgamma, (c,), "dgamma", fn)
+    dbeta = prepare_out(dbeta, (c,), "dbeta", fn)
+    check_aliases(fn, [("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)],
+                  [("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("invstd", invstd)],
+                  same_ok=(("dx", "dy"), ("dx", "x")))
+    if c:
+        _norm.batch_norm_backward(dy.reshape(m, c), x.reshape(m, c), gamma, mean, invstd,
+                                  dx.reshape(m, c), dgamma, dbeta)
+    return dx, dgamma, dbeta

@@ -1,0 +1,63 @@
+"""Naive NumPy batch normalization over the last axis (oracle and baseline for fastnn.kernels.norm).
+
+Textbook form in float64 (the oracle must be more precise than the kernel): view x (..., C) as
+(M, C), batch mean and biased variance, xhat = (x - mean)*invstd, y = xhat*gamma + beta (Keras's
+x*gamma*invstd + (beta - mean*gamma*invstd) without its cancellation), rounded to float32 at the
+end; the backward pass is the usual chain of temporaries.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _rows64(a):
+    a = np.asarray(a)
+    return a.reshape(-1, a.shape[-1]).astype(np.float64)
+
+
+def _affine(xhat, gamma, beta):
+    y = xhat if gamma is None else xhat * np.asarray(gamma, np.float64)
+    return y if beta is None else y + np.asarray(beta, np.float64)
+
+
+def batch_norm_train(x, gamma, beta, moving_mean, moving_var, momentum=0.99, epsilon=1e-3):
+    """Training-mode batch norm of float32 (..., C) -> (y, mean (C,), invstd (C,)).
+
+    Updates moving_mean and moving_var in place: m = m*momentum + batch*(1 - momentum), with
+    the biased batch variance.
+    """
+    x2 = _rows64(x)
+    mean = x2.mean(axis=0)
+    var = ((x2 - mean) ** 2).mean(axis=0)
+    invstd = 1.0 / np.sqrt(var + epsilon)
+    y = _affine((x2 - mean) * invstd, gamma, beta).astype(np.float32).reshape(np.shape(x))
+    moving_mean[...] = moving_mean * momentum + mean * (1.0 - momentum)
+    moving_var[...] = moving_var * momentum + var * (1.0 - momentum)
+    return y, mean.astype(np.float32), invstd.astype(np.float32)
+
+
+def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
+    """Inference-mode batch norm of float32 (..., C) with the moving statistics -> y."""
+    invstd = 1.0 / np.sqrt(np.asarray(moving_var, np.float64) + epsilon)
+    xhat = (_rows64(x) - np.asarray(moving_mean, np.float64)) * invstd
+    return _affine(xhat, gamma, beta).astype(np.float32).reshape(np.shape(x))
+
+
+def batch_norm_backward(dy, x, gamma, mean, invstd):
+    """Training-mode gradient of float32 (..., C) batch norm -> (dx, dgamma (C,), dbeta (C,)).
+
+    `mean` (float32, from batch_norm_train) stands for the batch mean of x, which is taken
+    exactly here (as the kernel does) so the float32 rounding of a large mean does not leak in.
+    """
+    dy2, x2 = _rows64(dy), _rows64(x)
+    m = dy2.shape[0]
+    invstd = np.asarray(invstd, np.float64)
+    mean = np.asarray(mean, np.float64)
+    mean = mean + (x2 - mean).mean(axis=0)
+    xhat = (x2 - mean) * invstd
+    dbeta = dy2.sum(axis=0)
+    dgamma = (dy2 * xhat).sum(axis=0)
+    g = 1.0 if gamma is None else np.asarray(gamma, np.float64)
+    dx = (g * invstd / m) * (m * dy2 - dbeta - xhat * dgamma)
+    return (dx.astype(np.float32).reshape(np.shape(x)), dgamma.astype(np.float32),
+            dbeta.astype(np.float32))

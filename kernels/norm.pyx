@@ -1,0 +1,301 @@
+# cython: language_level=3
+"""Batch normalization over the channel axis of float32 (M, C) data (NHWC viewed as rows).
+
+Design note
+- Layout: x is C-contiguous (..., C), seen as M = prod(leading dims) rows of C channels, so
+  every row is one contiguous run that the inner loop over channels vectorizes.
+- Statistics (training forward, and backward's two channel sums) are accumulated in float64
+  around a per-channel shift (the first row): var = (S2 - S1^2/M)/M with S = sums of (x-shift).
+  Double accumulators plus the shift keep the variance exact to float32 precision even when the
+  mean is 1e4 times the spread, at no extra memory traffic.
+- Parallel over M: the rows are cut into a fixed number of chunks that depends only on (M, C),
+  each chunk writes its own C-wide partial sums, and the partials are reduced in chunk order.
+  So results are bit-identical for any thread count, and no two threads write the same line
+  except at chunk edges.
+- Passes over memory: training forward = 2 (statistics; then y), backward = 2 (two sums; then
+  dx), inference = 1. The per-channel scale/shift are folded once, so the last pass is one
+  subtract and one FMA per element: y = (x - m32)*scale + shift, scale = gamma*invstd,
+  shift = beta - (mean - m32)*scale, m32 = float32(mean). This is Keras's
+  y = x*gamma*invstd + (beta - mean*gamma*invstd) regrouped: x - m32 is exact for x near the
+  mean, so a large mean costs no precision (the plain fold loses eps32*|x|*scale, 0.06 for
+  x = 1e4 +- 0.01).
+- Backward takes the float32 mean as a shift m32 and refines it in the same pass
+  (delta = sum(x - m32)/M in float64), so the gradient is the one through the exact batch mean:
+  sum(dy*(x - mean)) = sum(dy*(x - m32)) - delta*sum(dy), and delta folds into the constant.
+"""
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+from libc.stdlib cimport free, malloc
+
+
+cdef inline Py_ssize_t _n_chunks(Py_ssize_t m, Py_ssize_t c) noexcept nogil:
+    # >= 32K elements and >= 32 rows per chunk (the partial sums stay <= 1/8 of x), <= 64 chunks
+    cdef Py_ssize_t n = (m * c) // 32768
+    if n > m // 32:
+        n = m // 32
+    if n > 64:
+        n = 64
+    if n < 1:
+        n = 1
+    return n
+
+
+cdef void _chunk_moments(const float* x__mc, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
+                         const float* shift__c,  # IN
+                         double* s1__c, double* s2__c) noexcept nogil:  # OUT
+    """s1 = sum(x - shift), s2 = sum((x - shift)^2) over rows [r0, r1), in float64."""
+    cdef Py_ssize_t r, j
+    cdef const float* row
+    cdef double d
+    for j in range(c):
+        s1__c[j] = 0.0
+        s2__c[j] = 0.0
+    for r in range(r0, r1):
+        row = x__mc + r * c
+        for j in range(c):
+            d = <double>row[j] - <double>shift__c[j]
+            s1__c[j] += d
+            s2__c[j] += d * d
+
+
+cdef void _chunk_grad_sums(const float* dy__mc, const float* x__mc, Py_ssize_t r0, Py_ssize_t r1,
+                           Py_ssize_t c, const float* mean__c,  # IN
+                           double* sdy__c, double* sdyxc__c, double* sx__c) noexcept nogil:  # OUT
+    """sdy = sum(dy), sdyxc = sum(dy*(x - mean)), sx = sum(x - mean) over rows [r0, r1), float64."""
+    cdef Py_ssize_t r, j
+    cdef const float* xr
+    cdef const float* gr
+    cdef double g, d
+    for j in range(c):
+        sdy__c[j] = 0.0
+        sdyxc__c[j] = 0.0
+        sx__c[j] = 0.0
+    for r in range(r0, r1):
+        xr = x__mc + r * c
+        gr = dy__mc + r * c
+        for j in range(c):
+            g = <double>gr[j]
+            d = <double>xr[j] - <double>mean__c[j]
+            sdy__c[j] += g
+            sdyxc__c[j] += g * d
+            sx__c[j] += d
+
+
+cdef void _rows_affine(const float* x__mc, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
+                       const float* center__c, const float* scale__c, const float* shift__c,  # IN
+                       float* y__mc) noexcept nogil:  # OUT
+    """y = (x - center)*scale + shift per channel over rows [r0, r1)."""
+    cdef Py_ssize_t r, j
+    cdef const float* xr
+    cdef float* yr
+    for r in range(r0, r1):
+        xr = x__mc + r * c
+        yr = y__mc + r * c
+        for j in range(c):
+            yr[j] = (xr[j] - center__c[j]) * scale__c[j] + shift__c[j]
+
+
+cdef void _rows_backward(const float* dy__mc, const float* x__mc, Py_ssize_t r0, Py_ssize_t r1,
+                         Py_ssize_t c, const float* a__c, const float* b__c, const float* d__c,
+                         const float* mean__c,  # IN
+                         float* dx__mc) noexcept nogil:  # OUT
+    """dx = a*dy + b*(x - mean) + d per channel over rows [r0, r1)."""
+    cdef Py_ssize_t r, j
+    cdef const float* xr
+    cdef const float* gr
+    cdef float* outr
+    for r in range(r0, r1):
+        xr = x__mc + r * c
+        gr = dy__mc + r * c
+        outr = dx__mc + r * c
+        for j in range(c):
+            outr[j] = a__c[j] * gr[j] + b__c[j] * (xr[j] - mean__c[j]) + d__c[j]
+
+
+cdef inline Py_ssize_t _row_blocks(Py_ssize_t m, Py_ssize_t c) noexcept nogil:
+    # elementwise passes: blocks of >= 16K elements, enough of them to balance the threads
+    cdef Py_ssize_t n = (m * c) // 16384
+    if n > m:
+        n = m
+    if n > 256:
+        n = 256
+    if n < 1:
+        n = 1
+    return n
+
+
+cdef void _affine_parallel(const float* x__mc, Py_ssize_t m, Py_ssize_t c, const float* center__c,
+                           const float* scale__c, const float* shift__c, float* y__mc) noexcept nogil:
+    cdef Py_ssize_t nb = _row_blocks(m, c)
+    cdef Py_ssize_t k
+    for k in prange(nb, schedule="static", nogil=True):
+        _rows_affine(x__mc, k * m // nb, (k + 1) * m // nb, c, center__c, scale__c, shift__c,
+                     y__mc)
+
+
+cdef int batch_norm_train_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
+                             const float* gamma__c, const float* beta__c,
+                             float* moving_mean__c, float* moving_var__c,
+                             double momentum, double epsilon,
+                             float* y__mc, float* mean__c, float* invstd__c) noexcept nogil:
+    cdef Py_ssize_t nch = _n_chunks(m, c)
+    cdef Py_ssize_t k, j
+    cdef double s1, s2, mu, var, inv, sc
+    cdef float m32
+    cdef double* part = <double*>malloc(2 * nch * c * sizeof(double))
+    cdef float* fold = <float*>malloc(3 * c * sizeof(float) + 1)
+    if part == NULL or fold == NULL:
+        free(part)
+        free(fold)
+        return -1
+    # pass 1: per-chunk shifted moments (shift = row 0)
+    for k in prange(nch, schedule="static", nogil=True):
+        _chunk_moments(x__mc, k * m // nch, (k + 1) * m // nch, c, x__mc,
+                       part + 2 * k * c, part + 2 * k * c + c)
+    for j in range(c):
+        s1 = 0.0
+        s2 = 0.0
+        for k in range(nch):
+            s1 = s1 + part[2 * k * c + j]
+            s2 = s2 + part[2 * k * c + c + j]
+        mu = <double>x__mc[j] + s1 / m
+        var = (s2 - s1 * s1 / m) / m   # biased, as Keras
+        if var < 0.0:   # rounding only; NaN passes through
+            var = 0.0
+        inv = 1.0 / sqrt(var + epsilon)
+        m32 = <float>mu
+        mean__c[j] = m32
+        invstd__c[j] = <float>inv
+        moving_mean__c[j] = <float>(moving_mean__c[j] * momentum + mu * (1.0 - momentum))
+        moving_var__c[j] = <float>(moving_var__c[j] * momentum + var * (1.0 - momentum))
+        sc = inv if gamma__c == NULL else gamma__c[j] * inv
+        fold[j] = m32
+        fold[c + j] = <float>sc
+        fold[2 * c + j] = <float>((0.0 if beta__c == NULL else <double>beta__c[j])
+                                  - (mu - <double>m32) * sc)
+    # pass 2: y = (x - m32)*scale + shift
+    _affine_parallel(x__mc, m, c, fold, fold + c, fold + 2 * c, y__mc)
+    free(part)
+    free(fold)
+    return 0
+
+
+cdef int batch_norm_inference_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
+                                 const float* gamma__c, const float* beta__c,
+                                 const float* moving_mean__c, const float* moving_var__c,
+                                 double epsilon, float* y__mc) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double inv, sc
+    cdef float* fold = <float*>malloc(2 * c * sizeof(float) + 1)
+    if fold == NULL:
+        return -1
+    for j in range(c):
+        inv = 1.0 / sqrt(<double>moving_var__c[j] + epsilon)
+        sc = inv if gamma__c == NULL else gamma__c[j] * inv
+        fold[j] = <float>sc
+        fold[c + j] = <float>(0.0 if beta__c == NULL else <double>beta__c[j])
+    _affine_parallel(x__mc, m, c, moving_mean__c, fold, fold + c, y__mc)
+    free(fold)
+    return 0
+
+
+cdef int batch_norm_backward_mc(const float* dy__mc, const float* x__mc, Py_ssize_t m,
+                                Py_ssize_t c, const float* gamma__c, const float* mean__c,
+                                const float* invstd__c, float* dx__mc, float* dgamma__c,
+                                float* dbeta__c) noexcept nogil:
+    cdef Py_ssize_t nch = _n_chunks(m, c)
+    cdef Py_ssize_t nb = _row_blocks(m, c)
+    cdef Py_ssize_t k, j
+    cdef double sdy, sdyxc, sx, delta, inv, g, kk, b
+    cdef double* part = <double*>malloc(3 * nch * c * sizeof(double))
+    cdef float* coef = <float*>malloc(3 * c * sizeof(float) + 1)
+    if part == NULL or coef == NULL:
+        free(part)
+        free(coef)
+        return -1
+    # pass 1: sum(dy), sum(dy*(x-m32)) and sum(x-m32) per channel
+    for k in prange(nch, schedule="static", nogil=True):
+        _chunk_grad_sums(dy__mc, x__mc, k * m // nch, (k + 1) * m // nch, c, mean__c,
+                         part + 3 * k * c, part + 3 * k * c + c, part + 3 * k * c + 2 * c)
+    for j in range(c):
+        sdy = 0.0
+        sdyxc = 0.0
+        sx = 0.0
+        for k in range(nch):
+            sdy = sdy + part[3 * k * c + j]
+            sdyxc = sdyxc + part[3 * k * c + c + j]
+            sx = sx + part[3 * k * c + 2 * c + j]
+        delta = sx / m                  # exact mean - m32
+        sdyxc = sdyxc - delta * sdy     # sum(dy*(x - exact mean))
+        inv = invstd__c[j]
+        g = 1.0 if gamma__c == NULL else gamma__c[j]
+        # dx = g*inv/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)),  xhat = (x-mean)*inv
+        #    = a*dy + b*(x - m32) + (d - b*delta)
+        kk = g * inv / m
+        b = -kk * inv * inv * sdyxc
+        coef[j] = <float>(g * inv)
+        coef[c + j] = <float>b
+        coef[2 * c + j] = <float>(-kk * sdy - b * delta)
+        dgamma__c[j] = <float>(inv * sdyxc)
+        dbeta__c[j] = <float>sdy
+    # pass 2: dx
+    for k in prange(nb, schedule="static", nogil=True):
+        _rows_backward(dy__mc, x__mc, k * m // nb, (k + 1) * m // nb, c,
+                       coef, coef + c, coef + 2 * c, mean__c, dx__mc)
+    free(part)
+    free(coef)
+    return 0
+
+
+# ---- Python entry points (fastnn.kernels.norm validates everything before calling these) ----
+
+cdef inline const float* _opt(const float[::1] a) noexcept:
+    return NULL if a is None else &a[0]
+
+
+def batch_norm_train(const float[:, ::1] x__mc,  # IN
+                     const float[::1] gamma__c, const float[::1] beta__c,  # IN (or None)
+                     float[::1] moving_mean__c, float[::1] moving_var__c,  # IN/OUT
+                     double momentum, double epsilon,
+                     float[:, ::1] y__mc, float[::1] mean__c, float[::1] invstd__c):  # OUT
+    """Training-mode batch norm of (M, C) float32 (M >= 1, C >= 1); updates the moving stats."""
+    cdef int rc
+    cdef const float* g = _opt(gamma__c)
+    cdef const float* b = _opt(beta__c)
+    with nogil:
+        rc = batch_norm_train_mc(&x__mc[0, 0], x__mc.shape[0], x__mc.shape[1], g, b,
+                                 &moving_mean__c[0], &moving_var__c[0], momentum, epsilon,
+                                 &y__mc[0, 0], &mean__c[0], &invstd__c[0])
+    if rc:
+        raise MemoryError("batch_norm_train: workspace allocation failed")
+
+
+def batch_norm_inference(const float[:, ::1] x__mc,  # IN
+                         const float[::1] gamma__c, const float[::1] beta__c,  # IN (or None)
+                         const float[::1] moving_mean__c, const float[::1] moving_var__c,  # IN
+                         double epsilon,
+                         float[:, ::1] y__mc):  # OUT
+    """Inference-mode batch norm of (M, C) float32 (M >= 1, C >= 1) with the moving stats."""
+    cdef int rc
+    cdef const float* g = _opt(gamma__c)
+    cdef const float* b = _opt(beta__c)
+    with nogil:
+        rc = batch_norm_inference_mc(&x__mc[0, 0], x__mc.shape[0], x__mc.shape[1], g, b,
+                                     &moving_mean__c[0], &moving_var__c[0], epsilon, &y__mc[0, 0])
+    if rc:
+        raise MemoryError("batch_norm_inference: workspace allocation failed")
+
+
+def batch_norm_backward(const float[:, ::1] dy__mc, const float[:, ::1] x__mc,  # IN
+                        const float[::1] gamma__c,  # IN (or None)
+                        const float[::1] mean__c, const float[::1] invstd__c,  # IN
+                        float[:, ::1] dx__mc, float[::1] dgamma__c, float[::1] dbeta__c):  # OUT
+    """Training-mode gradient of batch norm over (M, C) float32 (M >= 1, C >= 1)."""
+    cdef int rc
+    cdef const float* g = _opt(gamma__c)
+    with nogil:
+        rc = batch_norm_backward_mc(&dy__mc[0, 0], &x__mc[0, 0], x__mc.shape[0], x__mc.shape[1],
+                                    g, &mean__c[0], &invstd__c[0], &dx__mc[0, 0],
+                                    &dgamma__c[0], &dbeta__c[0])
+    if rc:
+        raise MemoryError("batch_norm_backward: workspace allocation failed")

@@ -1,0 +1,378 @@
+"""fastnn.kernels.conv against the NumPy reference, numerical gradients, and every check."""
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from fastnn.kernels import conv as K
+from fastnn.kernels._geometry import resolve_padding
+from fastnn.reference import conv as R
+
+# float32 kernel vs float64 reference: sums of <= ~100 products of O(1) numbers
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+def f64(*arrays):
+    return [None if a is None else a.astype(np.float64) for a in arrays]
+
+
+def rand(rng, shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def fits(n, k, s, d, p):
+    try:
+        resolve_padding(n, k, s, d, p, "padding", "test")
+    except ValueError:
+        return False
+    return True
+
+
+pad_1d = st.one_of(st.sampled_from(["valid", "same"]),
+                   st.tuples(st.integers(0, 2), st.integers(0, 2)))
+
+
+@st.composite
+def conv2d_case(draw):
+    n = draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    c, f = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    s = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    ph, pw = draw(pad_1d), draw(pad_1d)
+    if isinstance(ph, str) and draw(st.booleans()):
+        pw = ph
+        padding = ph
+    else:
+        ph = (0, 0) if ph == "valid" else ph
+        pw = (0, 0) if pw == "valid" else pw
+        if isinstance(ph, str) or isinstance(pw, str):
+            ph = pw = "same" if "same" in (ph, pw) else ph
+            padding = "same"
+        else:
+            padding = (ph, pw)
+    ph_, pw_ = (padding, padding) if isinstance(padding, str) else padding
+    assume(fits(h, kh, s[0], d[0], ph_) and fits(w, kw, s[1], d[1], pw_))
+    chunk = draw(st.sampled_from([1, 600, K.CHUNK_BYTES]))   # 1: one output row per chunk
+    return (n, h, w, c), (kh, kw, c, f), s, padding, d, chunk
+
+
+@given(conv2d_case(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_conv2d_matches_reference(case, with_bias, seed):
+    xs, ws, s, p, d, chunk = case
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, xs), rand(rng, ws)
+    b = rand(rng, ws[3]) if with_bias else None
+    old, K.CHUNK_BYTES = K.CHUNK_BYTES, chunk
+    try:
+        y = K.conv2d(x, w, b, s, p, d)
+        ref = R.conv2d(*f64(x, w, b), s, p, d)
+        dy = rand(rng, y.shape)
+        need_dx = bool(rng.integers(2))
+        dx, dw, db = K.conv2d_backward(x, w, dy, s, p, d, need_dx=need_dx)
+        rdx, rdw, rdb = R.conv2d_backward(*f64(x, w, dy), s, p, d)
+    finally:
+        K.CHUNK_BYTES = old
+    assert y.dtype == np.float32 and y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, **TOL)
+    np.testing.assert_allclose(dw, rdw, **TOL)
+    np.testing.assert_allclose(db, rdb, **TOL)
+    if need_dx:
+        np.testing.assert_allclose(dx, rdx, **TOL)
+    else:
+        assert dx is None
+
+
+@given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 3), st.integers(1, 3),
+       st.one_of(st.sampled_from(["valid", "same", "causal"]), st.tuples(st.integers(0, 3), st.integers(0, 3))),
+       st.sampled_from([1, K.CHUNK_BYTES]), st.integers(0, 2**32 - 1))
+def test_conv1d_matches_reference(n, length, c, f, k, s, d, p, chunk, seed):
+    assume(fits(length, k, s, d, p))
+    rng = np.random.default_rng(seed)
+    x, w, b = rand(rng, (n, length, c)), rand(rng, (k, c, f)), rand(rng, f)
+    old, K.CHUNK_BYTES = K.CHUNK_BYTES, chunk
+    try:
+        y = K.conv1d(x, w, b, s, p, d)
+        ref = R.conv1d(*f64(x, w, b), s, p, d)
+        dy = rand(rng, y.shape)
+        dx, dw, db = K.conv1d_backward(x, w, dy, s, p, d)
+        rdx, rdw, rdb = R.conv1d_backward(*f64(x, w, dy), s, p, d)
+    finally:
+        K.CHUNK_BYTES = old
+    np.testing.assert_allclose(y, ref, **TOL)
+    np.testing.assert_allclose(dx, rdx, **TOL)
+    np.testing.assert_allclose(dw, rdw, **TOL)
+    np.testing.assert_allclose(db, rdb, **TOL)
+
+
+def test_known_values_and_keras_same_rule():
+    # 2x2 all-ones kernel, "same": Keras pads 0 top/left and 1 bottom/right (extra pixel after)
+    x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+    w = np.ones((2, 2, 1, 1), np.float32)
+    y = K.conv2d(x, w, padding="same")[0, :, :, 0]
+    np.testing.assert_array_equal(y, [[8, 12, 7], [20, 24, 13], [13, 15, 8]])
+    # causal conv1d: y[t] = x[t] + 2 x[t-1] (cross-correlation, kernel [2, 1])
+    x1 = np.array([[1, 2, 3, 4]], np.float32)[..., None]
+    w1 = np.array([2, 1], np.float32).reshape(2, 1, 1)
+    np.testing.assert_array_equal(K.conv1d(x1, w1, padding="causal")[0, :, 0], [1, 4, 7, 10])
+
+
+def test_realistic_shape_with_chunks(rng):
+    # several images and several chunks in one call, all geometry paths at once
+    x, w, b = rand(rng, (5, 17, 15, 8)), rand(rng, (3, 3, 8, 16)), rand(rng, 16)
+    old, K.CHUNK_BYTES = K.CHUNK_BYTES, 20_000
+    try:
+        for s, p in [(1, "same"), (2, "same"), (2, "valid"), (1, ((2, 0), (1, 3)))]:
+            y = K.conv2d(x, w, b, s, p)
+            np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
+            dy = rand(rng, y.shape)
+            for got, want in zip(K.conv2d_backward(x, w, dy, s, p), R.conv2d_backward(*f64(x, w, dy), s, p)):
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    finally:
+        K.CHUNK_BYTES = old
+
+
+@pytest.mark.parametrize("s,p", [(1, "valid"), (2, "valid"), (1, ((1, 0), (0, 2)))])
+def test_1x1(rng, s, p):
+    x, w, b = rand(rng, (3, 5, 4, 6)), rand(rng, (1, 1, 6, 7)), rand(rng, 7)
+    y = K.conv2d(x, w, b, s, p)
+    np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
+    dy = rand(rng, y.shape)
+    for got, want in zip(K.conv2d_backward(x, w, dy, s, p), R.conv2d_backward(*f64(x, w, dy), s, p)):
+        np.testing.assert_allclose(got, want, **TOL)
+
+
+# ---------------------------------------------------------------- numerical gradients
+
+def _numgrad(f, a, eps=1e-6):
+    g = np.zeros_like(a)
+    it = np.nditer(a, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = a[i]
+        a[i] = old + eps
+        fp = f()
+        a[i] = old - eps
+        fm = f()
+        a[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+GRAD_CASES = [
+    ("2d", (2, 5, 4, 2), (3, 2, 2, 3), (1, 1), "valid", (1, 1)),
+    ("2d", (1, 5, 6, 2), (2, 2, 2, 2), (1, 1), "same", (1, 1)),
+    ("2d", (2, 6, 5, 1), (2, 3, 1, 2), (2, 2), "same", (2, 1)),
+    ("2d", (1, 4, 4, 2), (3, 3, 2, 2), (3, 2), ((2, 1), (0, 2)), (1, 1)),
+    ("1d", (2, 7, 2), (3, 2, 3), 1, "causal", 2),
+    ("1d", (2, 8, 2), (2, 2, 2), 2, "same", 1),
+]
+
+
+@pytest.mark.parametrize("case", GRAD_CASES)
+def test_gradients_numerically(rng, case):
+    kind, xs, ws, s, p, d = case
+    fwd, bwd = (R.conv2d, R.conv2d_backward) if kind == "2d" else (R.conv1d, R.conv1d_backward)
+    kfwd, kbwd = (K.conv2d, K.conv2d_backward) if kind == "2d" else (K.conv1d, K.conv1d_backward)
+    x, w, b = (rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[-1]))
+    g = rng.standard_normal(fwd(x, w, b, s, p, d).shape)      # L = sum(y * g)
+
+    def loss():
+        return float(np.sum(fwd(x, w, b, s, p, d) * g))
+
+    num = [_numgrad(loss, a) for a in (x, w, b)]
+    ana = bwd(x, w, g, s, p, d)
+    for n_, a_ in zip(num, ana):        # the float64 reference is exact up to the FD error
+        np.testing.assert_allclose(a_, n_, rtol=1e-6, atol=1e-7)
+    x32, w32, g32 = (a.astype(np.float32) for a in (x, w, g))
+    got = kbwd(x32, w32, g32, s, p, d)
+    for n_, k_ in zip(num, got):       # and the float32 kernel agrees to float32 accuracy
+        np.testing.assert_allclose(k_, n_, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- buffers and special values
+
+def test_out_buffers_used_and_overwritten(rng):
+    x, w, b = rand(rng, (2, 6, 6, 3)), rand(rng, (3, 3, 3, 4)), rand(rng, 4)
+    out = np.full((2, 6, 6, 4), 7.0, np.float32)
+    y = K.conv2d(x, w, b, 1, "same", out=out)
+    assert y is out and np.shares_memory(y, out)
+    np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), 1, "same"), **TOL)
+    dy = rand(rng, y.shape)
+    dx, dw, db = np.full_like(x, 5), np.full_like(w, 5), np.full(4, 5, np.float32)
+    rx, rw, rb = K.conv2d_backward(x, w, dy, 1, "same", dx=dx, dw=dw, db=db)
+    assert rx is dx and rw is dw and rb is db
+    for got, want in zip((dx, dw, db), R.conv2d_backward(*f64(x, w, dy), 1, "same")):
+        np.testing.assert_allclose(got, want, **TOL)        # written, not accumulated
+    out1 = np.empty((2, 4, 4), np.float32)
+    x1 = np.ascontiguousarray(x[:, 0])
+    y1 = K.conv1d(x1, w[0], b, 1, "valid", out=out1)
+    assert np.shares_memory(y1, out1)
+    dx1, dw1, db1 = np.empty_like(x1), np.empty_like(w[0]), np.empty(4, np.float32)
+    r = K.conv1d_backward(x1, w[0], rand(rng, (2, 4, 4)), dx=dx1, dw=dw1, db=db1)
+    assert all(np.shares_memory(a, o) for a, o in zip(r, (dx1, dw1, db1)))
+
+
+def test_read_only_inputs(rng):
+    x, w, b = rand(rng, (2, 5, 5, 3)), rand(rng, (3, 3, 3, 2)), rand(rng, 2)
+    dy = rand(rng, (2, 5, 5, 2))
+    x1, dy1 = x[:, 0].copy(), dy[:, 0].copy()
+    for a in (x, w, b, dy, x1, dy1):
+        a.setflags(write=False)
+    np.testing.assert_allclose(K.conv2d(x, w, b, padding="same"), R.conv2d(*f64(x, w, b), padding="same"), **TOL)
+    for got, want in zip(K.conv2d_backward(x, w, dy, padding="same"),
+                         R.conv2d_backward(*f64(x, w, dy), padding="same")):
+        np.testing.assert_allclose(got, want, **TOL)
+    np.testing.assert_allclose(K.conv1d(x1, w[0], b, padding="causal"),
+                               R.conv1d(*f64(x1, w[0], b), padding="causal"), **TOL)
+    for got, want in zip(K.conv1d_backward(x1, w[0], dy1, padding="causal"),
+                         R.conv1d_backward(*f64(x1, w[0], dy1), padding="causal")):
+        np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_workspace_reused_between_calls(rng):
+    x, w = rand(rng, (2, 8, 8, 3)), rand(rng, (3, 3, 3, 4))
+    K.conv2d(x, w)
+    before = K._workspace("col", 1).base
+    K.conv2d(x, w)
+    K.conv2d_backward(x, w, rand(rng, (2, 6, 6, 4)))
+    assert K._workspace("col", 1).base is before
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_and_inf_propagate(rng, bad):
+    x, w = rand(rng, (1, 7, 7, 2)), rand(rng, (3, 3, 2, 2))
+    x[0, 0, 0, 1] = bad
+    y = K.conv2d(x, w, padding="valid")
+    assert not np.isfinite(y[0, 0, 0]).any()           # the window that reads the pixel
+    assert np.isfinite(y[0, 1:, :]).all() and np.isfinite(y[0, :, 1:]).all()   # others don't
+    dy = rand(rng, y.shape)
+    dx, dw, db = K.conv2d_backward(x, w, dy, padding="valid")
+    assert not np.isfinite(dw[0, 0, 1]).all() and np.isfinite(db).all()
+    dy[0, 2, 2, 0] = bad
+    dx, dw, db = K.conv2d_backward(x, w, dy, padding="valid")
+    assert not np.isfinite(dx[0, 2:5, 2:5]).all() and np.isfinite(dx[0, 6, 6]).all()
+    assert not np.isfinite(db[0]) and np.isfinite(db[1])
+
+
+def test_empty_batch():
+    x, w = np.zeros((0, 5, 5, 2), np.float32), np.ones((3, 3, 2, 4), np.float32)
+    assert K.conv2d(x, w, padding="same").shape == (0, 5, 5, 4)
+    dx, dw, db = K.conv2d_backward(x, w, np.zeros((0, 5, 5, 4), np.float32), padding="same")
+    assert dx.shape == x.shape and not dw.any() and not db.any()
+
+
+# ---------------------------------------------------------------- validation
+
+def _args():
+    x = np.zeros((2, 5, 5, 3), np.float32)
+    w = np.zeros((3, 3, 3, 4), np.float32)
+    return x, w
+
+
+@pytest.mark.parametrize("mutate,err,match", [
+    (lambda x, w: ([[1.0]], w, {}), TypeError, "conv2d: x must be a numpy.ndarray"),
+    (lambda x, w: (x.astype(np.float64), w, {}), TypeError, "conv2d: x must have dtype float32"),
+    (lambda x, w: (x[0], w, {}), ValueError, "conv2d: x must have 4 dimensions"),
+    (lambda x, w: (x, w[0], {}), ValueError, "conv2d: w must have 4 dimensions"),
+    (lambda x, w: (x, w.astype(np.float16), {}), TypeError, "conv2d: w must have dtype float32"),
+    (lambda x, w: (x, w[:, :, :2].copy(), {}), ValueError, "conv2d: w has 2 input channels"),
+    (lambda x, w: (x, w[:, :0].copy(), {}), ValueError, "every size >= 1"),
+    (lambda x, w: (x[:, :, ::2], w, {}), ValueError, "conv2d: x must be C-contiguous"),
+    (lambda x, w: (x, np.asfortranarray(w), {}), ValueError, "conv2d: w must be C-contiguous"),
+    (lambda x, w: (x, w, {"b": np.zeros(3, np.float32)}), ValueError, r"conv2d: b must have shape \(4\)"),
+    (lambda x, w: (x, w, {"b": np.zeros(4, np.float64)}), TypeError, "conv2d: b must have dtype float32"),
+    (lambda x, w: (x, w, {"b": [0.0] * 4}), TypeError, "conv2d: b must be a numpy.ndarray"),
+    (lambda x, w: (x, w, {"strides": 0}), ValueError, "conv2d: strides must be >= 1"),
+    (lambda x, w: (x, w, {"strides": (1, 2, 3)}), ValueError, "conv2d: strides must be an int or a tuple of 2"),
+    (lambda x, w: (x, w, {"strides": 1.5}), TypeError, "conv2d: strides must be an int"),
+    (lambda x, w: (x, w, {"dilation": (1, 0)}), ValueError, "conv2d: dilation must be >= 1"),
+    (lambda x, w: (x, w, {"padding": "full"}), ValueError, "conv2d: padding must be 'valid', 'same'"),
+    (lambda x, w: (x, w, {"padding": "causal"}), ValueError, "conv2d: padding 'causal' is only"),
+    (lambda x, w: (x, w, {"padding": (1, 1)}), ValueError, "conv2d: padding must be"),
+    (lambda x, w: (x, w, {"padding": ((1, 1), (1, -1))}), ValueError, "non-negative ints"),
+    (lambda x, w: (x, w, {"dilation": 3}), ValueError, "larger than the padded input"),
+    (lambda x, w: (x[:, :2].copy(), w, {}), ValueError, "larger than the padded input"),
+    (lambda x, w: (x, w, {"out": np.zeros((2, 3, 3, 5), np.float32)}), ValueError, r"conv2d: out must have shape \(2, 3, 3, 4\)"),
+    (lambda x, w: (x, w, {"out": np.zeros((2, 3, 3, 4), np.float64)}), TypeError, "conv2d: out must have dtype float32"),
+    (lambda x, w: (x, w, {"out": np.zeros((2, 3, 4, 4), np.float32)[:, :, :3]}), ValueError, "conv2d: out must be C-contiguous"),
+    (lambda x, w: (x, w, {"out": np.zeros((2, 3, 3, 4), np.float32).view()}), None, None),
+])
+def test_conv2d_validation(mutate, err, match):
+    x, w = _args()
+    x, w, kw = mutate(x, w)
+    if err is None:
+        K.conv2d(x, w, **kw)
+        return
+    with pytest.raises(err, match=match):
+        K.conv2d(x, w, **kw)
+
+
+def test_conv2d_out_checks():
+    x, w = _args()
+    out = np.zeros((2, 3, 3, 4), np.float32)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="conv2d: out is written to and must be writeable"):
+        K.conv2d(x, w, out=out)
+    big = np.zeros(200, np.float32)
+    xs = big[:150].reshape(2, 5, 5, 3)
+    with pytest.raises(ValueError, match="conv2d: out must not share memory with x"):
+        K.conv2d(xs, w, out=big[100:172].reshape(2, 3, 3, 4))
+
+
+@pytest.mark.parametrize("kw,err,match", [
+    ({"dy": np.zeros((2, 3, 3, 5), np.float32)}, ValueError, r"conv2d_backward: dy must have the forward output's shape \(2, 3, 3, 4\)"),
+    ({"dy": np.zeros((2, 5, 5, 4), np.float32), "padding": "valid"}, ValueError, "dy must have the forward output's shape"),
+    ({"dy": np.zeros((2, 3, 3), np.float32)}, ValueError, "conv2d_backward: dy must have 4 dimensions"),
+    ({"dy": np.zeros((2, 3, 3, 4), np.float64)}, TypeError, "conv2d_backward: dy must have dtype float32"),
+    ({"dy": np.zeros((2, 3, 3, 8), np.float32)[..., ::2]}, ValueError, "conv2d_backward: dy must be C-contiguous"),
+    ({"dx": np.zeros((2, 5, 5, 4), np.float32)}, ValueError, r"conv2d_backward: dx must have shape \(2, 5, 5, 3\)"),
+    ({"dw": np.zeros((3, 3, 3, 4), np.float64)}, TypeError, "conv2d_backward: dw must have dtype float32"),
+    ({"db": np.zeros(5, np.float32)}, ValueError, r"conv2d_backward: db must have shape \(4\)"),
+    ({"db": np.zeros(8, np.float32)[::2]}, ValueError, "conv2d_backward: db must be C-contiguous"),
+    ({"need_dx": "yes"}, TypeError, "conv2d_backward: need_dx must be True or False"),
+    ({"strides": -1}, ValueError, "conv2d_backward: strides must be >= 1"),
+])
+def test_conv2d_backward_validation(kw, err, match):
+    x, w = _args()
+    kw = {"dy": np.zeros((2, 3, 3, 4), np.float32), **kw}
+    dy = kw.pop("dy")
+    with pytest.raises(err, match=match):
+        K.conv2d_backward(x, w, dy, **kw)
+
+
+def test_conv2d_backward_buffer_checks():
+    x, w = _args()
+    dy = np.zeros((2, 3, 3, 4), np.float32)
+    dw = np.zeros_like(w)
+    dw.setflags(write=False)
+    with pytest.raises(ValueError, match="conv2d_backward: dw is written to and must be writeable"):
+        K.conv2d_backward(x, w, dy, dw=dw)
+    with pytest.raises(ValueError, match="conv2d_backward: dx must not share memory with x"):
+        K.conv2d_backward(x, w, dy, dx=x)
+    buf = np.zeros(40, np.float32)
+    with pytest.raises(ValueError, match="conv2d_backward: dw must not share memory with db"):
+        K.conv2d_backward(x[:, :, :, :1].copy(), w[:, :, :1].copy(), dy,
+                          dw=buf[:36].reshape(3, 3, 1, 4), db=buf[32:36])
+    # need_dx=False: no dx, dx= ignored
+    assert K.conv2d_backward(x, w, dy, need_dx=False)[0] is None
+
+
+@pytest.mark.parametrize("call,err,match", [
+    (lambda: K.conv1d(np.zeros((2, 5, 3, 1), np.float32), np.zeros((3, 3, 4), np.float32)), ValueError, "conv1d: x must have 3 dimensions"),
+    (lambda: K.conv1d(np.zeros((2, 5, 3), np.float32), np.zeros((3, 2, 4), np.float32)), ValueError, "conv1d: w has 2 input channels"),
+    (lambda: K.conv1d(np.zeros((2, 5, 3), np.float32), np.zeros((3, 3, 4), np.float32), stride=(1, 1)), ValueError, "conv1d: stride must be an int or a tuple of 1"),
+    (lambda: K.conv1d(np.zeros((2, 5, 3), np.float32), np.zeros((3, 3, 4), np.float32), dilation=0), ValueError, "conv1d: dilation must be >= 1"),
+    (lambda: K.conv1d(np.zeros((2, 5, 3), np.float32), np.zeros((3, 3, 4), np.float32), padding="full"), ValueError, "conv1d: padding must be"),
+    (lambda: K.conv1d(np.zeros((2, 5, 3), np.float32), np.zeros((3, 3, 4), np.float32), padding=2), ValueError, "conv1d: padding must be"),
+    (lambda: K.conv1d(np.zeros((2, 2, 3), np.float32), np.zeros((3, 3, 4), np.float32)), ValueError, "conv1d: the window"),
+    (lambda: K.conv1d(np.zeros((2, 5, 3), np.float32), np.zeros((3, 3, 4), np.float32), out=np.zeros((2, 5, 4), np.float32)), ValueError, r"conv1d: out must have shape \(2, 3, 4\)"),
+    (lambda: K.conv1d_backward(np.zeros((2, 5, 3), np.float32), np.zeros((3, 3, 4), np.float32), np.zeros((2, 5, 4), np.float32)), ValueError, r"conv1d_backward: dy must have the forward output's shape \(2, 3, 4\)"),
+    (lambda: K.conv1d_backward(np.zeros((2, 5, 3), np.float32), np.zeros((3, 3, 4), np.float32), np.zeros((2, 3, 4), np.float32), dw=np.zeros((3, 3, 3, 4), np.float32)), ValueError, r"conv1d_backward: dw must have shape \(3, 3, 4\)"),
+])
+def test_conv1d_validation(call, err, match):
+    with pytest.raises(err, match=match):
+        call()

@@ -1,0 +1,424 @@
+"""fastnn.kernels.norm against the float64 NumPy reference, numerical gradients and Keras's rules."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from fastnn.kernels import norm, threads
+from fastnn.reference import norm as ref
+
+# float32 kernel vs float64 oracle: a few ulps of the largest magnitude in the computation
+RTOL = 2e-6
+
+
+def _data(rng, shape, loc=0.0, scale=1.0):
+    return (rng.standard_normal(shape) * scale + loc).astype(np.float32)
+
+
+def _params(rng, c, with_gamma=True, with_beta=True):
+    gamma = (rng.standard_normal(c) + 1.0).astype(np.float32) if with_gamma else None
+    beta = rng.standard_normal(c).astype(np.float32) if with_beta else None
+    mm = rng.standard_normal(c).astype(np.float32)
+    mv = (rng.random(c) + 0.5).astype(np.float32)
+    return gamma, beta, mm, mv
+
+
+def _tol_y(x, gamma, invstd, beta):
+    """Absolute tolerance per element for y: rounding of (x - mean)*scale + shift in float32."""
+    x2 = np.abs(x.reshape(-1, x.shape[-1]).astype(np.float64))
+    g = 1.0 if gamma is None else np.abs(gamma.astype(np.float64))
+    b = 0.0 if beta is None else np.abs(beta.astype(np.float64))
+    dev = np.abs(x2 - x2.mean(axis=0))
+    return (8 * RTOL * (dev * g * invstd + b) + 1e-6).reshape(x.shape)
+
+
+shapes = st.one_of(
+    st.tuples(st.integers(1, 70), st.integers(1, 19)),
+    st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 7), st.integers(1, 9)),
+)
+
+
+@given(shape=shapes, seed=st.integers(0, 2**16), with_gamma=st.booleans(),
+       with_beta=st.booleans(), momentum=st.sampled_from([0.0, 0.5, 0.99, 1.0]),
+       loc=st.sampled_from([0.0, 3.0, -50.0]))
+def test_train_matches_reference(shape, seed, with_gamma, with_beta, momentum, loc):
+    rng = np.random.default_rng(seed)
+    x = _data(rng, shape, loc=loc)
+    c = shape[-1]
+    gamma, beta, mm, mv = _params(rng, c, with_gamma, with_beta)
+    mm_r, mv_r = mm.copy(), mv.copy()
+    y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm, mv, momentum, 1e-3)
+    y_r, mean_r, invstd_r = ref.batch_norm_train(x, gamma, beta, mm_r, mv_r, momentum, 1e-3)
+    assert y.shape == x.shape and y.dtype == np.float32
+    np.testing.assert_allclose(mean, mean_r, rtol=RTOL, atol=1e-6)
+    np.testing.assert_allclose(invstd, invstd_r, rtol=RTOL)
+    np.testing.assert_allclose(mm, mm_r, rtol=RTOL, atol=1e-6)
+    np.testing.assert_allclose(mv, mv_r, rtol=RTOL, atol=1e-6)
+    assert np.all(np.abs(y - y_r) <= _tol_y(x, gamma, invstd_r.astype(np.float64), beta))
+
+
+@given(shape=shapes, seed=st.integers(0, 2**16), with_gamma=st.booleans(),
+       loc=st.sampled_from([0.0, 3.0, -50.0]))
+def test_backward_matches_reference(shape, seed, with_gamma, loc):
+    rng = np.random.default_rng(seed)
+    x = _data(rng, shape, loc=loc)
+    dy = _data(rng, shape)
+    gamma, beta, mm, mv = _params(rng, shape[-1], with_gamma)
+    _, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm, mv)
+    dx, dg, db = norm.batch_norm_backward(dy, x, gamma, mean, invstd)
+    dx_r, dg_r, db_r = ref.batch_norm_backward(dy, x, gamma, mean, invstd)
+    m = x.size // x.shape[-1]
+    # sums over M rows: absolute error ~ eps32 * sum|terms|
+    s = np.abs(dy.reshape(-1, shape[-1])).sum(axis=0)
+    np.testing.assert_allclose(db, db_r, rtol=RTOL, atol=1e-6 * s.max())
+    np.testing.assert_allclose(dg, dg_r, rtol=1e-5, atol=1e-5 * s.max() + 1e-6)
+    g = 1.0 if gamma is None else np.abs(gamma)
+    scale = (g * invstd * (np.abs(dy).reshape(-1, shape[-1]).max(axis=0) + 1)).max()
+    np.testing.assert_allclose(dx, dx_r, rtol=1e-4, atol=3e-5 * scale * max(1, np.sqrt(m) / 8))
+
+
+def _loss64(x, gamma, beta, w, eps):
+    """sum(w * batchnorm(x)) in float64, with batch statistics."""
+    x2 = x.reshape(-1, x.shape[-1])
+    mean = x2.mean(axis=0)
+    var = ((x2 - mean) ** 2).mean(axis=0)
+    y = (x2 - mean) / np.sqrt(var + eps) * gamma + beta
+    return float((y * w.reshape(y.shape)).sum())
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (2, 3, 1, 4), (1, 5), (2, 2)])
+@pytest.mark.parametrize("loc", [0.0, 100.0])
+def test_gradients_vs_numerical_differentiation(shape, loc, rng):
+    x = _data(rng, shape, loc=loc, scale=2.0)
+    c = shape[-1]
+    gamma = (rng.standard_normal(c) + 1).astype(np.float32)
+    beta = rng.standard_normal(c).astype(np.float32)
+    w = _data(rng, shape)   # dy of the loss sum(w * y)
+    eps = 1e-3
+    mm, mv = np.zeros(c, np.float32), np.ones(c, np.float32)
+    _, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm, mv, epsilon=eps)
+    dx, dg, db = norm.batch_norm_backward(w, x, gamma, mean, invstd)
+
+    x64, g64, b64, w64 = (a.astype(np.float64) for a in (x, gamma, beta, w))
+
+    def central(f, a):
+        grad = np.zeros_like(a)
+        h = 1e-5 * max(1.0, np.abs(a).max())
+        for i in np.ndindex(a.shape):
+            old = a[i]
+            a[i] = old + h
+            fp = f()
+            a[i] = old - h
+            fm = f()
+            a[i] = old
+            grad[i] = (fp - fm) / (2 * h)
+        return grad
+
+    f = lambda: _loss64(x64, g64, b64, w64, eps)  # noqa: E731
+    num_dx, num_dg, num_db = central(f, x64), central(f, g64), central(f, b64)
+    big = np.abs(w64).sum() * np.abs(g64).max() * float(invstd.max())
+    np.testing.assert_allclose(dx, num_dx, rtol=1e-3, atol=2e-5 * big)
+    np.testing.assert_allclose(dg, num_dg, rtol=1e-4, atol=1e-5 * np.abs(w64).sum())
+    np.testing.assert_allclose(db, num_db, rtol=1e-4, atol=1e-5 * np.abs(w64).sum())
+
+
+def test_batch_of_one_row_has_zero_variance(rng):
+    x = _data(rng, (1, 6))
+    gamma, beta, mm, mv = _params(rng, 6)
+    mm0, mv0 = mm.copy(), mv.copy()
+    y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm, mv, 0.9, 1e-3)
+    np.testing.assert_array_equal(mean, x[0])
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(1e-3), rtol=1e-6)
+    np.testing.assert_allclose(y[0], beta, atol=1e-6)   # x - mean = 0 exactly
+    np.testing.assert_allclose(mv, mv0 * 0.9, rtol=1e-6)   # batch var 0
+    np.testing.assert_allclose(mm, mm0 * 0.9 + x[0] * 0.1, rtol=1e-6, atol=1e-7)
+    dx, dg, db = norm.batch_norm_backward(x, x, gamma, mean, invstd)
+    np.testing.assert_allclose(dx, 0, atol=1e-5)   # the output does not depend on x
+
+
+def test_moving_statistics_update_keras_rule(rng):
+    x = _data(rng, (4, 5, 3), loc=2.0)
+    gamma, beta, mm, mv = _params(rng, 3)
+    mm0, mv0 = mm.astype(np.float64), mv.astype(np.float64)
+    x2 = x.reshape(-1, 3).astype(np.float64)
+    norm.batch_norm_train(x, gamma, beta, mm, mv, momentum=0.99, epsilon=1e-3)
+    np.testing.assert_allclose(mm, mm0 * 0.99 + x2.mean(0) * 0.01, rtol=1e-6)
+    # the biased variance, no N/(N-1) correction
+    np.testing.assert_allclose(mv, mv0 * 0.99 + x2.var(0) * 0.01, rtol=1e-6)
+    mm1 = mm.copy()
+    norm.batch_norm_train(x, gamma, beta, mm, mv, momentum=1.0)
+    np.testing.assert_array_equal(mm, mm1)
+    norm.batch_norm_train(x, gamma, beta, mm, mv, momentum=0.0)
+    np.testing.assert_allclose(mm, x2.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(mv, x2.var(0), rtol=1e-6)
+
+
+def test_train_output_is_normalised(rng):
+    x = _data(rng, (64, 9, 5), loc=-3.0, scale=4.0)
+    c = 5
+    y, mean, invstd = norm.batch_norm_train(x, None, None, np.zeros(c, np.float32),
+                                            np.ones(c, np.float32), epsilon=1e-7)
+    y2 = y.reshape(-1, c).astype(np.float64)
+    np.testing.assert_allclose(y2.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(y2.var(0), 1, rtol=1e-5)
+
+
+@given(shape=shapes, seed=st.integers(0, 2**16), with_gamma=st.booleans(),
+       with_beta=st.booleans())
+def test_inference_matches_reference(shape, seed, with_gamma, with_beta):
+    rng = np.random.default_rng(seed)
+    x = _data(rng, shape, loc=1.0)
+    gamma, beta, mm, mv = _params(rng, shape[-1], with_gamma, with_beta)
+    y = norm.batch_norm_inference(x, gamma, beta, mm, mv, 1e-3)
+    y_r = ref.batch_norm_inference(x, gamma, beta, mm, mv, 1e-3)
+    g = 1.0 if gamma is None else np.abs(gamma)
+    b = 0.0 if beta is None else np.abs(beta)
+    tol = 4 * RTOL * (np.abs(x - mm) * g / np.sqrt(mv + 1e-3) + b) + 1e-7
+    assert np.all(np.abs(y - y_r) <= tol)
+
+
+def test_inference_formula_and_equals_train_with_batch_statistics(rng):
+    x = _data(rng, (8, 4, 4, 6))
+    gamma, beta, mm, mv = _params(rng, 6)
+    y = norm.batch_norm_inference(x, gamma, beta, mm, mv, epsilon=1e-3)
+    inv = 1 / np.sqrt(mv.astype(np.float64) + 1e-3)
+    expect = x * gamma * inv + (beta - mm * gamma * inv)   # Keras 3's expression
+    np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
+    # with moving stats = batch stats (momentum 0), inference reproduces the training output
+    y_t, _, _ = norm.batch_norm_train(x, gamma, beta, mm, mv, momentum=0.0)
+    np.testing.assert_allclose(norm.batch_norm_inference(x, gamma, beta, mm, mv), y_t,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_gamma_beta_none_equal_ones_zeros(rng):
+    x = _data(rng, (33, 7), loc=2.0)
+    ones, zeros = np.ones(7, np.float32), np.zeros(7, np.float32)
+    mm, mv = np.zeros(7, np.float32), np.ones(7, np.float32)
+    a = norm.batch_norm_train(x, None, None, mm.copy(), mv.copy())
+    b = norm.batch_norm_train(x, ones, zeros, mm.copy(), mv.copy())
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(norm.batch_norm_inference(x, None, None, mm, mv),
+                                  norm.batch_norm_inference(x, ones, zeros, mm, mv))
+    dy = _data(rng, x.shape)
+    for u, v in zip(norm.batch_norm_backward(dy, x, None, a[1], a[2]),
+                    norm.batch_norm_backward(dy, x, ones, a[1], a[2])):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_large_mean_keeps_variance_and_output(rng):
+    c = 3
+    noise = rng.standard_normal((4096, c)) * 1e-2
+    x = (1e4 + noise).astype(np.float32)
+    x64 = x.astype(np.float64)
+    var64 = x64.var(0)
+    mm, mv = np.zeros(c, np.float32), np.ones(c, np.float32)
+    y, mean, invstd = norm.batch_norm_train(x, None, None, mm, mv, momentum=0.0, epsilon=1e-7)
+    np.testing.assert_allclose(mv, var64, rtol=1e-5)
+    np.testing.assert_allclose(1 / invstd.astype(np.float64) ** 2 - 1e-7, var64, rtol=1e-5)
+    np.testing.assert_allclose(mean, x64.mean(0), rtol=1e-7)
+    truth = (x64 - x64.mean(0)) / np.sqrt(var64 + 1e-7)
+    np.testing.assert_allclose(y, truth, atol=1e-3)   # y ~ N(0,1); the plain fold is off by ~0.06
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx, dg, db = norm.batch_norm_backward(dy, x, None, mean, invstd)
+    dx_r, dg_r, db_r = ref.batch_norm_backward(dy, x, None, mean, invstd)
+    np.testing.assert_allclose(dg, (dy * truth).sum(0), rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(dx, dx_r, rtol=1e-3, atol=1e-3 * np.abs(dx_r).max())
+    # the backward output is orthogonal to 1 and xhat, as the exact gradient is
+    assert np.abs(dx.astype(np.float64).sum(0)).max() < 1e-3 * np.abs(dx).sum(0).max()
+
+
+def test_out_buffers_are_used_and_in_place_allowed(rng):
+    x = _data(rng, (5, 4, 3))
+    gamma, beta, mm, mv = _params(rng, 3)
+    out, mean, invstd = np.empty_like(x), np.empty(3, np.float32), np.empty(3, np.float32)
+    y, m_, i_ = norm.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy(), out=out, mean=mean,
+                                      invstd=invstd)
+    assert y is out and m_ is mean and i_ is invstd
+    xc = x.copy()
+    y2, _, _ = norm.batch_norm_train(xc, gamma, beta, mm.copy(), mv.copy(), out=xc)
+    assert y2 is xc
+    np.testing.assert_array_equal(y2, y)
+    out = np.empty_like(x)
+    assert norm.batch_norm_inference(x, gamma, beta, mm, mv, out=out) is out
+    xc = x.copy()
+    np.testing.assert_array_equal(norm.batch_norm_inference(xc, gamma, beta, mm, mv, out=xc), out)
+    dy = _data(rng, x.shape)
+    dx, dg, db = np.empty_like(x), np.empty(3, np.float32), np.empty(3, np.float32)
+    r = norm.batch_norm_backward(dy, x, gamma, mean, invstd, dx=dx, dgamma=dg, dbeta=db)
+    assert r[0] is dx and r[1] is dg and r[2] is db
+    assert np.shares_memory(r[0], dx)
+    dyc = dy.copy()
+    r2 = norm.batch_norm_backward(dyc, x, gamma, mean, invstd, dx=dyc)
+    np.testing.assert_array_equal(r2[0], dx)
+    xc = x.copy()
+    r3 = norm.batch_norm_backward(dy, xc, gamma, mean, invstd, dx=xc)
+    np.testing.assert_array_equal(r3[0], dx)
+
+
+def test_read_only_inputs_accepted(rng):
+    x = _data(rng, (6, 4))
+    gamma, beta, mm, mv = _params(rng, 4)
+    for a in (x, gamma, beta):
+        a.setflags(write=False)
+    y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm, mv)
+    for a in (mm, mv, mean, invstd):
+        a.setflags(write=False)
+    norm.batch_norm_inference(x, gamma, beta, mm, mv)
+    dy = _data(rng, x.shape)
+    dy.setflags(write=False)
+    norm.batch_norm_backward(dy, x, gamma, mean, invstd)
+
+
+def test_nan_and_inf_propagate(rng):
+    x = _data(rng, (10, 3))
+    x[4, 1] = np.nan
+    x[2, 2] = np.inf
+    gamma, beta, mm, mv = _params(rng, 3)
+    y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm, mv)
+    assert np.isfinite(y[:, 0]).all() and np.isnan(y[:, 1]).all() and not np.isfinite(y[:, 2]).any()
+    assert np.isnan(mean[1]) and np.isnan(mv[1]) and np.isfinite(mm[0])
+    yi = norm.batch_norm_inference(x, gamma, beta, np.zeros(3, np.float32), np.ones(3, np.float32))
+    assert np.isnan(yi[4, 1]) and np.isinf(yi[2, 2]) and np.isfinite(yi[0]).all()
+    dy = _data(rng, x.shape)
+    dy[0, 0] = np.nan
+    dx, dg, db = norm.batch_norm_backward(dy, x, gamma, mean, invstd)
+    assert np.isnan(dx[:, 0]).all() and np.isnan(dg[0]) and np.isnan(db[0])
+
+
+def test_thread_count_does_not_change_results(rng):
+    x = _data(rng, (64, 8, 8, 16), loc=5.0)
+    dy = _data(rng, x.shape)
+    gamma, beta, mm, mv = _params(rng, 16)
+    n0 = threads.get_num_threads()
+    try:
+        res = []
+        for n in (1, 2):
+            threads.set_num_threads(n)
+            y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy())
+            res.append((y, mean, invstd, *norm.batch_norm_backward(dy, x, gamma, mean, invstd)))
+    finally:
+        threads.set_num_threads(n0)
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+def _args(rng, shape=(4, 3)):
+    x = _data(rng, shape)
+    gamma, beta, mm, mv = _params(rng, shape[-1])
+    return x, gamma, beta, mm, mv
+
+
+@pytest.mark.parametrize("change, exc, match", [
+    (dict(x=[[1.0, 2.0]]), TypeError, "x must be a numpy.ndarray"),
+    (dict(x=np.ones((4, 3))), TypeError, "x must have dtype float32"),
+    (dict(x=np.ones((3, 4), np.float32).T), ValueError, "x must be C-contiguous"),
+    (dict(x=np.ones((), np.float32)), ValueError, "at least 1 dimension"),
+    (dict(x=np.ones((0, 3), np.float32)), ValueError, "at least one row"),
+    (dict(gamma=np.ones(4, np.float32)), ValueError, r"gamma must have shape \(3\)"),
+    (dict(beta=np.ones((1, 3), np.float32)), ValueError, "beta must have 1 dimensions"),
+    (dict(gamma=np.ones(3)), TypeError, "gamma must have dtype float32"),
+    (dict(moving_mean=np.ones(2, np.float32)), ValueError, "moving_mean must have shape"),
+    (dict(moving_var=None), TypeError, "moving_var must be a numpy.ndarray"),
+    (dict(moving_var=np.ones(6, np.float32)[::2]), ValueError, "moving_var must be C-contiguous"),
+    (dict(momentum=1.5), ValueError, "momentum must be a finite number in"),
+    (dict(momentum=-0.1), ValueError, "momentum"),
+    (dict(momentum="0.9"), TypeError, "momentum must be a real number"),
+    (dict(epsilon=0.0), ValueError, "epsilon"),
+    (dict(epsilon=float("nan")), ValueError, "epsilon"),
+    (dict(out=np.empty((4, 3), np.float64)), TypeError, "out must have dtype float32"),
+    (dict(out=np.empty((3, 4), np.float32)), ValueError, "out must have shape"),
+    (dict(mean=np.empty(4, np.float32)), ValueError, "mean must have shape"),
+    (dict(invstd=np.empty(3, np.float32)[::1].copy().reshape(1, 3)), ValueError, "invstd"),
+])
+def test_train_validation(rng, change, exc, match):
+    x, gamma, beta, mm, mv = _args(rng)
+    kw = dict(x=x, gamma=gamma, beta=beta, moving_mean=mm, moving_var=mv)
+    kw.update(change)
+    with pytest.raises(exc, match=match) as e:
+        norm.batch_norm_train(**kw)
+    assert "batch_norm_train" in str(e.value)
+
+
+def test_train_validation_writeable_and_aliasing(rng):
+    x, gamma, beta, mm, mv = _args(rng)
+    ro = mm.copy()
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="moving_mean is written to and must be writeable"):
+        norm.batch_norm_train(x, gamma, beta, ro, mv)
+    with pytest.raises(ValueError, match="moving_mean must not share memory with moving_var"):
+        norm.batch_norm_train(x, gamma, beta, mm, mm)
+    buf = np.empty(4 * 3 + 3, np.float32)
+    with pytest.raises(ValueError, match="out must not share memory with x"):
+        norm.batch_norm_train(buf[:12].reshape(4, 3), gamma, beta, mm, mv,
+                              out=buf[3:].reshape(4, 3))
+    with pytest.raises(ValueError, match="mean must not share memory with x"):
+        norm.batch_norm_train(x, gamma, beta, mm, mv, mean=x[0])
+    with pytest.raises(ValueError, match="mean must not share memory with invstd"):
+        m = np.empty(3, np.float32)
+        norm.batch_norm_train(x, gamma, beta, mm, mv, mean=m, invstd=m)
+    with pytest.raises(ValueError, match="moving_mean must not share memory with gamma"):
+        norm.batch_norm_train(x, mm, beta, mm, mv)
+    ro_out = np.empty_like(x)
+    ro_out.setflags(write=False)
+    with pytest.raises(ValueError, match="out is written to"):
+        norm.batch_norm_train(x, gamma, beta, mm, mv, out=ro_out)
+
+
+@pytest.mark.parametrize("change, exc, match", [
+    (dict(x=np.ones((4, 3), np.float16)), TypeError, "x must have dtype float32"),
+    (dict(gamma=np.ones(2, np.float32)), ValueError, "gamma must have shape"),
+    (dict(moving_mean=np.ones(2, np.float32)), ValueError, "moving_mean must have shape"),
+    (dict(moving_var=[1.0, 1.0, 1.0]), TypeError, "moving_var must be a numpy.ndarray"),
+    (dict(epsilon=-1e-3), ValueError, "epsilon"),
+    (dict(out=np.empty((4, 3), np.float32)[:, ::-1]), ValueError, "out must be C-contiguous"),
+])
+def test_inference_validation(rng, change, exc, match):
+    x, gamma, beta, mm, mv = _args(rng)
+    kw = dict(x=x, gamma=gamma, beta=beta, moving_mean=mm, moving_var=mv)
+    kw.update(change)
+    with pytest.raises(exc, match=match) as e:
+        norm.batch_norm_inference(**kw)
+    assert "batch_norm_inference" in str(e.value)
+
+
+def test_inference_empty_batch(rng):
+    x = np.empty((0, 4, 3), np.float32)
+    _, gamma, beta, mm, mv = _args(rng)
+    assert norm.batch_norm_inference(x, gamma, beta, mm, mv).shape == (0, 4, 3)
+
+
+@pytest.mark.parametrize("change, exc, match", [
+    (dict(dy=np.ones((4, 4), np.float32)), ValueError, r"dy must have shape \(4, 3\)"),
+    (dict(dy=np.ones((4, 3))), TypeError, "dy must have dtype float32"),
+    (dict(x=np.ones((0, 3), np.float32), dy=np.ones((0, 3), np.float32)), ValueError, "one row"),
+    (dict(gamma=np.ones(4, np.float32)), ValueError, "gamma must have shape"),
+    (dict(mean=None), TypeError, "mean must be a numpy.ndarray"),
+    (dict(invstd=np.ones(3, np.float64)), TypeError, "invstd must have dtype float32"),
+    (dict(dx=np.empty((4, 3), np.float64)), TypeError, "dx must have dtype float32"),
+    (dict(dgamma=np.empty(2, np.float32)), ValueError, "dgamma must have shape"),
+    (dict(dbeta=np.empty((3, 1), np.float32)), ValueError, "dbeta must have shape"),
+])
+def test_backward_validation(rng, change, exc, match):
+    x, gamma, beta, mm, mv = _args(rng)
+    dy = _data(rng, x.shape)
+    kw = dict(dy=dy, x=x, gamma=gamma, mean=mm, invstd=mv)
+    kw.update(change)
+    with pytest.raises(exc, match=match) as e:
+        norm.batch_norm_backward(**kw)
+    assert "batch_norm_backward" in str(e.value)
+
+
+def test_backward_validation_aliasing(rng):
+    x, gamma, beta, mm, mv = _args(rng)
+    dy = _data(rng, x.shape)
+    with pytest.raises(ValueError, match="dgamma must not share memory with dbeta"):
+        g = np.empty(3, np.float32)
+        norm.batch_norm_backward(dy, x, gamma, mm, mv, dgamma=g, dbeta=g)
+    with pytest.raises(ValueError, match="dbeta must not share memory with mean"):
+        norm.batch_norm_backward(dy, x, gamma, mm, mv, dbeta=mm)
+    buf = np.empty(15, np.float32)
+    with pytest.raises(ValueError, match="dx must not share memory with dy"):
+        norm.batch_norm_backward(buf[:12].reshape(4, 3), x, gamma, mm, mv,
+                                 dx=buf[3:].reshape(4, 3))
