@@ -44,6 +44,10 @@ class Callback:
     def on_predict_batch_end(self, batch, logs=None): pass
 
 
+_INDEXED_HOOKS = {"on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end",
+                  "on_test_batch_begin", "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end"}
+
+
 class CallbackList:
     """Dispatches every hook to a list of callbacks."""
 
@@ -57,9 +61,14 @@ class CallbackList:
         if not name.startswith("on_"):
             raise AttributeError(name)
 
-        def call(*args, **kwargs):
+        # Keras passes logs positionally (None when there are none): LambdaCallback functions
+        # are written as f(epoch, logs)
+        n_args = 2 if name in _INDEXED_HOOKS else 1
+
+        def call(*args, logs=None):
+            args = (*args, logs) if len(args) < n_args else args
             for c in self.callbacks:
-                getattr(c, name)(*args, **kwargs)
+                getattr(c, name)(*args)
         return call
 
 
