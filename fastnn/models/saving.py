@@ -59,7 +59,8 @@ def _atomic_write(path, write):
 
 def _npy_bytes(a):
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    a = np.asarray(a)   # (not ascontiguousarray: it turns 0-d values such as `iterations` into 1-d)
+    np.save(buf, a if a.flags.c_contiguous else a.copy(), allow_pickle=False)
     return buf.getvalue()
 
 
