@@ -311,6 +311,8 @@ class Model(Layer):
         elif not isinstance(metrics, (list, tuple)):
             metrics = [metrics]
         self._metric_ids = list(metrics) + list(weighted_metrics or [])
+        # Keras applies sample weights only to `weighted_metrics`; `metrics` are unweighted
+        self._metric_weighted = [False] * len(metrics) + [True] * len(weighted_metrics or [])
         self._check_metric_ids()
         self._metrics = None   # resolved on the first batch, when y shapes are known (as Keras)
         self.compiled = True
@@ -551,8 +553,8 @@ class Model(Layer):
         self._loss_count += n
         if self._metrics is None:
             self._resolve_metrics(y, y_pred)
-        for m in self._metrics:
-            m.update_state(y, y_pred, sample_weight=sw)
+        for m, weighted in zip(self._metrics, self._metric_weighted):
+            m.update_state(y, y_pred, sample_weight=sw if weighted else None)
 
     def _logs(self, prefix=""):
         logs = {"loss": self._loss_sum / max(self._loss_count, 1)}
