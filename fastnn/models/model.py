@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import OrderedDict
 import time
 import warnings
 
@@ -504,10 +505,12 @@ class Model(Layer):
                 out.append(None)
                 continue
             shape = (len(idx), *a.shape[1:])
-            k = (key, j, shape, a.dtype.str)
-            b = bufs.get(k)
-            if b is None:
-                b = bufs[k] = np.empty(shape, a.dtype)
+            slot = bufs.setdefault((key, j), OrderedDict())
+            b = slot.get((shape, a.dtype.str))
+            if b is None:   # keep the full-batch and the last partial-batch buffers only
+                b = slot[(shape, a.dtype.str)] = np.empty(shape, a.dtype)
+                if len(slot) > 2:
+                    slot.popitem(last=False)
             np.take(a, idx, axis=0, out=b)
             out.append(b)
         return out
