@@ -10,12 +10,21 @@ import pytest
 
 def record(benchmark, *, flops=None, nbytes=None):
     """Attach GFLOP/s and/or GB/s (from the benchmark's median time) to extra_info."""
-    stats = benchmark.stats.stats if hasattr(benchmark.stats, "stats") else benchmark.stats
+    stats = getattr(benchmark.stats, "stats", benchmark.stats)
+    if stats is None:  # --benchmark-disable: the body ran once, untimed
+        return
     t = stats.median
     if flops is not None:
         benchmark.extra_info["GFLOP/s"] = round(flops / t / 1e9, 2)
     if nbytes is not None:
         benchmark.extra_info["GB/s"] = round(nbytes / t / 1e9, 2)
+
+
+@pytest.fixture(name="record")
+def record_fixture():
+    """`record(benchmark, flops=..., nbytes=...)` as a fixture (bench files are not importable
+    by name under --import-mode=importlib)."""
+    return record
 
 
 @pytest.fixture

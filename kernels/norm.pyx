@@ -11,7 +11,8 @@ Design note
 - Parallel over M: the rows are cut into a fixed number of chunks that depends only on (M, C),
   each chunk writes its own C-wide partial sums, and the partials are reduced in chunk order.
   So results are bit-identical for any thread count, and no two threads write the same line
-  except at chunk edges.
+  except at chunk edges. Chunks are handed out dynamically: on a shared machine a thread that
+  is descheduled holds up one chunk, not a static half of the work.
 - Passes over memory: training forward = 2 (statistics; then y), backward = 2 (two sums; then
   dx), inference = 1. The per-channel scale/shift are folded once, so the last pass is one
   subtract and one FMA per element: y = (x - m32)*scale + shift, scale = gamma*invstd,
@@ -29,7 +30,7 @@ from libc.stdlib cimport free, malloc
 
 
 cdef inline Py_ssize_t _n_chunks(Py_ssize_t m, Py_ssize_t c) noexcept nogil:
-    # >= 32K elements and >= 32 rows per chunk (the partial sums stay <= 1/8 of x), <= 64 chunks
+    # >= 32K elements and >= 32 rows per chunk (the partial sums stay < 1/5 of x), <= 64 chunks
     cdef Py_ssize_t n = (m * c) // 32768
     if n > m // 32:
         n = m // 32
@@ -128,7 +129,7 @@ cdef void _affine_parallel(const float* x__mc, Py_ssize_t m, Py_ssize_t c, const
                            const float* scale__c, const float* shift__c, float* y__mc) noexcept nogil:
     cdef Py_ssize_t nb = _row_blocks(m, c)
     cdef Py_ssize_t k
-    for k in prange(nb, schedule="static", nogil=True):
+    for k in prange(nb, schedule="dynamic", nogil=True):
         _rows_affine(x__mc, k * m // nb, (k + 1) * m // nb, c, center__c, scale__c, shift__c,
                      y__mc)
 
@@ -149,7 +150,7 @@ cdef int batch_norm_train_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
         free(fold)
         return -1
     # pass 1: per-chunk shifted moments (shift = row 0)
-    for k in prange(nch, schedule="static", nogil=True):
+    for k in prange(nch, schedule="dynamic", nogil=True):
         _chunk_moments(x__mc, k * m // nch, (k + 1) * m // nch, c, x__mc,
                        part + 2 * k * c, part + 2 * k * c + c)
     for j in range(c):
@@ -214,7 +215,7 @@ cdef int batch_norm_backward_mc(const float* dy__mc, const float* x__mc, Py_ssiz
         free(coef)
         return -1
     # pass 1: sum(dy), sum(dy*(x-m32)) and sum(x-m32) per channel
-    for k in prange(nch, schedule="static", nogil=True):
+    for k in prange(nch, schedule="dynamic", nogil=True):
         _chunk_grad_sums(dy__mc, x__mc, k * m // nch, (k + 1) * m // nch, c, mean__c,
                          part + 3 * k * c, part + 3 * k * c + c, part + 3 * k * c + 2 * c)
     for j in range(c):
@@ -239,7 +240,7 @@ cdef int batch_norm_backward_mc(const float* dy__mc, const float* x__mc, Py_ssiz
         dgamma__c[j] = <float>(inv * sdyxc)
         dbeta__c[j] = <float>sdy
     # pass 2: dx
-    for k in prange(nb, schedule="static", nogil=True):
+    for k in prange(nb, schedule="dynamic", nogil=True):
         _rows_backward(dy__mc, x__mc, k * m // nb, (k + 1) * m // nb, c,
                        coef, coef + c, coef + 2 * c, mean__c, dx__mc)
     free(part)

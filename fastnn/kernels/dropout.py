@@ -1,8 +1,9 @@
 """Inverted dropout on float32 C-contiguous arrays of any shape, with a seeded counter-based mask.
 
 Training-mode Keras 3 dropout: each element is kept with probability 1 - rate and scaled by
-1/(1 - rate) (as x / float32(1 - rate)); dropped elements are 0. The uint8 mask is a pure
-function of (seed, element index) (splitmix64 of a counter, see kernels/dropout.pyx), so one
+1/(1 - rate) (as x * float32(1/(1 - rate)), like tf.nn.dropout); dropped elements are 0. The
+uint8 mask is a pure function of (seed, element index) (wyrand at a counter, see
+kernels/dropout.pyx), so one
 seed gives the same mask on any machine and for any thread count; the model passes
 `fastnn._random.next_seed()` per call. Backward: dx = dy * mask / (1 - rate).
 """
@@ -32,13 +33,18 @@ def _check_seed(seed, fn: str) -> int:
     return int(seed) % 2**64  # any int works; it is used modulo 2**64
 
 
+def keep_scale(rate: float) -> np.float32:
+    """The float32 factor of kept values, 1/(1 - rate)."""
+    return np.float32(1.0 / (1.0 - rate))
+
+
 def drop_threshold(rate: float) -> int:
     """The 32-bit threshold: an element is dropped iff its uniform u32 < floor(rate * 2**32)."""
     return min(int(rate * 2**32), 2**32 - 1)
 
 
 def dropout(x, rate, seed, *, out=None, mask=None):
-    """Inverted dropout of float32 (...): y = x / (1 - rate) where kept, else 0.
+    """Inverted dropout of float32 (...): y = x * float32(1/(1 - rate)) where kept, else 0.
 
     x any shape, C-contiguous float32; rate in [0, 1); seed an int (one seed = one mask).
     out (x's shape, float32) may be x itself; mask (x's shape, uint8) receives 1 = kept.
@@ -58,13 +64,13 @@ def dropout(x, rate, seed, *, out=None, mask=None):
             np.copyto(out, x)
         mask.fill(1)
         return out, mask
-    _dropout.dropout(x.reshape(-1), seed, drop_threshold(rate), np.float32(1.0 - rate),
+    _dropout.dropout(x.reshape(-1), seed, drop_threshold(rate), keep_scale(rate),
                      out.reshape(-1), mask.reshape(-1))
     return out, mask
 
 
 def dropout_backward(dy, mask, rate, *, dx=None):
-    """Gradient of inverted dropout for float32 (...): dx = dy / (1 - rate) where mask, else 0.
+    """Gradient of inverted dropout for float32 (...): dx = dy * float32(1/(1 - rate)) where mask, else 0.
 
     dy any shape, C-contiguous float32; mask the uint8 mask of the forward call (nonzero =
     kept); rate the forward rate in [0, 1). dx (dy's shape) may be dy itself. Returns dx.
@@ -76,6 +82,6 @@ def dropout_backward(dy, mask, rate, *, dx=None):
     dx = prepare_out(dx, dy.shape, "dx", fn)
     check_aliases(fn, [("dx", dx)], [("dy", dy), ("mask", mask)], same_ok=(("dx", "dy"),))
     if dy.size:
-        _dropout.dropout_backward(dy.reshape(-1), mask.reshape(-1), np.float32(1.0 - rate),
+        _dropout.dropout_backward(dy.reshape(-1), mask.reshape(-1), keep_scale(rate),
                                   dx.reshape(-1))
     return dx

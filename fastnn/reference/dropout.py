@@ -1,8 +1,11 @@
 """Naive NumPy inverted dropout (oracle and baseline for fastnn.kernels.dropout).
 
-Draws the very same counter-based mask as the compiled kernel, vectorized in uint64 NumPy:
-u32 of element i = half (i % 2) of splitmix64(key + (i//2 + 1) * G), key = splitmix64(seed + G);
-kept iff u32 >= floor(rate * 2**32). Values as Keras: np.where(mask, x / keep_prob, 0).
+Draws the very same counter-based mask as the compiled kernel, vectorized in uint64 NumPy.
+W(k, c) = mum(s, s ^ WY1), s = k + c*WY0 (wyrand; mum(a, b) = high xor low 64 bits of the 128-bit
+product a*b). Element i has the 32-bit uniform U_i = hi_i * 2**16 + lo_i with
+hi_i = 16-bit quarter (i % 4) of W(key, i//4 + 1), lo_i = low 16 bits of W(key2, i + 1);
+key = splitmix64(seed + G), key2 = splitmix64(key + G). Kept iff U_i >= floor(rate * 2**32).
+Values: np.where(mask, x * float32(1/(1 - rate)), 0).
 """
 from __future__ import annotations
 
@@ -19,21 +22,37 @@ def _mix64_int(z: int) -> int:
     return z ^ (z >> 31)
 
 
-def _mix64(z: np.ndarray) -> np.ndarray:
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+_WY0 = np.uint64(0xA0761D6478BD642F)
+_WY1 = np.uint64(0xE7037ED1A0B428DB)
+_LO = np.uint64(0xFFFFFFFF)
+_32 = np.uint64(32)
+
+
+def _mum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """High xor low 64 bits of the 128-bit products a*b, by 32-bit schoolbook multiplication."""
+    a0, a1, b0, b1 = a & _LO, a >> _32, b & _LO, b >> _32
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (p00 >> _32) + (p01 & _LO) + (p10 & _LO)   # < 3 * 2**32: no overflow
+    lo = (p00 & _LO) | ((mid & _LO) << _32)
+    hi = p11 + (p01 >> _32) + (p10 >> _32) + (mid >> _32)
+    return hi ^ lo
+
+
+def _wyrand(key: int, counters: np.ndarray) -> np.ndarray:
+    s = np.uint64(key) + counters.astype(np.uint64) * _WY0
+    return _mum(s, s ^ _WY1)
 
 
 def uniform_u32(n: int, seed: int) -> np.ndarray:
-    """The n 32-bit uniforms (as uint64) that decide the mask of a call with `seed`."""
-    key = np.uint64(_mix64_int(int(seed) % 2**64 + _G))
-    pairs = np.arange(1, (n + 1) // 2 + 1, dtype=np.uint64)
-    h = _mix64(key + pairs * np.uint64(_G))
-    u = np.empty(2 * len(h), np.uint64)
-    u[0::2] = h & np.uint64(0xFFFFFFFF)
-    u[1::2] = h >> np.uint64(32)
-    return u[:n]
+    """The n 32-bit uniforms U_i (as uint64) that decide the mask of a call with `seed`."""
+    key = _mix64_int(int(seed) % 2**64 + _G)
+    key2 = _mix64_int(key + _G)
+    h = _wyrand(key, np.arange(1, (n + 3) // 4 + 1, dtype=np.uint64))
+    hi = np.empty(4 * len(h), np.uint64)
+    for q in range(4):
+        hi[q::4] = (h >> np.uint64(16 * q)) & np.uint64(0xFFFF)
+    lo = _wyrand(key2, np.arange(1, n + 1, dtype=np.uint64)) & np.uint64(0xFFFF)
+    return (hi[:n] << np.uint64(16)) | lo
 
 
 def dropout(x, rate, seed):
@@ -43,13 +62,13 @@ def dropout(x, rate, seed):
         raise ValueError(f"dropout: rate must be in [0, 1); received {rate!r}.")
     threshold = min(int(rate * 2**32), 2**32 - 1)
     mask = (uniform_u32(x.size, seed) >= np.uint64(threshold)).reshape(x.shape)
-    keep = np.float32(1.0 - rate)
-    y = np.where(mask, x / keep, np.float32(0)).astype(np.float32)
+    scale = np.float32(1.0 / (1.0 - rate))
+    y = np.where(mask, x * scale, np.float32(0)).astype(np.float32)
     return y, mask.astype(np.uint8)
 
 
 def dropout_backward(dy, mask, rate):
-    """dx = dy / (1 - rate) where the mask is set, else 0."""
+    """dx = dy * float32(1/(1 - rate)) where the mask is set, else 0."""
     dy = np.asarray(dy, np.float32)
-    keep = np.float32(1.0 - rate)
-    return np.where(mask != 0, dy / keep, np.float32(0)).astype(np.float32)
+    scale = np.float32(1.0 / (1.0 - rate))
+    return np.where(mask != 0, dy * scale, np.float32(0)).astype(np.float32)

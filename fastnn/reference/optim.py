@@ -218,7 +218,9 @@ def step(kind, params, grads, slots, *, lr, iteration, weight_decay=None, clipva
         weight_decay = 0.004 if kind == "adamw" else 0.0
     if weight_decay:
         wd = F32(weight_decay)
-        for w in ws:
-            w -= w * wd * lr
+        with np.errstate(invalid="ignore", over="ignore"):
+            for w in ws:
+                w -= w * wd * lr
     opt_hyper = {k: v for k, v in hyper.items() if k != "initial_accumulator_value" or kind == "adagrad"}
-    OPTIMIZERS[kind](**opt_hyper).update(ws, gs, state, lr, iteration + 1)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # NaN/inf propagate quietly
+        OPTIMIZERS[kind](**opt_hyper).update(ws, gs, state, lr, iteration + 1)
