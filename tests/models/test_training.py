@@ -292,3 +292,35 @@ def test_summary_and_config_round_trip(capsys):
     fmodel = Model(inp, L.Dense(2)(L.Dense(3, activation="relu")(inp)))
     fclone = Model.from_config(fmodel.get_config())
     assert [type(l).__name__ for l in fclone.layers] == ["InputLayer", "Dense", "Dense"]
+
+
+def test_sequential_built_on_first_fit_call_or_build(rng):
+    x, y = _data(rng)
+    m = Sequential([L.Dense(4, activation="relu"), L.Dense(3, activation="softmax")])
+    assert not m.built
+    with pytest.raises(ValueError, match="not built"):
+        m.count_params()
+    m.compile("sgd", "categorical_crossentropy")
+    m.fit(x, y, epochs=1, verbose=0)
+    assert m.built and m.count_params() == 6 * 4 + 4 + 4 * 3 + 3
+    m2 = Sequential([L.Dense(4)])
+    p = m2.predict(x, verbose=0)
+    assert p.shape == (64, 4)
+    m3 = Sequential()
+    m3.add(L.Dense(2))
+    m3.build((None, 5))
+    assert m3.layers[0].get_weights()[0].shape == (5, 2)
+    m4 = Sequential([L.Dense(2, input_shape=(3,), batch_size=8)])
+    assert m4.input_shape == (8, 3)
+
+
+def test_evaluate_and_predict_progress_lines(rng, capsys):
+    x, y = _data(rng)
+    m = _mlp()
+    m.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+    m.evaluate(x, y, batch_size=16)
+    m.predict(x, batch_size=16)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("4/4 ") and " - accuracy: " in lines[0] and " - loss: " in lines[0]
+    assert lines[1].startswith("4/4 ") and lines[1].endswith("/step")
