@@ -428,6 +428,9 @@ class Model(Layer):
     def _prepare_y(self, y, n, fn):
         if y is None:
             raise ValueError(f"{fn}: y is required for training and evaluation.")
+        if not self._single_output:
+            raise ValueError(f"{fn}: training and evaluating multi-output models is not supported by fastnn yet "
+                             f"(model '{self.name}' has {len(self._graph_outputs)} outputs); predict works.")
         y = np.asarray(y)
         if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
             raise TypeError(f"{fn}: y must be numeric; received dtype {y.dtype}.")
@@ -492,6 +495,9 @@ class Model(Layer):
             raise RuntimeError(f"{fn}: you must compile the model before training/testing; use "
                                f"model.compile(optimizer, loss).")
         self._ensure_built(xs)
+        if not self._single_output or len(self._graph_outputs) != 1:
+            raise ValueError(f"{fn}: training and evaluating multi-output models is not supported by fastnn yet "
+                             f"(model '{self.name}' has {len(self._graph_outputs)} outputs); predict works.")
         self._prepare_training()
 
     # ---------------------------------------------------------------------------------------

@@ -324,3 +324,28 @@ def test_evaluate_and_predict_progress_lines(rng, capsys):
     assert len(lines) == 2
     assert lines[0].startswith("4/4 ") and " - accuracy: " in lines[0] and " - loss: " in lines[0]
     assert lines[1].startswith("4/4 ") and lines[1].endswith("/step")
+
+
+def test_multi_output_model_predicts_and_refuses_training(rng):
+    inp = fastnn.Input((4,))
+    h = L.Dense(3, activation="tanh")(inp)
+    m = Model(inp, [L.Dense(2)(h), L.Dense(1)(h)])
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    a, b = m.predict(x, verbose=0)
+    assert a.shape == (5, 2) and b.shape == (5, 1)
+    m.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="multi-output"):
+        m.fit(x, np.zeros((5, 2)), verbose=0)
+
+
+def test_evaluate_inside_fit_callback_prints_its_own_bar(rng, capsys):
+    x, y = _data(rng)
+    m = _mlp()
+    m.compile("sgd", "categorical_crossentropy")
+
+    class Eval(fastnn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.evaluate(x, y, verbose=1)
+
+    m.fit(x, y, epochs=1, verbose=0, callbacks=[Eval()])
+    assert capsys.readouterr().out.startswith("2/2 ")
