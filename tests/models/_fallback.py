@@ -593,7 +593,7 @@ class _Metric:
 
 def _acc_fns(kind):
     if kind == "binary":
-        return lambda t, p: ((p > 0.5) == (t > 0.5)).reshape(p.shape[0], -1).mean(-1)
+        return lambda t, p: ((p > 0.5) == t.reshape(p.shape)).reshape(p.shape[0], -1).mean(-1)
     if kind == "sparse":
         return lambda t, p: (p.argmax(-1) == t.reshape(p.shape[0]).astype(np.int64)).astype(np.float64)
     return lambda t, p: (p.argmax(-1) == t.argmax(-1)).astype(np.float64)

@@ -173,3 +173,20 @@ def test_convnet_train_steps_match_keras(rng):
         _close(hf.history[key], hk.history[key], rtol=1e-5, what=key)
     _weights_close(fm, km, rtol=1e-5, atol=2e-6)
     _close(fm.predict(x, verbose=0), km.predict(x, verbose=0), what="predict")
+
+
+def test_founding_notes_model_matches_keras(rng):
+    def build(K):
+        return [K.layers.Dense(64, input_dim=3, activation="tanh"), K.layers.Dense(1, activation="softplus")]
+
+    fm, km = _both(build)
+    x = rng.random((40, 3), dtype=np.float32)
+    y = rng.random((40, 1), dtype=np.float32)
+    fm.compile("adamax", loss="kld", metrics=["accuracy"])
+    km.compile("adamax", loss="kld", metrics=["accuracy"])
+    hf = fm.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    hk = km.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    assert list(hf.history) == list(hk.history) == ["accuracy", "loss"]
+    for key in hk.history:
+        _close(hf.history[key], hk.history[key], rtol=1e-5, what=key)
+    _weights_close(fm, km, rtol=1e-5, atol=2e-6)
