@@ -39,14 +39,17 @@ def load_flat(n_train=None, n_test=None, seed=0):
 
 def mlp(input_dim, hidden, activation="relu", kernel_initializer="he_normal", *, batchnorm=False,
         dropout=0.0, l2=0.0, num_classes=10):
-    """Dense(h) [-> BatchNormalization] -> activation [-> Dropout] per hidden size, then softmax."""
+    """Dense(h) [-> BatchNormalization] -> activation [-> Dropout] per hidden size, then softmax.
+
+    batchnorm: False, True (Keras defaults) or a dict of BatchNormalization arguments.
+    """
     from fastnn import layers, models, regularizers
     stack = [layers.Input((input_dim,))]
     reg = regularizers.L2(l2) if l2 else None
     for h in hidden:
         stack.append(layers.Dense(h, kernel_initializer=kernel_initializer, kernel_regularizer=reg))
         if batchnorm:
-            stack.append(layers.BatchNormalization())
+            stack.append(layers.BatchNormalization(**(batchnorm if isinstance(batchnorm, dict) else {})))
         stack.append(layers.Activation(activation))
         if dropout:
             stack.append(layers.Dropout(dropout))
