@@ -111,8 +111,8 @@ def _jsonable(v):
         return [_jsonable(x) for x in v]
     if isinstance(v, np.ndarray):
         return _jsonable(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        return float(v) if np.isfinite(v) else str(float(v))
+    if isinstance(v, (np.floating, float)):  # 6 significant digits keep the files small
+        return float(f"{float(v):.6g}") if np.isfinite(v) else str(float(v))
     if isinstance(v, np.integer):
         return int(v)
     return v
@@ -127,5 +127,5 @@ def finish(name, out, fig, data, t0):
     fig.savefig(png, dpi=100)
     plt.close(fig)
     with open(js, "w") as f:
-        json.dump(_jsonable(data), f, indent=1)
+        json.dump(_jsonable(data), f)
     return {"png": png, "json": js, "data": data}
