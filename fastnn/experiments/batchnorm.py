@@ -65,12 +65,12 @@ def run(size="full", out="fastnn-out"):
             ax.set_ylabel("training accuracy")
         if k >= len(results) - cols:
             ax.set_xlabel("epoch")
-        if k == 0:
-            ax.legend(fontsize=8, loc="lower right")
     hid = "-".join(map(str, cfg["hidden"]))
     fig.suptitle(f"Batch normalization on {data['name']}: MLP {data['input_dim']}-{hid}-10 ReLU, "
                  f"{cfg['n_train']} training samples, SGD lr={cfg['lr']}, batch {cfg['batch']}, "
-                 f"{cfg['epochs']} epochs", fontsize=12)
-    fig.tight_layout()
+                 f"{cfg['epochs']} epochs", fontsize=12, y=0.995)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, bbox_to_anchor=(0.5, 0.975), fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return _common.finish("batchnorm", out, fig, {"size": size, "dataset": data["name"], **cfg,
                                                   "results": results}, t0)
