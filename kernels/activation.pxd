@@ -14,7 +14,9 @@ cdef extern from *:
     /* Without -fno-trapping-math gcc will not turn the float selects below (and in every
        loop of the modules that include this) into vector blends, so no loop vectorises.
        Results are unchanged: only FP-exception flags, which nothing reads, may differ. */
+    #if defined(__GNUC__) && !defined(__clang__)
     #pragma GCC optimize ("no-trapping-math")
+    #endif
     #include <math.h>
     /* forced: gcc's inliner otherwise gives up on a few call sites, and a call kills vectorisation */
     #define FNN_INLINE inline __attribute__((always_inline))
@@ -126,7 +128,11 @@ cdef extern from *:
        versions of these loops (measured 3x slower). `omp simd` because y may be x (in
        place); target_clones adds an AVX2+FMA copy chosen at load time (ifunc), the
        baseline SSE2 copy runs everywhere else. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define FNN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("no-trapping-math")))
+    #else
+    #define FNN_CLONES
+    #endif
     /* The parameters are copied into locals p0..p3 first: a load of p[k] inside a select
        arm (p might alias y) is "control flow" to the vectoriser. */
     #define FNN_PARAMS const float p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3]; \
