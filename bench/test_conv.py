@@ -5,19 +5,11 @@ Targets: kernel time <= 1.43x the GEMM ceiling (>= 70% of it) and >= 3x faster t
 reference. The forward ceiling is np.matmul of (N*OH*OW, KH*KW*C) @ (KH*KW*C, F); the backward
 ceiling is the two GEMMs dW = colᵀ @ dY and dcol = dY @ Wᵀ.
 """
-import os
+import numpy as np
+import pytest
 
-# libgomp's default wait policy spins its idle threads for milliseconds after every prange (long
-# on AMD, where `pause` is slow), stealing the cores from the OpenBLAS threads of the GEMM that
-# follows: the conv ran 15x slower than its GEMMs. Passive waiting must be set before libgomp
-# loads (first import of fastnn.kernels); the library's threading policy should do this too.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from fastnn.kernels import conv as K  # noqa: E402
-from fastnn.reference import conv as R  # noqa: E402
+from fastnn.kernels import conv as K
+from fastnn.reference import conv as R
 
 # name: x (N, H, W, C), w (KH, KW, C, F), strides, padding
 SHAPES = {
@@ -29,12 +21,6 @@ SHAPES = {
     "56x56x64-3x3x128-s2": ((32, 56, 56, 64), (3, 3, 64, 128), 2, "same"),
 }
 IMPLS = ["reference", "kernel", "gemm"]
-
-
-def record(benchmark, *, flops):
-    """GFLOP/s from the median time into extra_info (as bench/conftest.py's `record`)."""
-    stats = benchmark.stats.stats if hasattr(benchmark.stats, "stats") else benchmark.stats
-    benchmark.extra_info["GFLOP/s"] = round(flops / stats.median / 1e9, 2)
 
 
 def _data(name):
@@ -58,7 +44,7 @@ def _run(benchmark, impl, fn):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_conv2d_forward(benchmark, gemm_ceiling, name, impl):
+def test_conv2d_forward(benchmark, gemm_ceiling, record, name, impl):
     x, w, b, s, p, dy, (m, k, f) = _data(name)
     benchmark.group = f"conv2d fwd {name}"
     out = np.empty(dy.shape, np.float32)
@@ -76,7 +62,7 @@ def test_conv2d_forward(benchmark, gemm_ceiling, name, impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_conv2d_backward(benchmark, gemm_ceiling, name, impl):
+def test_conv2d_backward(benchmark, gemm_ceiling, record, name, impl):
     x, w, b, s, p, dy, (m, k, f) = _data(name)
     benchmark.group = f"conv2d bwd {name}"
     if impl == "reference":

@@ -44,6 +44,10 @@ class Callback:
     def on_predict_batch_end(self, batch, logs=None): pass
 
 
+_INDEXED_HOOKS = {"on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end",
+                  "on_test_batch_begin", "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end"}
+
+
 class CallbackList:
     """Dispatches every hook to a list of callbacks."""
 
@@ -57,9 +61,14 @@ class CallbackList:
         if not name.startswith("on_"):
             raise AttributeError(name)
 
-        def call(*args, **kwargs):
+        # Keras passes logs positionally (None when there are none): LambdaCallback functions
+        # are written as f(epoch, logs)
+        n_args = 2 if name in _INDEXED_HOOKS else 1
+
+        def call(*args, logs=None):
+            args = (*args, logs) if len(args) < n_args else args
             for c in self.callbacks:
-                getattr(c, name)(*args, **kwargs)
+                getattr(c, name)(*args)
         return call
 
 
@@ -115,17 +124,17 @@ class ProgbarLogger(Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.progbar.update(self.target or 0, list((logs or {}).items()), finalize=True)
 
+    # fit runs its validation pass without callbacks (as Keras's progress bar shows only the
+    # val_ values on the epoch line), so test hooks always come from evaluate()
     def on_test_begin(self, logs=None):
-        if self.model is not None and not getattr(self.model, "_in_fit", False):
-            self._new_bar(self.params.get("steps"))
+        self._new_bar(self.params.get("steps"))
 
     def on_test_batch_end(self, batch, logs=None):
-        if self.verbose == 1 and not getattr(self.model, "_in_fit", False):
+        if self.verbose == 1:
             self.progbar.update(batch + 1, list((logs or {}).items()), finalize=False)
 
     def on_test_end(self, logs=None):
-        if not getattr(self.model, "_in_fit", False):
-            self.progbar.update(self.params.get("steps") or 0, list((logs or {}).items()), finalize=True)
+        self.progbar.update(self.params.get("steps") or 0, list((logs or {}).items()), finalize=True)
 
     def on_predict_begin(self, logs=None):
         self._new_bar(self.params.get("steps"))

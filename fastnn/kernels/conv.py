@@ -1,36 +1,71 @@
 """Convolution kernels: NHWC / NLC float32, kernel (KH, KW, C, F) as Keras, forward and backward.
 
 A convolution is `col (N*OH*OW, KH*KW*C) @ w (KH*KW*C, F)`, whose (M, F) result already is the
-NHWC output. The batch's output rows (n, oh) are cut into chunks whose col buffer stays a few MB;
-for each chunk the compiled im2col (fastnn._kernels.conv) fills the col buffer and ONE
-np.matmul writes the chunk's slice of the output, then the bias is added while it is hot in
-cache. 1x1 convolutions with stride 1 and no padding skip im2col (x viewed as (N*H*W, C)).
+NHWC output. The batch's output rows (n, oh) are cut into chunks whose col buffer stays near
+CHUNK_BYTES; for each chunk the compiled im2col (fastnn._kernels.conv) fills the col buffer and
+ONE np.matmul writes the chunk's slice of the output. The bias rides in that GEMM (a ones column
+in col, a bias row under w). 1x1 convolutions with stride 1 and no padding skip im2col (x viewed
+as (N*H*W, C)).
 
-Backward per chunk: dW += colᵀ @ dY, db += column sums of dY (float64), dcol = dY @ Wᵀ (written
-into the col buffer, which is free by then) and col2im gathers it into dx.
+Backward per chunk: [dW; db] += [col | 1]ᵀ @ dY (one GEMM gives both), dcol = dY @ Wᵀ (written
+into the col buffer, which is free by then) and col2im gathers it into dx; need_dx=False skips
+the last two.
 
-The col, dW-partial and bias-sum buffers live in a per-thread workspace that only grows, so a
-training step at a fixed shape allocates nothing. Every argument is checked here: the compiled
+Threads: with at least as many images (output rows, forward) as threads, each thread runs a
+contiguous share of the batch end to end with single-threaded BLAS and kernels (see `_run`: the
+OpenMP and OpenBLAS thread pools do not mix well around every chunk). Smaller batches use the
+OpenMP loops plus multi-threaded BLAS per chunk.
+
+The col, weight and partial-gradient buffers live in a per-thread workspace that only grows, so
+a training step at a fixed shape allocates nothing. Every argument is checked here: the compiled
 loops behind trust what they get.
 """
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from fastnn._kernels import conv as _k
 from fastnn.kernels._checks import as_tuple, check_array, check_no_overlap, prepare_out
 from fastnn.kernels._geometry import conv_geometry, resolve_padding
+from fastnn.kernels.threads import get_num_threads
 
 __all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
 
-# Target size of the col buffer of one chunk. Measured on the bench shapes (2-core EPYC,
-# OpenBLAS): 2-8 MB are all within noise; below ~1 MB the GEMMs get too short and above ~16 MB
-# the col no longer stays in L3 between im2col and the GEMM.
-CHUNK_BYTES = 4 << 20
+# Target size of the col buffer of one chunk. Measured on the bench shapes (2-core EPYC, 1 MB
+# L2 per core, OpenBLAS, CPU time of one thread): 0.5-2 MB are best and equal, 4 MB is 3-5% and
+# 8 MB 5-15% slower (the col no longer stays in L2 between im2col and the GEMM); the chunked
+# conv then beats the bare GEMM of the whole shape, whose operands come from memory.
+CHUNK_BYTES = 2 << 20
+
+# Below this many flops a call runs in the calling thread (thread start-up would dominate).
+SERIAL_FLOPS = 4e6
 
 _tls = threading.local()
+_pool_lock = threading.Lock()
+_pool_state = {"pool": None, "n": 0, "pid": None, "blas": None}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """The worker threads (n of them), made anew after a fork (the child has no threads)."""
+    if _pool_state["n"] != n or _pool_state["pid"] != os.getpid():
+        if _pool_state["pool"] is not None and _pool_state["pid"] == os.getpid():
+            _pool_state["pool"].shutdown(wait=True)
+        _pool_state["pool"] = ThreadPoolExecutor(n, thread_name_prefix="fastnn-conv")
+        _pool_state["n"], _pool_state["pid"] = n, os.getpid()
+    return _pool_state["pool"]
+
+
+def _blas_single_thread():
+    """Context in which the BLAS libraries NumPy uses run each call on one thread."""
+    if _pool_state["blas"] is None:
+        from threadpoolctl import ThreadpoolController
+
+        _pool_state["blas"] = ThreadpoolController().select(user_api="blas")
+    return _pool_state["blas"].limit(limits=1)
 
 
 def _workspace(name: str, size: int, dtype=np.float32) -> np.ndarray:
@@ -115,6 +150,43 @@ def _no_overlap(outs, ins, fn: str):
 
 # ---------------------------------------------------------------- compute (validated 4-D NHWC)
 
+def _threads_for(n_items: int, flops: float) -> int:
+    """How many tasks _run will split n_items into (1, or the policy's thread count)."""
+    t = get_num_threads()
+    return t if (t > 1 and flops >= SERIAL_FLOPS and n_items >= t) else 1
+
+
+def _run(work, n_items: int, flops: float):
+    """Run work(task, i0, i1, nthreads) over items [0, n_items): split across threads or not.
+
+    Measured: interleaving OpenMP regions (im2col) with multi-threaded OpenBLAS GEMMs makes the
+    two thread pools wait on each other (idle threads spin or sleep/wake around every chunk), and
+    on a busy machine a conv ran 5-20x slower than its bare GEMM. So when there are at least as
+    many items (images, or output rows) as threads, each thread runs its share end to end with a
+    single-threaded BLAS and single-threaded kernels: no synchronisation until the end. A
+    small problem runs in the caller; a batch too small to split (N=1) uses OpenMP + BLAS threads.
+    Task i of _threads_for(n_items, flops) tasks covers a contiguous range of items.
+    """
+    t = _threads_for(n_items, flops)
+    if t == 1:
+        serial = get_num_threads() == 1 or flops < SERIAL_FLOPS
+        work(0, 0, n_items, 1 if serial else 0)
+        return
+    if not _pool_lock.acquire(blocking=False):     # another thread is using the pool
+        for i in range(t):
+            work(i, n_items * i // t, n_items * (i + 1) // t, 0)
+        return
+    try:
+        pool = _pool(t)
+        bounds = [n_items * i // t for i in range(t + 1)]
+        with _blas_single_thread():
+            futures = [pool.submit(work, i, bounds[i], bounds[i + 1], 1) for i in range(t)]
+            for fut in futures:
+                fut.result()
+    finally:
+        _pool_lock.release()
+
+
 def _forward(x, w, b, strides, dilation, pads, out_hw, out):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
@@ -124,22 +196,37 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out):
     k = kh * kw * c
     w2 = w.reshape(k, f)
     out2 = out.reshape(n * oh * ow, f)
+    flops = 2.0 * out2.shape[0] * k * f
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads):
-        np.matmul(x.reshape(n * h * wd, c), w2, out=out2)
-        if b is not None:
-            _k.bias_add(out2, b)
+        x2 = x.reshape(n * h * wd, c)
+
+        def work_1x1(task, m0, m1, nthreads):
+            np.matmul(x2[m0:m1], w2, out=out2[m0:m1])
+            if b is not None and m1 > m0:
+                _k.bias_add(out2[m0:m1], b, nthreads)
+
+        _run(work_1x1, out2.shape[0], flops)
         return
-    total = n * oh
-    rows = _chunk_rows(total, ow, k)
-    col_all = _workspace("col", rows * ow * k)
-    for q0 in range(0, total, rows):
-        q1 = min(q0 + rows, total)
-        col = col_all[:(q1 - q0) * ow * k].reshape(-1, k)
-        _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col)
-        y = out2[q0 * ow:q1 * ow]
-        np.matmul(col, w2, out=y)
-        if b is not None:
-            _k.bias_add(y, b)
+    # The bias rides in the GEMM: col gets a column of ones and w a row b, which saves a pass
+    # over the output (measured: the same GEMM speed with K+1 columns).
+    ldc = k + 1 if b is not None else k
+    if ldc > k:
+        wa = _workspace("w", ldc * f).reshape(ldc, f)
+        wa[:k] = w2
+        wa[k] = b
+    else:
+        wa = w2
+    rows = _chunk_rows(n * oh, ow, ldc)
+
+    def work(task, q_lo, q_hi, nthreads):     # output rows q = n*OH + oh in [q_lo, q_hi)
+        col_all = _workspace("col", min(rows, max(q_hi - q_lo, 0)) * ow * ldc)
+        for q0 in range(q_lo, q_hi, rows):
+            q1 = min(q0 + rows, q_hi)
+            col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
+            _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
+            np.matmul(col, wa, out=out2[q0 * ow:q1 * ow])
+
+    _run(work, n * oh, flops)
 
 
 def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
@@ -150,53 +237,77 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
     w2 = w.reshape(k, f)
     dw2 = dw_out.reshape(k, f)
     dy2 = dy.reshape(n * oh * ow, f)
-    acc = _workspace("db", f, np.float64)
-    acc.fill(0.0)
     if n == 0:
         dw2.fill(0.0)
         db.fill(0.0)
         return
+    ldc = k + 1
+    flops = (4.0 if dx is not None else 2.0) * dy2.shape[0] * k * f
+
+    def _parts(n_items):      # one partial [dW; db] per task, summed below
+        return _workspace("parts", _threads_for(n_items, flops) * ldc * f).reshape(-1, ldc, f)
+
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads):
         x2 = x.reshape(n * h * wd, c)
-        np.matmul(x2.T, dy2, out=dw2)
-        _k.column_sums_add(dy2, acc)
+        dx2 = None if dx is None else dx.reshape(n * h * wd, c)
+
+        def work_1x1(task, m0, m1, nthreads):     # pixel rows [m0, m1): partial [dW; db]
+            dwa = parts[task]
+            acc = _workspace("db", f, np.float64)
+            acc.fill(0.0)
+            np.matmul(x2[m0:m1].T, dy2[m0:m1], out=dwa[:k])
+            if m1 > m0:
+                _k.column_sums_add(dy2[m0:m1], acc, nthreads)
+                if dx2 is not None:
+                    np.matmul(dy2[m0:m1], w2.T, out=dx2[m0:m1])
+            dwa[k] = acc
+
+        parts = _parts(x2.shape[0])
+        _run(work_1x1, x2.shape[0], flops)
+    else:
+        # col has a column of ones, so colᵀ @ dY also yields db in its last row (no extra pass);
+        # dcol = dY @ [w | 0]ᵀ reuses col (the dW GEMM is done with it), col2im skips column K.
+        rows = _chunk_rows(n * oh, ow, ldc)
         if dx is not None:
-            np.matmul(dy2, w2.T, out=dx.reshape(n * h * wd, c))
-        db[...] = acc
-        return
-    total = n * oh
-    rows = _chunk_rows(total, ow, k)
-    col_all = _workspace("col", rows * ow * k)
-    dw_tmp = _workspace("dw", k * f).reshape(k, f)
-    dx_rows = None if dx is None else dx.reshape(n * h, wd * c)
-    zeroed = 0            # dx rows below this index have been zeroed already
-    for q0 in range(0, total, rows):
-        q1 = min(q0 + rows, total)
-        col = col_all[:(q1 - q0) * ow * k].reshape(-1, k)
-        dyc = dy2[q0 * ow:q1 * ow]
-        _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col)
-        if q0 == 0:
-            np.matmul(col.T, dyc, out=dw2)
-        else:
-            np.matmul(col.T, dyc, out=dw_tmp)
-            np.add(dw2, dw_tmp, out=dw2)
-        _k.column_sums_add(dyc, acc)
-        if dx_rows is None:
-            continue
-        # dcol overwrites col, which the dW GEMM no longer needs
-        np.matmul(dyc, w2.T, out=col)
-        n0, oh0 = divmod(q0, oh)
-        n1, oh1 = divmod(q1 - 1, oh)
-        r0 = n0 * h + min(max(oh0 * sh - pt, 0), h)
-        r1 = n1 * h + min(max(oh1 * sh - pt + (kh - 1) * dh + 1, 0), h)
-        if r1 > zeroed:
-            dx_rows[zeroed:r1].fill(0.0)
-            zeroed = r1
-        if r1 > r0:
-            _k.col2im_add(col, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, r0, r1, dx)
-    if dx_rows is not None and zeroed < n * h:
-        dx_rows[zeroed:].fill(0.0)    # rows no window reads (large bottom padding or stride)
-    db[...] = acc
+            wt = _workspace("wt", f * ldc).reshape(f, ldc)
+            wt[:, :k] = w2.T
+            wt[:, k] = 0.0
+        dx_rows = None if dx is None else dx.reshape(n * h, wd * c)
+
+        def work(task, n_lo, n_hi, nthreads):     # images [n_lo, n_hi): their dx rows are ours alone
+            dwa = parts[task]
+            dw_tmp = _workspace("dwt", ldc * f).reshape(ldc, f)
+            col_all = _workspace("col", min(rows, (n_hi - n_lo) * oh) * ow * ldc)
+            dwa.fill(0.0)
+            zeroed = n_lo * h     # dx rows (n*H + ih) below this hold their partial sums already
+            for q0 in range(n_lo * oh, n_hi * oh, rows):
+                q1 = min(q0 + rows, n_hi * oh)
+                col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
+                dyc = dy2[q0 * ow:q1 * ow]
+                _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
+                np.matmul(col.T, dyc, out=dw_tmp)
+                np.add(dwa, dw_tmp, out=dwa)
+                if dx_rows is None:
+                    continue
+                np.matmul(dyc, wt, out=col)
+                n0, oh0 = divmod(q0, oh)
+                n1, oh1 = divmod(q1 - 1, oh)
+                r0 = n0 * h + min(max(oh0 * sh - pt, 0), h)
+                r1 = n1 * h + min(max(oh1 * sh - pt + (kh - 1) * dh + 1, 0), h)
+                lo = min(r0, zeroed)      # rows in [zeroed, r0) no window reads: zeroed on the way
+                if r1 > lo:
+                    _k.col2im_add(col, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, lo, r1,
+                                  zeroed, dx, nthreads)
+                zeroed = max(zeroed, r1)
+            if dx_rows is not None and zeroed < n_hi * h:
+                dx_rows[zeroed:n_hi * h].fill(0.0)    # bottom rows no window reads
+
+        parts = _parts(n)
+        _run(work, n, flops)
+    for extra in parts[1:]:
+        np.add(parts[0], extra, out=parts[0])
+    dw2[...] = parts[0][:k]
+    db[...] = parts[0][k]
 
 
 # ---------------------------------------------------------------- public API

@@ -168,9 +168,11 @@ class PReLU(Layer):
         np.multiply(dy, self._neg, out=tmp)
         self.alpha.grad[...] = tmp.sum(axis=self._reduce_axes).reshape(self.alpha.shape)
         dx = self._buffer("dx", dy.shape)
-        # slope alpha where x < 0, 1 elsewhere
+        # slope alpha where x <= 0, 1 where x > 0
+        pos = self._buffer("pos", dy.shape, np.bool_)
+        np.greater(self._x, 0, out=pos)
         np.multiply(dy, self.alpha.value, out=dx)
-        np.copyto(dx, dy, where=self._x > 0)
+        np.copyto(dx, dy, where=pos)
         return dx
 
     def get_config(self):

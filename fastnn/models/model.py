@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import OrderedDict
 import time
 import warnings
 
@@ -311,6 +312,8 @@ class Model(Layer):
         elif not isinstance(metrics, (list, tuple)):
             metrics = [metrics]
         self._metric_ids = list(metrics) + list(weighted_metrics or [])
+        # Keras applies sample weights only to `weighted_metrics`; `metrics` are unweighted
+        self._metric_weighted = [False] * len(metrics) + [True] * len(weighted_metrics or [])
         self._check_metric_ids()
         self._metrics = None   # resolved on the first batch, when y shapes are known (as Keras)
         self.compiled = True
@@ -425,6 +428,9 @@ class Model(Layer):
     def _prepare_y(self, y, n, fn):
         if y is None:
             raise ValueError(f"{fn}: y is required for training and evaluation.")
+        if not self._single_output:
+            raise ValueError(f"{fn}: training and evaluating multi-output models is not supported by fastnn yet "
+                             f"(model '{self.name}' has {len(self._graph_outputs)} outputs); predict works.")
         y = np.asarray(y)
         if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
             raise TypeError(f"{fn}: y must be numeric; received dtype {y.dtype}.")
@@ -489,6 +495,9 @@ class Model(Layer):
             raise RuntimeError(f"{fn}: you must compile the model before training/testing; use "
                                f"model.compile(optimizer, loss).")
         self._ensure_built(xs)
+        if not self._single_output or len(self._graph_outputs) != 1:
+            raise ValueError(f"{fn}: training and evaluating multi-output models is not supported by fastnn yet "
+                             f"(model '{self.name}' has {len(self._graph_outputs)} outputs); predict works.")
         self._prepare_training()
 
     # ---------------------------------------------------------------------------------------
@@ -502,10 +511,12 @@ class Model(Layer):
                 out.append(None)
                 continue
             shape = (len(idx), *a.shape[1:])
-            k = (key, j, shape, a.dtype.str)
-            b = bufs.get(k)
-            if b is None:
-                b = bufs[k] = np.empty(shape, a.dtype)
+            slot = bufs.setdefault((key, j), OrderedDict())
+            b = slot.get((shape, a.dtype.str))
+            if b is None:   # keep the full-batch and the last partial-batch buffers only
+                b = slot[(shape, a.dtype.str)] = np.empty(shape, a.dtype)
+                if len(slot) > 2:
+                    slot.popitem(last=False)
             np.take(a, idx, axis=0, out=b)
             out.append(b)
         return out
@@ -551,8 +562,8 @@ class Model(Layer):
         self._loss_count += n
         if self._metrics is None:
             self._resolve_metrics(y, y_pred)
-        for m in self._metrics:
-            m.update_state(y, y_pred, sample_weight=sw)
+        for m, weighted in zip(self._metrics, self._metric_weighted):
+            m.update_state(y, y_pred, sample_weight=sw if weighted else None)
 
     def _logs(self, prefix=""):
         logs = {"loss": self._loss_sum / max(self._loss_count, 1)}

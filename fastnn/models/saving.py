@@ -59,7 +59,8 @@ def _atomic_write(path, write):
 
 def _npy_bytes(a):
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    a = np.asarray(a)   # (not ascontiguousarray: it turns 0-d values such as `iterations` into 1-d)
+    np.save(buf, a if a.flags.c_contiguous else a.copy(), allow_pickle=False)
     return buf.getvalue()
 
 
@@ -90,7 +91,8 @@ def save_model(model, filepath, overwrite=True):
         config["compile_config"] = {
             "optimizer": _serialize_id(model.optimizer),
             "loss": _serialize_id(model._loss_id if isinstance(model._loss_id, str) else model.loss),
-            "metrics": [_serialize_id(m) for m in model._metric_ids],
+            "metrics": [_serialize_id(m) for m, w in zip(model._metric_ids, model._metric_weighted) if not w],
+            "weighted_metrics": [_serialize_id(m) for m, w in zip(model._metric_ids, model._metric_weighted) if w],
         }
         if getattr(model, "_arena", None) is not None and hasattr(model.optimizer, "variables"):
             opt_vars = [np.asarray(v) for v in model.optimizer.variables()]
@@ -146,10 +148,14 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     cc = config.get("compile_config")
     if compile and cc:
         from fastnn import losses, optimizers
+        from fastnn import metrics as metrics_module
+
+        def metric(m):
+            return m if isinstance(m, str) else _deserialize_id(m, metrics_module.get)
         model.compile(optimizer=_deserialize_id(cc["optimizer"], optimizers.get),
                       loss=_deserialize_id(cc["loss"], losses.get),
-                      metrics=[m if isinstance(m, str) else _deserialize_id(m, __import__("fastnn.metrics").metrics.get)
-                               for m in cc["metrics"]])
+                      metrics=[metric(m) for m in cc["metrics"]],
+                      weighted_metrics=[metric(m) for m in cc.get("weighted_metrics", [])])
         if opt_vars and hasattr(model.optimizer, "set_variables"):
             model.optimizer.set_variables(opt_vars)
     return model

@@ -16,8 +16,7 @@ __all__ = ["to_categorical", "normalize", "train_val_split", "set_random_seed", 
 # names defined by the model layer, loaded on first use: (module, attribute) candidates
 _LAZY = {
     "gradient_check": (("fastnn.models.gradient_check", "gradient_check"),),
-    "Progbar": (("fastnn.utils.progbar", "Progbar"), ("fastnn.callbacks", "Progbar"),
-                ("fastnn.models.progbar", "Progbar")),
+    "Progbar": (("fastnn._progbar", "Progbar"),),
 }
 
 

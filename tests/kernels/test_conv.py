@@ -55,25 +55,41 @@ def conv2d_case(draw):
     ph_, pw_ = (padding, padding) if isinstance(padding, str) else padding
     assume(fits(h, kh, s[0], d[0], ph_) and fits(w, kw, s[1], d[1], pw_))
     chunk = draw(st.sampled_from([1, 600, K.CHUNK_BYTES]))   # 1: one output row per chunk
-    return (n, h, w, c), (kh, kw, c, f), s, padding, d, chunk
+    threads = draw(st.sampled_from([None, 1, 2, 3]))   # None: the policy, serial below SERIAL_FLOPS
+    return (n, h, w, c), (kh, kw, c, f), s, padding, d, (chunk, threads)
+
+
+class forced_split:
+    """Small chunks and/or a forced task count, so tiny shapes take every code path: several
+    chunks per call, the batch split over 1-3 tasks (uneven ranges) and the N < tasks fallback."""
+
+    def __init__(self, chunk, threads):
+        self.chunk, self.threads = chunk, threads
+
+    def __enter__(self):
+        self.saved = K.CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads
+        K.CHUNK_BYTES = self.chunk
+        if self.threads is not None:
+            K.SERIAL_FLOPS = 0.0
+            K.get_num_threads = lambda: self.threads
+
+    def __exit__(self, *exc):
+        K.CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads = self.saved
 
 
 @given(conv2d_case(), st.booleans(), st.integers(0, 2**32 - 1))
 def test_conv2d_matches_reference(case, with_bias, seed):
-    xs, ws, s, p, d, chunk = case
+    xs, ws, s, p, d, split = case
     rng = np.random.default_rng(seed)
     x, w = rand(rng, xs), rand(rng, ws)
     b = rand(rng, ws[3]) if with_bias else None
-    old, K.CHUNK_BYTES = K.CHUNK_BYTES, chunk
-    try:
+    with forced_split(*split):
         y = K.conv2d(x, w, b, s, p, d)
         ref = R.conv2d(*f64(x, w, b), s, p, d)
         dy = rand(rng, y.shape)
         need_dx = bool(rng.integers(2))
         dx, dw, db = K.conv2d_backward(x, w, dy, s, p, d, need_dx=need_dx)
         rdx, rdw, rdb = R.conv2d_backward(*f64(x, w, dy), s, p, d)
-    finally:
-        K.CHUNK_BYTES = old
     assert y.dtype == np.float32 and y.shape == ref.shape
     np.testing.assert_allclose(y, ref, **TOL)
     np.testing.assert_allclose(dw, rdw, **TOL)
@@ -87,20 +103,17 @@ def test_conv2d_matches_reference(case, with_bias, seed):
 @given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
        st.integers(1, 3), st.integers(1, 3),
        st.one_of(st.sampled_from(["valid", "same", "causal"]), st.tuples(st.integers(0, 3), st.integers(0, 3))),
-       st.sampled_from([1, K.CHUNK_BYTES]), st.integers(0, 2**32 - 1))
-def test_conv1d_matches_reference(n, length, c, f, k, s, d, p, chunk, seed):
+       st.sampled_from([1, K.CHUNK_BYTES]), st.sampled_from([None, 2]), st.integers(0, 2**32 - 1))
+def test_conv1d_matches_reference(n, length, c, f, k, s, d, p, chunk, threads, seed):
     assume(fits(length, k, s, d, p))
     rng = np.random.default_rng(seed)
     x, w, b = rand(rng, (n, length, c)), rand(rng, (k, c, f)), rand(rng, f)
-    old, K.CHUNK_BYTES = K.CHUNK_BYTES, chunk
-    try:
+    with forced_split(chunk, threads):
         y = K.conv1d(x, w, b, s, p, d)
         ref = R.conv1d(*f64(x, w, b), s, p, d)
         dy = rand(rng, y.shape)
         dx, dw, db = K.conv1d_backward(x, w, dy, s, p, d)
         rdx, rdw, rdb = R.conv1d_backward(*f64(x, w, dy), s, p, d)
-    finally:
-        K.CHUNK_BYTES = old
     np.testing.assert_allclose(y, ref, **TOL)
     np.testing.assert_allclose(dx, rdx, **TOL)
     np.testing.assert_allclose(dw, rdw, **TOL)
@@ -122,25 +135,25 @@ def test_known_values_and_keras_same_rule():
 def test_realistic_shape_with_chunks(rng):
     # several images and several chunks in one call, all geometry paths at once
     x, w, b = rand(rng, (5, 17, 15, 8)), rand(rng, (3, 3, 8, 16)), rand(rng, 16)
-    old, K.CHUNK_BYTES = K.CHUNK_BYTES, 20_000
-    try:
+    with forced_split(20_000, 2):
         for s, p in [(1, "same"), (2, "same"), (2, "valid"), (1, ((2, 0), (1, 3)))]:
             y = K.conv2d(x, w, b, s, p)
             np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
             dy = rand(rng, y.shape)
             for got, want in zip(K.conv2d_backward(x, w, dy, s, p), R.conv2d_backward(*f64(x, w, dy), s, p)):
                 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
-    finally:
-        K.CHUNK_BYTES = old
 
 
+@pytest.mark.parametrize("threads", [None, 2, 3])
 @pytest.mark.parametrize("s,p", [(1, "valid"), (2, "valid"), (1, ((1, 0), (0, 2)))])
-def test_1x1(rng, s, p):
+def test_1x1(rng, s, p, threads):
     x, w, b = rand(rng, (3, 5, 4, 6)), rand(rng, (1, 1, 6, 7)), rand(rng, 7)
-    y = K.conv2d(x, w, b, s, p)
+    with forced_split(K.CHUNK_BYTES, threads):
+        y = K.conv2d(x, w, b, s, p)
+        dy = rand(rng, y.shape)
+        grads = K.conv2d_backward(x, w, dy, s, p)
     np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
-    dy = rand(rng, y.shape)
-    for got, want in zip(K.conv2d_backward(x, w, dy, s, p), R.conv2d_backward(*f64(x, w, dy), s, p)):
+    for got, want in zip(grads, R.conv2d_backward(*f64(x, w, dy), s, p)):
         np.testing.assert_allclose(got, want, **TOL)
 
 
@@ -376,3 +389,30 @@ def test_conv2d_backward_buffer_checks():
 def test_conv1d_validation(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_threaded_path_works_after_fork(rng):
+    import os
+
+    x, w = rand(rng, (4, 9, 9, 4)), rand(rng, (3, 3, 4, 8))
+    with forced_split(K.CHUNK_BYTES, 2):
+        want = K.conv2d(x, w)             # the worker threads exist in this process now
+        pid = os.fork()
+        if pid == 0:                      # child: a fresh pool, same result, no hang
+            ok = np.allclose(K.conv2d(x, w), want, rtol=1e-6, atol=1e-6)
+            os._exit(0 if ok else 1)
+    import signal
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:                           # a hung child must fail the test, not hang it
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("conv2d hung in a forked child (stale worker pool)")
+        time.sleep(0.05)
+    assert os.WEXITSTATUS(status) == 0

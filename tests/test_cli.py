@@ -1,0 +1,94 @@
+"""The `fastnn` command: info, train (tiny runs) and experiment."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastnn import cli
+
+
+@pytest.fixture
+def no_mnist(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FASTNN_DATA", raising=False)
+
+
+def test_info_lists_versions_kernels_threads(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for word in ("fastnn", "numpy", "numba", "python", "compiled kernels", "Numba kernels",
+                 "OpenMP", "BLAS"):
+        assert word in out
+    assert "runtime" in out  # the compiled OpenMP runtime module is always built
+
+
+def test_console_script_entry_point():
+    r = subprocess.run([sys.executable, "-c", "import sys; from fastnn.cli import main; sys.exit(main())",
+                        "info"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "BLAS" in r.stdout
+
+
+def test_default_dataset(no_mnist, mnist_dir, monkeypatch):
+    assert cli.default_dataset() == "digits"
+    monkeypatch.setenv("FASTNN_DATA", mnist_dir)
+    assert cli.default_dataset() == "mnist"
+
+
+def test_registry_has_the_named_models():
+    assert {"mlp", "mnist_convnet", "digits_convnet", "small_vgg"} <= set(cli.MODELS)
+
+
+def test_parser_rejects_unknown_choices(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--dataset", "cifar"])
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--model", "resnet"])
+    with pytest.raises(SystemExit, match="unknown experiment"):
+        cli.main(["experiment", "nonsense", "--tiny"])
+
+
+needs_model = pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(f"fastnn.{m}") is None for m in ("models", "optimizers", "losses", "metrics")),
+    reason="the model layer is not available")
+
+
+@needs_model
+def test_train_tiny_on_digits(no_mnist, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    out = tmp_path / "out"
+    assert cli.main(["train", "--model", "mlp", "--epochs", "2", "--batch-size", "64",
+                     "--seed", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mlp on digits" in text and "test accuracy" in text and "samples/s" in text
+    summary = json.loads((out / "mlp_digits.json").read_text())
+    assert 0.5 < summary["test_accuracy"] <= 1.0  # 2 epochs of an MLP already learn the digits
+    assert len(summary["history"]["loss"]) == 2 and "val_loss" in summary["history"]
+    if __import__("importlib").util.find_spec("matplotlib"):
+        assert os.path.getsize(out / "mlp_digits_learning_curves.png") > 5000
+
+
+@needs_model
+def test_train_mnist_convnet_refuses_8x8(no_mnist, tmp_path):
+    pytest.importorskip("sklearn")
+    with pytest.raises(SystemExit, match="needs 28x28"):
+        cli.main(["train", "--model", "mnist_convnet", "--dataset", "digits", "--out", str(tmp_path)])
+
+
+@needs_model
+def test_small_vgg_and_digits_convnet_build(no_mnist):
+    import numpy as np
+    for name, shape in (("small_vgg", (8, 8, 1)), ("digits_convnet", (8, 8, 1)), ("mnist_convnet", (28, 28, 1))):
+        model = cli.MODELS[name](shape, 10)
+        p = model.predict(np.zeros((2, *shape), np.float32), verbose=0)
+        assert p.shape == (2, 10)
+
+
+@needs_model
+def test_experiment_command_tiny(mnist_dir, monkeypatch, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("FASTNN_DATA", mnist_dir)
+    assert cli.main(["experiment", "overfitting", "--tiny", "--out", str(tmp_path)]) == 0
+    assert "overfitting.png" in capsys.readouterr().out
+    assert (tmp_path / "overfitting.png").exists() and (tmp_path / "overfitting.json").exists()

@@ -1,0 +1,103 @@
+"""Each study-notes experiment in its tiny setting: PNG and JSON written, numbers sane."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("fastnn.models")
+pytest.importorskip("fastnn.optimizers")
+pytest.importorskip("fastnn.losses")
+
+from fastnn.experiments import NAMES  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _data(mnist_dir, monkeypatch):
+    monkeypatch.setenv("FASTNN_DATA", mnist_dir)
+
+
+def finite(xs):
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in np.ravel(xs))
+
+
+def run(name, tmp_path):
+    import importlib
+    result = importlib.import_module(f"fastnn.experiments.{name}").run(size="tiny", out=str(tmp_path))
+    assert os.path.getsize(result["png"]) > 10_000  # a real figure, not an empty canvas
+    with open(result["json"]) as f:
+        data = json.load(f)
+    assert data["experiment"] == name and data["size"] == "tiny"
+    assert data["dataset"] == "MNIST"
+    assert data["seconds"] > 0
+    return data
+
+
+def test_optimizers(tmp_path):
+    d = run("optimizers", tmp_path)
+    assert len(d["losses"]) == 9
+    for label, ls in d["losses"].items():
+        assert len(ls) == d["iterations"] and finite(ls), label
+        assert 0 <= d["test_accuracy_1000"][label] <= 1
+    # the first loss of a 10-class softmax net is about ln(10)
+    assert all(1.0 < ls[0] < 5.0 for ls in d["losses"].values())
+
+
+def test_init(tmp_path):
+    d = run("init", tmp_path)
+    assert len(d["histogram_stats"]) == 12
+    for key, s in d["histogram_stats"].items():
+        assert len(s["mean"]) == d["layers"] and finite(s["std"]), key
+    # the textbook facts: std 0.01 sigmoid collapses to 0.5; std 1 sigmoid saturates
+    sig = d["histogram_stats"]["sigmoid/std=0.01"]
+    assert abs(sig["mean"][-1] - 0.5) < 0.01 and sig["std"][-1] < 0.01
+    assert d["histogram_stats"]["sigmoid/std=1"]["std"][0] > 0.3
+    assert all(len(ls) == d["iterations"] and finite(ls) for ls in d["losses"].values())
+
+
+def test_vanishing(tmp_path):
+    d = run("vanishing", tmp_path)
+    for label, g in d["gradient_norms"].items():
+        assert len(g) == d["depth"] + 1 and finite(g) and min(g) >= 0, label
+    # with std 0.01 sigmoid, the gradient at the first layer is far below the last
+    g = d["gradient_norms"]["sigmoid, std=0.01"]
+    assert g[0] < 1e-3 * g[-1]
+    assert all(finite(ls) for ls in d["losses"].values())
+
+
+def test_batchnorm(tmp_path):
+    d = run("batchnorm", tmp_path)
+    assert len(d["results"]) == d["scales"]
+    for r in d["results"]:
+        for k in ("batchnorm", "plain"):
+            assert len(r[k]) == d["epochs"] and all(0 <= a <= 1 for a in r[k])
+
+
+def test_overfitting(tmp_path):
+    d = run("overfitting", tmp_path)
+    assert len(d["results"]) == 3
+    for label, r in d["results"].items():
+        assert len(r["train"]) == len(r["test"]) == d["epochs"], label
+        assert all(0 <= a <= 1 for a in r["train"] + r["test"])
+
+
+def test_search(tmp_path):
+    d = run("search", tmp_path)
+    assert isinstance(d["trials"], list) and len(d["trials"]) == 3  # tiny: 3 trials
+    for t in d["trials"]:
+        assert 1e-6 <= t["lr"] <= 1e-2 and 1e-8 <= t["weight_decay"] <= 1e-4
+        assert len(t["val"]) == d["epochs"] and all(0 <= a <= 1 for a in t["val"])
+    assert d["n_train"] + d["n_val"] == d["n_samples"]
+    assert d["best"][0]["val"] == max(t["val"][-1] for t in d["trials"])
+
+
+def test_every_experiment_is_tested():
+    assert set(NAMES) == {"optimizers", "init", "vanishing", "batchnorm", "overfitting", "search"}
+
+
+def test_bad_size(tmp_path):
+    from fastnn.experiments import optimizers
+    with pytest.raises(ValueError, match="'full' or 'tiny'"):
+        optimizers.run(size="huge", out=str(tmp_path))
