@@ -25,15 +25,12 @@ import pytest  # noqa: E402
 
 from fastnn.kernels import pool as K  # noqa: E402
 from fastnn.reference import pool as R  # noqa: E402
+from benchutil import record  # noqa: E402
 
 SHAPE = (64, 32, 32, 64)
 F4 = 4  # bytes per float32 / int32
 
 
-def record(benchmark, *, nbytes):
-    """GB/s from the median time into extra_info (as bench/conftest.py's `record`)."""
-    stats = benchmark.stats.stats if hasattr(benchmark.stats, "stats") else benchmark.stats
-    benchmark.extra_info["GB/s"] = round(nbytes / stats.median / 1e9, 2)
 
 
 def _data():
