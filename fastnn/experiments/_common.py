@@ -39,14 +39,17 @@ def load_flat(n_train=None, n_test=None, seed=0):
 
 def mlp(input_dim, hidden, activation="relu", kernel_initializer="he_normal", *, batchnorm=False,
         dropout=0.0, l2=0.0, num_classes=10):
-    """Dense(h) [-> BatchNormalization] -> activation [-> Dropout] per hidden size, then softmax."""
+    """Dense(h) [-> BatchNormalization] -> activation [-> Dropout] per hidden size, then softmax.
+
+    batchnorm: False, True (Keras defaults) or a dict of BatchNormalization arguments.
+    """
     from fastnn import layers, models, regularizers
     stack = [layers.Input((input_dim,))]
     reg = regularizers.L2(l2) if l2 else None
     for h in hidden:
         stack.append(layers.Dense(h, kernel_initializer=kernel_initializer, kernel_regularizer=reg))
         if batchnorm:
-            stack.append(layers.BatchNormalization())
+            stack.append(layers.BatchNormalization(**(batchnorm if isinstance(batchnorm, dict) else {})))
         stack.append(layers.Activation(activation))
         if dropout:
             stack.append(layers.Dropout(dropout))
@@ -108,8 +111,8 @@ def _jsonable(v):
         return [_jsonable(x) for x in v]
     if isinstance(v, np.ndarray):
         return _jsonable(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        return float(v) if np.isfinite(v) else str(float(v))
+    if isinstance(v, (np.floating, float)):  # 6 significant digits keep the files small
+        return float(f"{float(v):.6g}") if np.isfinite(v) else str(float(v))
     if isinstance(v, np.integer):
         return int(v)
     return v
@@ -124,5 +127,5 @@ def finish(name, out, fig, data, t0):
     fig.savefig(png, dpi=100)
     plt.close(fig)
     with open(js, "w") as f:
-        json.dump(_jsonable(data), f, indent=1)
+        json.dump(_jsonable(data), f)
     return {"png": png, "json": js, "data": data}
