@@ -9,7 +9,7 @@ or y and dy, write dx): 20 bytes per element.
 import numpy as np
 import pytest
 
-from conftest import record
+from benchutil import record
 from fastnn.kernels import activation as K
 from fastnn.reference import activation as R
 

@@ -6,7 +6,7 @@ fastnn kernel and the bare GEMM ceiling (np.matmul into a preallocated output) i
 import numpy as np
 import pytest
 
-from conftest import record
+from benchutil import record
 from fastnn.kernels import activation as A
 from fastnn.kernels import dense as K
 from fastnn.reference import dense as R

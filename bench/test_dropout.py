@@ -10,15 +10,9 @@ import pytest
 
 from fastnn.kernels import dropout as dk
 from fastnn.reference import dropout as ref
+from benchutil import record
 
 
-def record(benchmark, *, nbytes):
-    """GB/s from the median time into extra_info (as bench/conftest.py's `record`, which the
-    importlib import mode of the test config does not let a bench module import)."""
-    stats = benchmark.stats.stats if hasattr(benchmark.stats, "stats") else benchmark.stats
-    if stats is None:   # --benchmark-disable: the file runs as a quick test
-        return
-    benchmark.extra_info["GB/s"] = round(nbytes / stats.median / 1e9, 2)
 
 SHAPES = [(64, 32, 32, 64)]
 RATE = 0.3

@@ -8,7 +8,7 @@ GB/s counts forward (read z, write p) plus backward (read p, write dz): 16 bytes
 import numpy as np
 import pytest
 
-from conftest import record
+from benchutil import record
 from fastnn.kernels import loss as K
 from fastnn.reference import loss as R
 

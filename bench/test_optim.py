@@ -14,8 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # importlib mode: bench/conftest.py's `record`
-from conftest import record  # noqa: E402
+from benchutil import record  # noqa: E402
 
 from fastnn.kernels import optim
 from fastnn.reference import optim as ref

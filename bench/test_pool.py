@@ -6,6 +6,11 @@ computed from those bytes: kernel GB/s / ceiling GB/s is the share of memory ban
 The kernel's result is checked against the reference (computed once per case) after timing.
 
     pytest bench/test_pool.py --benchmark-group-by=group --benchmark-min-rounds=3
+
+Targets: kernel >= 10x the reference and kernel GB/s >= 50% of the copy's GB/s. The global
+references are a single NumPy reduction (np.max/np.argmax, np.mean) or broadcast copy that
+already runs near memory speed, so for them only the ceiling target is meaningful. np.copyto is
+single-threaded while the kernels use every thread of the fastnn policy.
 """
 import os
 
@@ -20,15 +25,12 @@ import pytest  # noqa: E402
 
 from fastnn.kernels import pool as K  # noqa: E402
 from fastnn.reference import pool as R  # noqa: E402
+from benchutil import record  # noqa: E402
 
 SHAPE = (64, 32, 32, 64)
 F4 = 4  # bytes per float32 / int32
 
 
-def record(benchmark, *, nbytes):
-    """GB/s from the median time into extra_info (as bench/conftest.py's `record`)."""
-    stats = benchmark.stats.stats if hasattr(benchmark.stats, "stats") else benchmark.stats
-    benchmark.extra_info["GB/s"] = round(nbytes / stats.median / 1e9, 2)
 
 
 def _data():

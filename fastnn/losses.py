@@ -35,7 +35,8 @@ __all__ = [
     "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Hinge", "SquaredHinge",
     "CategoricalHinge", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "KLDivergence", "Poisson", "CosineSimilarity", "Huber",
-    "LogCosh", "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
+    "LogCosh", "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy", "Dice", "Tversky",
+    "binary_focal_crossentropy", "categorical_focal_crossentropy", "dice", "tversky", "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
     "mean_squared_logarithmic_error", "hinge", "squared_hinge", "categorical_hinge",
     "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
     "kl_divergence", "poisson", "cosine_similarity", "huber", "log_cosh", "mse", "mae", "mape",
@@ -426,6 +427,16 @@ def _reduce(per, sw, reduction):
     return total * scale, c
 
 
+def _unbroadcast(c, shape):
+    """Sum c down to `shape` (weights may broadcast a per-batch scalar loss, e.g. dice)."""
+    while c.ndim > len(shape):
+        c = c.sum(axis=0)
+    for i, n in enumerate(shape):
+        if n == 1 and c.shape[i] != 1:
+            c = c.sum(axis=i, keepdims=True)
+    return c
+
+
 # --------------------------------------------------------------------------- classes
 class Loss:
     """Base class of fastnn losses: `loss(y_true, y_pred, sample_weight=None)` -> float.
@@ -480,7 +491,7 @@ class Loss:
         per, mask = self._per_sample(y_true, y_pred)
         sw = _weights(per, sample_weight, mask, self.reduction, self.name)
         value, c = _reduce(per, sw, self.reduction)
-        grad = self._vjp(y_true, y_pred, np.asarray(c, np.float64))
+        grad = self._vjp(y_true, y_pred, _unbroadcast(np.asarray(c, np.float64), per.shape))
         grad = np.asarray(grad, np.float32).reshape(np.shape(y_pred))
         return (value if np.ndim(value) == 0 else np.asarray(value, np.float32)), grad
 
@@ -828,11 +839,214 @@ class BinaryCrossentropy(_Crossentropy):
         return value, np.asarray(dz, np.float32).reshape(z.shape)
 
 
+# --------------------------------------------------------------------------- focal, dice, tversky
+def _sigmoid64(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _bfce_parts(yt, yp, apply_class_balancing, alpha, gamma, from_logits, label_smoothing):
+    y = _smooth_binary(yt, label_smoothing)
+    p = _sigmoid64(yp) if from_logits else yp
+    o = np.clip(p, CLIP_LO, CLIP_HI)
+    bce = -(y * np.log(o) + (1.0 - y) * np.log(1.0 - o))
+    pt = y * p + (1.0 - y) * (1.0 - p)     # Keras uses the unclipped p here
+    focal = (1.0 - pt) ** gamma
+    weight = y * alpha + (1.0 - y) * (1.0 - alpha) if apply_class_balancing else 1.0
+    return y, p, o, bce, pt, focal, weight
+
+
+def _bfce(yt, yp, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+          axis=-1):
+    _, _, _, bce, _, focal, weight = _bfce_parts(yt, yp, apply_class_balancing, alpha, gamma, from_logits,
+                                                 label_smoothing)
+    return np.mean(weight * focal * bce, axis=axis)
+
+
+def _bfce_vjp(yt, yp, c, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+              label_smoothing=0.0, axis=-1):
+    y, p, o, bce, pt, focal, weight = _bfce_parts(yt, yp, apply_class_balancing, alpha, gamma, from_logits,
+                                                  label_smoothing)
+    dbce = (-y / o + (1.0 - y) / (1.0 - o)) * _clip_mask(p, CLIP_LO, CLIP_HI)
+    dfocal = -gamma * (1.0 - pt) ** (gamma - 1.0) * (2.0 * y - 1.0) if gamma else 0.0
+    dp = weight * (dfocal * bce + focal * dbce)
+    if from_logits:
+        dp = dp * p * (1.0 - p)
+    return np.expand_dims(c, axis) * dp / yp.shape[axis]
+
+
+def _cfce_parts(yt, yp, alpha, gamma, from_logits, label_smoothing, axis):
+    y = _smooth_categorical(yt, label_smoothing)
+    p = np.exp(_log_softmax(yp, axis)) if from_logits else yp
+    s = np.sum(p, axis=axis, keepdims=True)
+    out = p / s
+    o = np.clip(out, CLIP_LO, CLIP_HI)
+    return y, p, s, out, o
+
+
+def _cfce(yt, yp, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1):
+    y, _, _, _, o = _cfce_parts(yt, yp, alpha, gamma, from_logits, label_smoothing, axis)
+    return np.sum(alpha * (1.0 - o) ** gamma * (-y * np.log(o)), axis=axis)
+
+
+def _cfce_vjp(yt, yp, c, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1):
+    y, p, s, out, o = _cfce_parts(yt, yp, alpha, gamma, from_logits, label_smoothing, axis)
+    cce = -y * np.log(o)
+    dmod = -gamma * (1.0 - o) ** (gamma - 1.0) if gamma else 0.0
+    g = alpha * (dmod * cce + (1.0 - o) ** gamma * (-y / o)) * _clip_mask(out, CLIP_LO, CLIP_HI)
+    c = np.expand_dims(c, axis)
+    gp = (g - np.sum(g * out, axis=axis, keepdims=True)) / s      # through out = p / sum(p)
+    if from_logits:
+        gp = p * (gp - np.sum(gp * p, axis=axis, keepdims=True))  # through the softmax
+    return c * gp
+
+
+def _expand(c, axis, ndim):
+    if axis is None:
+        return c
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    return np.expand_dims(c, tuple(a % ndim for a in axes))
+
+
+def _axis(axis):
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def _dice(yt, yp, axis=None):
+    axis = _axis(axis)
+    inter = np.sum(yt * yp, axis=axis)
+    return 1.0 - 2.0 * inter / (np.sum(yt, axis=axis) + np.sum(yp, axis=axis) + EPSILON)
+
+
+def _dice_vjp(yt, yp, c, axis=None):
+    axis = _axis(axis)
+    inter = _expand(np.sum(yt * yp, axis=axis), axis, yp.ndim)
+    d = _expand(np.sum(yt, axis=axis) + np.sum(yp, axis=axis) + EPSILON, axis, yp.ndim)
+    return -_expand(c, axis, yp.ndim) * (2.0 * yt * d - 2.0 * inter) / (d * d)
+
+
+def _tversky(yt, yp, alpha=0.5, beta=0.5, axis=None):
+    axis = _axis(axis)
+    inter = np.sum(yt * yp, axis=axis)
+    fp = np.sum((1.0 - yp) * yt, axis=axis)
+    fn = np.sum(yp * (1.0 - yt), axis=axis)
+    return 1.0 - inter / (inter + fp * alpha + fn * beta + EPSILON)
+
+
+def _tversky_vjp(yt, yp, c, alpha=0.5, beta=0.5, axis=None):
+    axis = _axis(axis)
+    inter = np.sum(yt * yp, axis=axis)
+    d = inter + np.sum((1.0 - yp) * yt, axis=axis) * alpha + np.sum(yp * (1.0 - yt), axis=axis) * beta + EPSILON
+    inter, d = _expand(inter, axis, yp.ndim), _expand(d, axis, yp.ndim)
+    dd = yt - alpha * yt + beta * (1.0 - yt)
+    return -_expand(c, axis, yp.ndim) * (yt * d - inter * dd) / (d * d)
+
+
+binary_focal_crossentropy = _keras_function(_bfce, "binary_focal_crossentropy",
+                                            "mean((1 - p_t)**gamma * bce, axis) (class-balanced with alpha).")
+categorical_focal_crossentropy = _keras_function(_cfce, "categorical_focal_crossentropy",
+                                                 "sum(alpha * (1 - p)**gamma * -y log p, axis), p clipped.")
+dice = _keras_function(_dice, "dice", "1 - 2 sum(y p) / (sum(y) + sum(p) + eps) over axis (all by default).")
+tversky = _keras_function(_tversky, "tversky", "1 - TP / (TP + alpha FP + beta FN + eps) over axis.")
+
+
+class BinaryFocalCrossentropy(_Crossentropy):
+    """Focal binary crossentropy: bce weighted by (1 - p_t)**gamma (alpha with class balancing)."""
+
+    _value, _vjp_fn = staticmethod(_bfce), staticmethod(_bfce_vjp)
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+                 axis=-1, reduction="sum_over_batch_size", name="binary_focal_crossentropy", dtype=None):
+        _Builtin.__init__(self, name=name, reduction=reduction, dtype=dtype)
+        self.apply_class_balancing, self.alpha, self.gamma = bool(apply_class_balancing), alpha, gamma
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
+        self.axis = _check_axis(axis, type(self).__name__)
+
+    def _kwargs(self):
+        return {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha, "gamma": self.gamma,
+                "from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction, **self._kwargs()}
+
+    _arrays = BinaryCrossentropy._arrays
+    _activate = BinaryCrossentropy._activate
+    _activation_vjp = BinaryCrossentropy._activation_vjp
+
+    def _fusable(self, z):
+        return False  # no fused focal kernel: the chain rule in NumPy
+
+    def value_and_grad_logits(self, y_true, logits, sample_weight=None):
+        """(loss, dL/dlogits) for y_pred = sigmoid(logits) (NumPy chain rule)."""
+        return _Crossentropy.value_and_grad_logits(self, y_true, logits, sample_weight)
+
+
+class CategoricalFocalCrossentropy(_Crossentropy):
+    """Focal categorical crossentropy: sum(alpha * (1 - p)**gamma * -y log p) over the class axis."""
+
+    _value, _vjp_fn = staticmethod(_cfce), staticmethod(_cfce_vjp)
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy", dtype=None):
+        _Builtin.__init__(self, name=name, reduction=reduction, dtype=dtype)
+        self.alpha, self.gamma = alpha, gamma
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
+        self.axis = _check_axis(axis, type(self).__name__)
+
+    def _kwargs(self):
+        return {"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": self.axis}
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction, **self._kwargs()}
+
+    _arrays = CategoricalCrossentropy._arrays
+    _activate = CategoricalCrossentropy._activate
+    _activation_vjp = CategoricalCrossentropy._activation_vjp
+
+    def _fusable(self, z):
+        return False
+
+
+class Dice(_Builtin):
+    """1 - Dice coefficient over `axis` (None: the whole batch, one value)."""
+
+    _value, _vjp_fn = staticmethod(_dice), staticmethod(_dice_vjp)
+
+    def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None, dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.axis = axis
+
+    def _kwargs(self):
+        return {"axis": self.axis}
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+class Tversky(_Builtin):
+    """1 - Tversky index (alpha weighs false positives, beta false negatives) over `axis`."""
+
+    _value, _vjp_fn = staticmethod(_tversky), staticmethod(_tversky_vjp)
+
+    def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky", axis=None, dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.alpha, self.beta, self.axis = alpha, beta, axis
+
+    def _kwargs(self):
+        return {"alpha": self.alpha, "beta": self.beta, "axis": self.axis}
+
+    def get_config(self):
+        return {**super().get_config(), **self._kwargs()}
+
+
 # --------------------------------------------------------------------------- lookup
 _CLASSES = [Loss, LossFunctionWrapper, MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
             MeanSquaredLogarithmicError, Hinge, SquaredHinge, CategoricalHinge, BinaryCrossentropy,
             CategoricalCrossentropy, SparseCategoricalCrossentropy, KLDivergence, Poisson,
-            CosineSimilarity, Huber, LogCosh]
+            CosineSimilarity, Huber, LogCosh, BinaryFocalCrossentropy, CategoricalFocalCrossentropy, Dice,
+            Tversky]
 _FUNCTION_CLASS = {
     "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError, "MSE": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError,
@@ -848,6 +1062,8 @@ _FUNCTION_CLASS = {
     "kullback_leibler_divergence": KLDivergence,
     "poisson": Poisson, "cosine_similarity": CosineSimilarity,
     "huber": Huber, "huber_loss": Huber, "log_cosh": LogCosh, "logcosh": LogCosh,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy, "dice": Dice, "tversky": Tversky,
 }
 _OBJECTS = {**{c.__name__: c for c in _CLASSES}, **_FUNCTION_CLASS}
 _FUNCTIONS = {mean_squared_error: MeanSquaredError, mean_absolute_error: MeanAbsoluteError,
@@ -856,7 +1072,9 @@ _FUNCTIONS = {mean_squared_error: MeanSquaredError, mean_absolute_error: MeanAbs
               squared_hinge: SquaredHinge, categorical_hinge: CategoricalHinge,
               binary_crossentropy: BinaryCrossentropy, categorical_crossentropy: CategoricalCrossentropy,
               sparse_categorical_crossentropy: SparseCategoricalCrossentropy, kl_divergence: KLDivergence,
-              poisson: Poisson, cosine_similarity: CosineSimilarity, huber: Huber, log_cosh: LogCosh}
+              poisson: Poisson, cosine_similarity: CosineSimilarity, huber: Huber, log_cosh: LogCosh,
+              binary_focal_crossentropy: BinaryFocalCrossentropy,
+              categorical_focal_crossentropy: CategoricalFocalCrossentropy, dice: Dice, tversky: Tversky}
 
 
 def serialize(loss) -> dict | str:

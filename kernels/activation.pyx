@@ -7,7 +7,9 @@ Design note
   and every loop body is straight-line float32 code (selects, fnn_* polynomials), so gcc
   vectorises it (SSE2 everywhere, plus an AVX2+FMA clone picked at load time). Only gelu's erf
   form calls libm (erfcf), which stays scalar. This file holds the drivers: chunking, prange.
-- Big arrays are cut into CHUNK-float pieces run by an OpenMP `prange`; arrays smaller than the
+- Big arrays are cut into CHUNK-float pieces run by an OpenMP `prange` (dynamic schedule: on a
+  shared machine a descheduled thread's share is taken over instead of waited for; one atomic
+  per 64 KB costs nothing); arrays smaller than the
   caller's `par_min` (measured in bench/test_activation.py) run serially on the calling thread,
   because starting the team costs more than the loop.
 - Backward uses what is cheapest: y where the derivative is a function of y (sigmoid, tanh,
@@ -52,7 +54,7 @@ def forward(int kind, const float[::1] x__n, float[::1] y__n,  # IN, OUT
         return
     nchunks = (n + CHUNK - 1) // CHUNK
     with nogil:
-        for c in prange(nchunks, schedule="static"):
+        for c in prange(nchunks, schedule="dynamic"):
             start = c * CHUNK
             fnn_act_forward(kind, px + start, py + start, min(<Py_ssize_t>CHUNK, n - start), p)
 
@@ -78,7 +80,7 @@ def backward(int kind, const float[::1] x__n, const float[::1] y__n, const float
         return
     nchunks = (n + CHUNK - 1) // CHUNK
     with nogil:
-        for c in prange(nchunks, schedule="static"):
+        for c in prange(nchunks, schedule="dynamic"):
             start = c * CHUNK
             fnn_act_backward(kind, px + start, py + start, pdy + start, pdx + start,
                          min(<Py_ssize_t>CHUNK, n - start), p)
@@ -151,7 +153,7 @@ def softmax(const float[::1] x, float[::1] y,  # IN (outer*k*inner), OUT (same)
                 _softmax_rows(px, py, outer, k, log)
             return
         with nogil:
-            for t in prange(ntask, schedule="static"):
+            for t in prange(ntask, schedule="dynamic"):
                 r0 = t * rows_per
                 r1 = min(outer, r0 + rows_per)
                 _softmax_rows(px + r0 * k, py + r0 * k, r1 - r0, k, log)
@@ -166,7 +168,7 @@ def softmax(const float[::1] x, float[::1] y,  # IN (outer*k*inner), OUT (same)
                 _softmax_cols(px + o * k * inner, py + o * k * inner, k, inner, b * COLBLOCK,
                               min(inner, (b + 1) * COLBLOCK), log)
         else:
-            for t in prange(ntask, schedule="static"):
+            for t in prange(ntask, schedule="dynamic"):
                 o = t // nb
                 b = t % nb
                 _softmax_cols(px + o * k * inner, py + o * k * inner, k, inner, b * COLBLOCK,
@@ -222,7 +224,7 @@ def softmax_backward(const float[::1] y, const float[::1] dy,  # IN
                 _softmax_b_rows(py, pdy, pdx, outer, k, log)
             return
         with nogil:
-            for t in prange(ntask, schedule="static"):
+            for t in prange(ntask, schedule="dynamic"):
                 r0 = t * rows_per
                 r1 = min(outer, r0 + rows_per)
                 _softmax_b_rows(py + r0 * k, pdy + r0 * k, pdx + r0 * k, r1 - r0, k, log)
@@ -238,7 +240,7 @@ def softmax_backward(const float[::1] y, const float[::1] dy,  # IN
                 _softmax_b_cols(py + base, pdy + base, pdx + base, k, inner, b * COLBLOCK,
                                 min(inner, (b + 1) * COLBLOCK), log)
         else:
-            for t in prange(ntask, schedule="static"):
+            for t in prange(ntask, schedule="dynamic"):
                 o = t // nb
                 b = t % nb
                 base = o * k * inner
@@ -282,7 +284,7 @@ def bias_act(float[:, ::1] y__mu,  # IN/OUT: x @ w on entry, act(x @ w + b) on e
             _bias_act_rows(py, pb, has_b, m, u, kind, smax, p)
         return
     with nogil:
-        for t in prange(ntask, schedule="static"):
+        for t in prange(ntask, schedule="dynamic"):
             r0 = t * rows_per
             r1 = min(m, r0 + rows_per)
             _bias_act_rows(py + r0 * u, pb, has_b, r1 - r0, u, kind, smax, p)

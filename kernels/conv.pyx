@@ -12,6 +12,10 @@
 #    a single image still splits over threads (a scatter parallel over images would not).
 #  - bias add after a GEMM (the 1x1 path; otherwise the bias rides in the GEMM as a ones
 #    column of col) and the bias gradient of the 1x1 path (column sums in float64).
+# Every loop takes nthreads: the caller usually splits the batch over its own threads, each
+# running these loops with nthreads=1 next to a single-threaded GEMM (OpenMP teams and OpenBLAS
+# threads alternating around every chunk wait on each other); batches too small to split run
+# them with the OpenMP team. Dynamic schedules: a descheduled thread holds up one row, not half.
 # No checks here: fastnn.kernels.conv validates every shape, dtype and stride first.
 
 from cython.parallel cimport prange

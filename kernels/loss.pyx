@@ -209,7 +209,7 @@ def softmax_crossentropy(const float[:, ::1] z__nk,  # IN logits
                 pl[i] = fnn_sce_row(pz + i * k, <const float*>0 if sparse else py + i * k,
                                     pc[i] if sparse else 0, pp + i * k, k, ls, from_logits)
         else:
-            for t in prange(ntask, schedule="static"):
+            for t in prange(ntask, schedule="dynamic"):
                 i0 = t * rp
                 i1 = min(n, i0 + rp)
                 for i in range(i0, i1):
@@ -243,7 +243,7 @@ def softmax_crossentropy_backward(const float[:, ::1] p__nk,  # IN probabilities
                               pc[i] if sparse else 0, pd + i * k, k, ls, from_logits,
                               ps[i * scale_stride])
         else:
-            for t in prange(ntask, schedule="static"):
+            for t in prange(ntask, schedule="dynamic"):
                 i0 = t * rp
                 i1 = min(n, i0 + rp)
                 for i in range(i0, i1):
@@ -271,7 +271,7 @@ def sigmoid_binary_crossentropy(const float[:, ::1] z__nk, const float[:, ::1] y
             for i in range(n):
                 pl[i] = fnn_bce_row(pz + i * k, py + i * k, pp + i * k, k, ls, from_logits)
         else:
-            for t in prange(ntask, schedule="static"):
+            for t in prange(ntask, schedule="dynamic"):
                 i0 = t * rp
                 i1 = min(n, i0 + rp)
                 for i in range(i0, i1):
@@ -299,7 +299,7 @@ def sigmoid_binary_crossentropy_backward(const float[:, ::1] p__nk, const float[
                 fnn_bce_row_b(pp + i * k, py + i * k, pd + i * k, k, ls, from_logits,
                               ps[i * scale_stride])
         else:
-            for t in prange(ntask, schedule="static"):
+            for t in prange(ntask, schedule="dynamic"):
                 i0 = t * rp
                 i1 = min(n, i0 + rp)
                 for i in range(i0, i1):

@@ -21,10 +21,11 @@ Design note
   to argmax, accumulating where windows overlap. `prange` over images: an index only ever points
   into its own image, so no two threads write the same cell. Out-of-range indices are counted and
   skipped (one unsigned compare), never written; the caller raises when the count is not zero.
-* Average backward: a gather, not a scatter. For an input row h the outputs whose window covers
-  it are the contiguous range oh in [ceil((h+pt-kh+1)/sh), floor((h+pt)/sh)] (same for w), so
-  each dx cell is written once, from dy * (1 / count), with `prange` over N*H rows and no zero
-  pass.
+* Average backward: a gather over dx rows, not a scatter from dy. For an input row h the
+  outputs whose window covers it are the contiguous range oh in [ceil((h+pt-kh+1)/sh),
+  floor((h+pt)/sh)]; along the row the windows are walked left to right, so each dx cell is
+  written by the first window reaching it (dy * (1 / count)), added to by overlapping ones and
+  zeroed if none reaches it: `prange` over N*H rows and no zeroing pass over dx.
 * Scheduling: OpenMP `dynamic` in chunks of ~1/16 of a thread's share (see `_chunk`).
 * Global average: sums over H*W run in double (one C-wide accumulator per thread), because a
   float32 running sum over thousands of cells would lose digits that Keras keeps.
@@ -156,7 +157,7 @@ cdef void avg_pool2d_nhwc(
     cdef Py_ssize_t r, n, oh, ow, hs, he, ws, we, ww, cells, t, ia, ib, c
     cdef const float* x0
     cdef float* yr
-    cdef float count
+    cdef float inv
     if N == 0 or OH == 0 or OW == 0 or C == 0:
         return
     for r in prange(N * OH, schedule="dynamic", chunksize=_chunk(N * OH)):
@@ -172,11 +173,22 @@ cdef void avg_pool2d_nhwc(
             cells = (he - hs) * ww
             yr = &y__nhwc[n, oh, ow, 0]
             # Sum the valid cells in window order, ((x0 + x1) + x2) + x3 ..., two per pass over
-            # the output row (as in max pooling), then divide by the count of valid cells:
-            # padded cells are not counted (Keras "same" average pooling).
+            # the output row (as in max pooling); the last pass also scales by 1 / count, the
+            # number of valid cells: padded cells are not counted (Keras "same" average
+            # pooling). A multiply, not a divide: exact for power-of-two counts (2x2 windows),
+            # within 1 ulp of sum / count otherwise, and the divide dominated the loop.
+            inv = 1.0 / <float>cells
             ia = (hs * W + ws) * C
+            if cells == 1:
+                for c in range(C):
+                    yr[c] = x0[ia + c] * inv
+                continue
+            ib = ((hs + 1 // ww) * W + ws + 1 % ww) * C
+            if cells == 2:
+                for c in range(C):
+                    yr[c] = (x0[ia + c] + x0[ib + c]) * inv
+                continue
             if cells % 2 == 0:
-                ib = ((hs + 1 // ww) * W + ws + 1 % ww) * C
                 for c in range(C):
                     yr[c] = x0[ia + c] + x0[ib + c]
                 t = 2
@@ -184,15 +196,16 @@ cdef void avg_pool2d_nhwc(
                 for c in range(C):
                     yr[c] = x0[ia + c]
                 t = 1
-            while t < cells:
+            while t + 2 < cells:
                 ia = ((hs + t // ww) * W + ws + t % ww) * C
                 ib = ((hs + (t + 1) // ww) * W + ws + (t + 1) % ww) * C
                 for c in range(C):
                     yr[c] = (yr[c] + x0[ia + c]) + x0[ib + c]
                 t = t + 2
-            count = <float>cells
+            ia = ((hs + t // ww) * W + ws + t % ww) * C
+            ib = ((hs + (t + 1) // ww) * W + ws + (t + 1) % ww) * C
             for c in range(C):
-                yr[c] = yr[c] / count
+                yr[c] = ((yr[c] + x0[ia + c]) + x0[ib + c]) * inv
 
 
 cdef void avg_pool2d_backward_nhwc(
@@ -203,46 +216,56 @@ cdef void avg_pool2d_backward_nhwc(
     cdef Py_ssize_t N = dx__nhwc.shape[0], H = dx__nhwc.shape[1]
     cdef Py_ssize_t W = dx__nhwc.shape[2], C = dx__nhwc.shape[3]
     cdef Py_ssize_t OH = dy__nhwc.shape[1], OW = dy__nhwc.shape[2]
-    cdef Py_ssize_t r, n, h, w, oh, ow, oh_lo, oh_hi, ow_lo, ow_hi, num, c
-    cdef Py_ssize_t cnt_h, cnt_w
-    cdef bint first
+    cdef Py_ssize_t r, n, h, w, oh, ow, oh_lo, oh_hi, num, c, ws, we, done, cnt_h
+    cdef bint first_oh
     cdef const float* dyr
     cdef float* dxr
+    cdef float* row
     cdef float inv
     if N == 0 or H == 0 or W == 0 or C == 0:
         return
     for r in prange(N * H, schedule="dynamic", chunksize=_chunk(N * H)):
         n = r // H
         h = r - n * H
+        row = &dx__nhwc[n, h, 0, 0]
         # outputs oh whose window [oh*sh - pt, oh*sh - pt + kh) contains h
         num = h + pad_top - kh + 1
         oh_lo = 0 if num <= 0 else (num + sh - 1) // sh
         oh_hi = _imin((h + pad_top) // sh, OH - 1)
-        for w in range(W):
-            num = w + pad_left - kw + 1
-            ow_lo = 0 if num <= 0 else (num + sw - 1) // sw
-            ow_hi = _imin((w + pad_left) // sw, OW - 1)
-            dxr = &dx__nhwc[n, h, w, 0]
-            if oh_lo > oh_hi or ow_lo > ow_hi:      # a cell no window reaches (stride > pool)
-                for c in range(C):
-                    dxr[c] = 0.0
-                continue
-            first = True
-            for oh in range(oh_lo, oh_hi + 1):
-                cnt_h = _imin(oh * sh - pad_top + kh, H) - _imax(oh * sh - pad_top, 0)
-                for ow in range(ow_lo, ow_hi + 1):
-                    cnt_w = _imin(ow * sw - pad_left + kw, W) - _imax(ow * sw - pad_left, 0)
-                    # a multiply, not a divide per element (divps dominated the loop); exact
-                    # for power-of-two counts (2x2 windows), within 1 ulp of dy / count otherwise
-                    inv = 1.0 / <float>(cnt_h * cnt_w)
-                    dyr = &dy__nhwc[n, oh, ow, 0]
-                    if first:       # the first window writes, the others add: no zeroing pass
+        if oh_lo > oh_hi:                   # a row no window reaches (stride > pool)
+            memset(row, 0, W * C * sizeof(float))
+            continue
+        first_oh = True
+        for oh in range(oh_lo, oh_hi + 1):
+            cnt_h = _imin(oh * sh - pad_top + kh, H) - _imax(oh * sh - pad_top, 0)
+            # Walk the windows of this output row left to right: the cells [0, done) already
+            # hold a contribution. A cell is written by the first window that reaches it and
+            # added to by the others (overlap), and cells between windows (stride > pool) are
+            # zeroed, so dx needs no zeroing pass.
+            done = 0
+            for ow in range(OW):
+                ws = _imax(ow * sw - pad_left, 0)
+                we = _imin(ow * sw - pad_left + kw, W)
+                if first_oh and ws > done:
+                    memset(row + done * C, 0, (ws - done) * C * sizeof(float))
+                    done = ws
+                # a multiply, not a divide per element (divps dominated the loop): exact for
+                # power-of-two counts (2x2 windows), within 1 ulp of dy / count otherwise
+                inv = 1.0 / <float>(cnt_h * (we - ws))
+                dyr = &dy__nhwc[n, oh, ow, 0]
+                for w in range(ws, we):
+                    dxr = row + w * C
+                    if first_oh and w >= done:
                         for c in range(C):
                             dxr[c] = dyr[c] * inv
-                        first = False
                     else:
                         for c in range(C):
                             dxr[c] = dxr[c] + dyr[c] * inv
+                if we > done:
+                    done = we
+            if first_oh and W > done:
+                memset(row + done * C, 0, (W - done) * C * sizeof(float))
+            first_oh = False
 
 
 cdef Py_ssize_t max_pool_backward_scatter(

@@ -64,6 +64,30 @@ def check_no_overlap(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, fn:
         raise ValueError(f"{fn}: {name_a} must not share memory with {name_b}.")
 
 
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.dtype == b.dtype)
+
+
+def check_aliases(fn: str, written, others, same_ok=()) -> None:
+    """Raise ValueError if a written buffer overlaps another buffer.
+
+    written, others: sequences of (name, array or None). same_ok: pairs of names that may be the
+    very same buffer (elementwise in-place use), never a partial overlap.
+    """
+    written = [(n, a) for n, a in written if a is not None]
+    others = [(n, a) for n, a in others if a is not None]
+    for i, (na, a) in enumerate(written):
+        for nb, b in written[i + 1:] + others:
+            if np.shares_memory(a, b):
+                if ((na, nb) in same_ok or (nb, na) in same_ok) and _same_buffer(a, b):
+                    continue
+                allowed = [p for p in same_ok if na in p and nb in p]
+                hint = f" (it may be {nb} itself)" if allowed else ""
+                raise ValueError(f"{fn}: {na} must not share memory with {nb}{hint}; "
+                                 f"pass a separate buffer.")
+
+
 def as_tuple(value, n: int, name: str, fn: str, *, minimum: int = 1) -> tuple:
     """An int or a length-n sequence of ints >= minimum, as a tuple of n Python ints."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):

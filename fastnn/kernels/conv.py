@@ -302,8 +302,40 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
             if dx_rows is not None and zeroed < n_hi * h:
                 dx_rows[zeroed:n_hi * h].fill(0.0)    # bottom rows no window reads
 
-        parts = _parts(n)
-        _run(work, n, flops)
+        if _threads_for(n, flops) > 1 or _threads_for(n * oh, flops) == 1:
+            parts = _parts(n)
+            _run(work, n, flops)
+        else:
+            # Fewer images than threads (batch 1): split output rows instead. Phase 1 keeps the
+            # whole dcol (at most threads-1 images) so that phase 2, the col2im gather split
+            # over input rows, reads every output row that touches its rows: no races, and no
+            # multi-threaded BLAS (which stalls on small GEMMs on a busy machine).
+            dcol_all = None if dx is None else _workspace("dcol", n * oh * ow * ldc).reshape(-1, ldc)
+
+            def work_rows(task, q_lo, q_hi, nthreads):     # output rows [q_lo, q_hi)
+                dwa = parts[task]
+                dw_tmp = _workspace("dwt", ldc * f).reshape(ldc, f)
+                col_all = _workspace("col", min(rows, q_hi - q_lo) * ow * ldc)
+                dwa.fill(0.0)
+                for q0 in range(q_lo, q_hi, rows):
+                    q1 = min(q0 + rows, q_hi)
+                    col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
+                    dyc = dy2[q0 * ow:q1 * ow]
+                    _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
+                    np.matmul(col.T, dyc, out=dw_tmp)
+                    np.add(dwa, dw_tmp, out=dwa)
+                    if dcol_all is not None:
+                        np.matmul(dyc, wt, out=dcol_all[q0 * ow:q1 * ow])
+
+            def work_dx(task, r_lo, r_hi, nthreads):     # input rows [r_lo, r_hi), all fresh
+                if r_hi > r_lo:
+                    _k.col2im_add(dcol_all, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, 0, n * oh,
+                                  r_lo, r_hi, r_lo, dx, nthreads)
+
+            parts = _parts(n * oh)
+            _run(work_rows, n * oh, flops)
+            if dx is not None:
+                _run(work_dx, n * h, flops)
     for extra in parts[1:]:
         np.add(parts[0], extra, out=parts[0])
     dw2[...] = parts[0][:k]

@@ -14,8 +14,7 @@ import numbers
 import numpy as np
 
 from fastnn._kernels import dropout as _dropout
-from fastnn.kernels._checks import check_array, check_float, prepare_out
-from fastnn.kernels.norm import check_aliases
+from fastnn.kernels._checks import check_aliases, check_array, check_float, prepare_out
 
 __all__ = ["dropout", "dropout_backward"]
 

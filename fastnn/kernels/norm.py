@@ -16,33 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn._kernels import norm as _norm
-from fastnn.kernels._checks import check_array, check_float, prepare_out
+from fastnn.kernels._checks import check_aliases, check_array, check_float, prepare_out
 
 __all__ = ["batch_norm_train", "batch_norm_inference", "batch_norm_backward"]
-
-
-def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape and a.dtype == b.dtype)
-
-
-def check_aliases(fn: str, written, others, same_ok=()) -> None:
-    """Raise ValueError if a written buffer overlaps another buffer (candidate for _checks.py).
-
-    written, others: sequences of (name, array or None). same_ok: pairs of names that may be the
-    very same buffer (elementwise in-place use), never a partial overlap.
-    """
-    written = [(n, a) for n, a in written if a is not None]
-    others = [(n, a) for n, a in others if a is not None]
-    for i, (na, a) in enumerate(written):
-        for nb, b in written[i + 1:] + others:
-            if np.shares_memory(a, b):
-                if ((na, nb) in same_ok or (nb, na) in same_ok) and _same_buffer(a, b):
-                    continue
-                allowed = [p for p in same_ok if na in p and nb in p]
-                hint = f" (it may be {nb} itself)" if allowed else ""
-                raise ValueError(f"{fn}: {na} must not share memory with {nb}{hint}; "
-                                 f"pass a separate buffer.")
 
 
 def _check_x(x, name: str, fn: str) -> np.ndarray:

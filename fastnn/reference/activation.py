@@ -10,9 +10,18 @@ import math
 
 import numpy as np
 
-from fastnn.kernels.activation import NAMES, PARAMS
+__all__ = ["NAMES", "PARAMS", "apply", "grad"]
 
-__all__ = ["NAMES", "apply", "grad"]
+# Keras's parameters and defaults (keras.activations), written out here rather than imported
+# from the kernel so that the oracle does not inherit a mistake in the kernel's table
+PARAMS = {
+    "linear": {}, "relu": {"negative_slope": 0.0, "max_value": None, "threshold": 0.0},
+    "relu6": {}, "leaky_relu": {"negative_slope": 0.2}, "elu": {"alpha": 1.0}, "selu": {},
+    "gelu": {"approximate": False}, "sigmoid": {}, "hard_sigmoid": {}, "hard_silu": {},
+    "hard_swish": {}, "tanh": {}, "softsign": {}, "softplus": {}, "silu": {}, "swish": {},
+    "exponential": {}, "softmax": {"axis": -1}, "log_softmax": {"axis": -1},
+}
+NAMES = tuple(PARAMS)
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946

@@ -56,6 +56,14 @@ CASES = [
     ("CategoricalCrossentropy", {}, "prob"), ("CategoricalCrossentropy", {"from_logits": True}, "logits"),
     ("CategoricalCrossentropy", {"label_smoothing": 0.1}, "prob"),
     ("CategoricalCrossentropy", {"from_logits": True, "label_smoothing": 0.3, "axis": 0}, "logits"),
+    ("BinaryFocalCrossentropy", {}, "binary"),
+    ("BinaryFocalCrossentropy", {"apply_class_balancing": True, "from_logits": True, "label_smoothing": 0.1,
+                                 "gamma": 1.5}, "binary"),
+    ("CategoricalFocalCrossentropy", {}, "prob"),
+    ("CategoricalFocalCrossentropy", {"from_logits": True, "gamma": 1.5, "alpha": 0.5, "label_smoothing": 0.1},
+     "logits"),
+    ("Dice", {}, "binary"), ("Dice", {"axis": -1}, "binary"), ("Tversky", {}, "binary"),
+    ("Tversky", {"alpha": 0.3, "beta": 0.7, "axis": -1}, "binary"),
 ]
 IDS = [f"{c}{kw}-{k}" for c, kw, k in CASES]
 REDUCTIONS = ["sum_over_batch_size", "sum", "none", "mean_with_sample_weight"]
@@ -109,11 +117,13 @@ def test_sparse_matches_keras(keras, kw, label_rank):
 @pytest.mark.parametrize("name", ["mse", "mae", "mape", "msle", "kld", "kullback_leibler_divergence", "logcosh",
                                   "log_cosh", "huber", "hinge", "squared_hinge", "categorical_hinge", "poisson",
                                   "cosine_similarity", "binary_crossentropy", "categorical_crossentropy",
-                                  "sparse_categorical_crossentropy", "kl_divergence", "MSE", "bce"])
+                                  "sparse_categorical_crossentropy", "kl_divergence", "MSE", "bce",
+                                  "binary_focal_crossentropy", "categorical_focal_crossentropy", "dice", "tversky"])
 def test_string_names_give_keras_numbers(keras, name):
     kind = {"kld": "prob", "kullback_leibler_divergence": "prob", "kl_divergence": "prob", "hinge": "binary",
             "squared_hinge": "binary", "poisson": "positive", "binary_crossentropy": "binary", "bce": "binary",
-            "categorical_crossentropy": "prob"}.get(name, "real")
+            "categorical_crossentropy": "prob", "binary_focal_crossentropy": "binary",
+            "categorical_focal_crossentropy": "prob", "dice": "binary", "tversky": "binary"}.get(name, "real")
     yt, yp = _data(kind)
     if name == "sparse_categorical_crossentropy":
         yt, yp = np.arange(6) % 5, _data("prob")[1]

@@ -331,3 +331,8 @@ def test_matches_keras(name, params, rng):
     fn = getattr(keras.activations, name)
     want = keras.ops.convert_to_numpy(fn(keras.ops.convert_to_tensor(x), **params))
     np.testing.assert_allclose(K.apply(name, x, **params), want, rtol=1e-5, atol=1e-6)
+
+
+def test_names_and_defaults_match_the_reference():
+    assert K.NAMES == R.NAMES
+    assert K.PARAMS == R.PARAMS

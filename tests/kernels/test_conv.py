@@ -132,10 +132,12 @@ def test_known_values_and_keras_same_rule():
     np.testing.assert_array_equal(K.conv1d(x1, w1, padding="causal")[0, :, 0], [1, 4, 7, 10])
 
 
-def test_realistic_shape_with_chunks(rng):
-    # several images and several chunks in one call, all geometry paths at once
-    x, w, b = rand(rng, (5, 17, 15, 8)), rand(rng, (3, 3, 8, 16)), rand(rng, 16)
-    with forced_split(20_000, 2):
+@pytest.mark.parametrize("n,threads", [(5, 2), (1, 2), (2, 3)])
+def test_realistic_shape_with_chunks(rng, n, threads):
+    # several chunks per call, the batch split over tasks (n >= threads) or the output rows and
+    # then the input rows split (batch smaller than the thread count)
+    x, w, b = rand(rng, (n, 17, 15, 8)), rand(rng, (3, 3, 8, 16)), rand(rng, 16)
+    with forced_split(20_000, threads):
         for s, p in [(1, "same"), (2, "same"), (2, "valid"), (1, ((2, 0), (1, 3)))]:
             y = K.conv2d(x, w, b, s, p)
             np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
