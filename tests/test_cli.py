@@ -24,9 +24,12 @@ def test_info_lists_versions_kernels_threads(capsys):
     assert "runtime" in out  # the compiled OpenMP runtime module is always built
 
 
-def test_console_script_entry_point():
-    r = subprocess.run([sys.executable, "-c", "import sys; from fastnn.cli import main; sys.exit(main())",
-                        "info"], capture_output=True, text=True, timeout=120)
+def test_console_script_entry_point(tmp_path):
+    # run outside the source tree, so the installed package (with its compiled kernels) is used
+    script = os.path.join(os.path.dirname(sys.executable), "fastnn")
+    cmd = [script] if os.path.exists(script) else [
+        sys.executable, "-c", "import sys; from fastnn.cli import main; sys.exit(main())"]
+    r = subprocess.run([*cmd, "info"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0 and "BLAS" in r.stdout
 
 

@@ -71,10 +71,10 @@ def test_simple_random_initializers_match_keras(keras):
         keras.utils.set_random_seed(0)
         ours = getattr(I, name)(**kw, seed=1)((400, 300))
         theirs = keras.ops.convert_to_numpy(getattr(keras.initializers, name)(**kw)((400, 300)))
-        assert ours.mean() == pytest.approx(theirs.mean(), abs=0.01 * (theirs.std() + 1))
+        assert ours.mean() == pytest.approx(theirs.mean(), abs=float(0.01 * (theirs.std() + 1)))
         assert ours.std() == pytest.approx(theirs.std(), rel=0.02)
         for q in (0.01, 0.1, 0.5, 0.9, 0.99):
-            assert np.quantile(ours, q) == pytest.approx(np.quantile(theirs, q), abs=0.05 * theirs.std())
+            assert np.quantile(ours, q) == pytest.approx(np.quantile(theirs, q), abs=float(0.05 * theirs.std()))
 
 
 @pytest.mark.keras
