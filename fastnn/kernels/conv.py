@@ -68,6 +68,34 @@ def _blas_single_thread():
     return _pool_state["blas"].limit(limits=1)
 
 
+class blas_pinned:
+    """Context for a whole model step: BLAS runs single-threaded, parallelism comes only from
+    the kernels' own shares (see `_run`).
+
+    Measured (2 cores): OpenBLAS's idle worker spins ~0.1 s after every multi-threaded call,
+    so a step that mixed BLAS-threaded GEMMs with the kernels' shares and OpenMP loops ran with
+    a spinning thread on one core: M1 training 21 ms a step instead of 13, and on a loaded
+    machine 280 ms. Reentrant; `pinned()` tells the kernels to split smaller GEMMs too.
+    """
+
+    def __enter__(self):
+        if _pool_state.setdefault("pinned", 0) == 0:
+            _pool_state["limiter"] = _blas_single_thread()
+        _pool_state["pinned"] += 1
+        return self
+
+    def __exit__(self, *exc):
+        _pool_state["pinned"] -= 1
+        if _pool_state["pinned"] == 0:
+            limiter, _pool_state["limiter"] = _pool_state["limiter"], None
+            limiter.restore_original_limits()
+        return False
+
+
+def pinned() -> bool:
+    return _pool_state.get("pinned", 0) > 0
+
+
 def _workspace(name: str, size: int, dtype=np.float32) -> np.ndarray:
     """A flat per-thread scratch buffer of at least `size` elements, reused across calls."""
     cache = getattr(_tls, "buffers", None)
@@ -180,9 +208,13 @@ def _run(work, n_items: int, flops: float):
         pool = _pool(t)
         bounds = [n_items * i // t for i in range(t + 1)]
         with _blas_single_thread():
-            futures = [pool.submit(work, i, bounds[i], bounds[i + 1], 1) for i in range(t)]
-            for fut in futures:
-                fut.result()
+            # the caller runs the first share itself: one thread hand-off fewer per call
+            futures = [pool.submit(work, i, bounds[i], bounds[i + 1], 1) for i in range(1, t)]
+            try:
+                work(0, bounds[0], bounds[1], 1)
+            finally:
+                for fut in futures:
+                    fut.result()
     finally:
         _pool_lock.release()
 

@@ -24,6 +24,7 @@ from fastnn import _random
 from fastnn import callbacks as callbacks_module
 from fastnn.layers.base import FLOATX, KerasTensor, Layer, shape_str, snake_case, unique_name
 from fastnn.layers.core import InputLayer
+from fastnn.kernels.conv import blas_pinned
 from fastnn.models.arena import Arena
 
 _FUSABLE = ("softmax", "sigmoid")
@@ -292,7 +293,8 @@ class Model(Layer):
                                       "fastnn yet; add its layers instead.")
         xs = self._prepare_x(x, "call")
         self._ensure_built(xs)
-        outs = self._forward(xs, bool(training))
+        with blas_pinned():
+            outs = self._forward(xs, bool(training))
         outs = [np.array(o, copy=True) for o in outs]
         return outs[0] if len(outs) == 1 else outs
 
@@ -551,6 +553,12 @@ class Model(Layer):
         return float(loss), d
 
     def _train_step(self, xs, y, sw):
+        # BLAS single-threaded for the whole step: the kernels split their GEMMs over their own
+        # threads (see fastnn.kernels.conv.blas_pinned for the measurements)
+        with blas_pinned():
+            return self._train_step_pinned(xs, y, sw)
+
+    def _train_step_pinned(self, xs, y, sw):
         timer = self._timer
         (y_pred,) = self._forward(xs, True)
         if timer is not None:
@@ -589,7 +597,8 @@ class Model(Layer):
         return run_profile(self, x, y, steps=steps, batch_size=batch_size, print_fn=print_fn)
 
     def _test_step(self, xs, y, sw):
-        (y_pred,) = self._forward(xs, False)
+        with blas_pinned():
+            (y_pred,) = self._forward(xs, False)
         if self._fused:
             loss, _ = self._loss_and_grad(y, y_pred, sw)
         else:
@@ -767,7 +776,8 @@ class Model(Layer):
         for step in range(total):
             cb.on_predict_batch_begin(step)
             sl = slice(step * batch_size, (step + 1) * batch_size)
-            ys = self._forward([a[sl] for a in xs], False)
+            with blas_pinned():
+                ys = self._forward([a[sl] for a in xs], False)
             if outs is None:
                 outs = [np.empty((n, *o.shape[1:]), FLOATX) for o in ys]
             for o, yb in zip(outs, ys):
@@ -807,7 +817,8 @@ class Model(Layer):
         xs = self._prepare_x(x, "predict_on_batch")
         self._ensure_built(xs)
         self._check_x_shapes(xs, "predict_on_batch")
-        outs = [np.array(o, copy=True) for o in self._forward(xs, False)]
+        with blas_pinned():
+            outs = [np.array(o, copy=True) for o in self._forward(xs, False)]
         return outs[0] if len(outs) == 1 else outs
 
     # ---------------------------------------------------------------------------------------
