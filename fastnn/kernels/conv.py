@@ -219,7 +219,35 @@ def _run(work, n_items: int, flops: float):
         _pool_lock.release()
 
 
-def _forward(x, w, b, strides, dilation, pads, out_hw, out):
+_NO_BIAS = np.zeros(1, np.float32)
+_SERIAL = 1 << 62      # bias_act's parallel threshold that keeps it in the calling thread
+
+
+def _epilogue(activation, act_params, fn):
+    """(kind, smax, params) of the activation for fastnn._kernels.activation.bias_act, None if linear."""
+    from fastnn.kernels import activation as A
+
+    if activation == "linear" and not act_params:
+        return None
+    kind, p, axis = A.resolve(activation, act_params, f"{fn}(activation={activation!r})")
+    if axis is not None and axis not in (-1,):
+        raise ValueError(f"{fn}: the fused {activation} acts across the filters (axis -1); received "
+                         f"axis={axis}. Apply fastnn.kernels.activation.apply to the output instead.")
+    if kind == 0:
+        return None
+    return max(kind, 0), (1 if kind == -1 else 2 if kind == -2 else 0), p
+
+
+def _apply_epilogue(y2, act, nthreads):
+    """In place activation of the (rows, F) output rows y2 (no bias: it rode in the GEMM)."""
+    from fastnn._kernels import activation as _act
+    from fastnn.kernels import activation as A
+
+    if act is not None and y2.shape[0]:
+        _act.bias_act(y2, _NO_BIAS, False, act[0], act[1], act[2], _SERIAL if nthreads == 1 else A.PARALLEL_MIN)
+
+
+def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
@@ -236,6 +264,7 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out):
             np.matmul(x2[m0:m1], w2, out=out2[m0:m1])
             if b is not None and m1 > m0:
                 _k.bias_add(out2[m0:m1], b, nthreads)
+            _apply_epilogue(out2[m0:m1], act, nthreads)
 
         _run(work_1x1, out2.shape[0], flops)
         return
@@ -257,6 +286,7 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out):
             col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
             _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
             np.matmul(col, wa, out=out2[q0 * ow:q1 * ow])
+            _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads)
 
     _run(work, n * oh, flops)
 
@@ -376,13 +406,16 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
 
 # ---------------------------------------------------------------- public API
 
-def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, out=None):
+def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, out=None,
+           activation="linear", **act_params):
     """2-D convolution (cross-correlation, as Keras Conv2D) of NHWC float32 x with w (KH, KW, C, F).
 
     x (N, H, W, C), w (KH, KW, C, F), b (F,) or None -> y (N, OH, OW, F) float32.
     strides, dilation: int or (h, w) pair, >= 1. padding: "valid", "same" (Keras/TF rule: the
     extra pixel of an even window goes bottom/right) or ((top, bottom), (left, right)).
     out: optional C-contiguous writeable float32 (N, OH, OW, F) buffer, filled and returned.
+    activation: any name fastnn.kernels.activation.apply accepts (softmax across F), applied
+    to each chunk right after its GEMM while it is in cache (one pass over y fewer).
     """
     fn = "conv2d"
     x, w = _check_weights(x, w, fn, 2)
@@ -390,7 +423,8 @@ def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, ou
     strides, dilation, pads, out_hw = _geometry_2d(x, w, strides, padding, dilation, fn)
     out = prepare_out(out, (x.shape[0], *out_hw, w.shape[3]), "out", fn)
     _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
-    _forward(x, w, b, strides, dilation, pads, out_hw, out)
+    act = _epilogue(activation, act_params, fn)
+    _forward(x, w, b, strides, dilation, pads, out_hw, out, act)
     return out
 
 
@@ -432,12 +466,14 @@ def _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx,
     return dx, dw, db
 
 
-def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out=None):
+def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out=None, activation="linear",
+           **act_params):
     """1-D convolution (as Keras Conv1D) of NLC float32 x with w (K, C, F).
 
     x (N, L, C), w (K, C, F), b (F,) or None -> y (N, OL, F) float32. stride, dilation: int >= 1.
     padding: "valid", "same", "causal" (all K-1 dilated pads on the left) or (left, right).
     out: optional C-contiguous writeable float32 (N, OL, F) buffer, filled and returned.
+    activation: as conv2d (fused into the output pass).
     """
     fn = "conv1d"
     x, w = _check_weights(x, w, fn, 1)
@@ -445,7 +481,8 @@ def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out=None):
     strides, dilation, pads, out_hw = _geometry_1d(x, w, stride, padding, dilation, fn)
     out = prepare_out(out, (x.shape[0], out_hw[1], w.shape[2]), "out", fn)
     _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
-    _forward(x[:, None], w[None], b, strides, dilation, pads, out_hw, out[:, None])
+    act = _epilogue(activation, act_params, fn)
+    _forward(x[:, None], w[None], b, strides, dilation, pads, out_hw, out[:, None], act)
     return out
 
 
