@@ -92,6 +92,7 @@ def test_threaded_step_allocates_nothing_large(rng):
     model.compile("adam", "categorical_crossentropy")
     x = rng.random((128, 12, 12, 3), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 128)]
+    model.train_on_batch(x, y)   # warm up: buffers, slots, metrics
     for _ in range(2):
         model._train_step([x], y, None)
         model.predict_on_batch(x)
