@@ -68,6 +68,34 @@ def _blas_single_thread():
     return _pool_state["blas"].limit(limits=1)
 
 
+class blas_pinned:
+    """Context for a whole model step: BLAS runs single-threaded, parallelism comes only from
+    the kernels' own shares (see `_run`).
+
+    Measured (2 cores): OpenBLAS's idle worker spins ~0.1 s after every multi-threaded call,
+    so a step that mixed BLAS-threaded GEMMs with the kernels' shares and OpenMP loops ran with
+    a spinning thread on one core: M1 training 21 ms a step instead of 13, and on a loaded
+    machine 280 ms. Reentrant; `pinned()` tells the kernels to split smaller GEMMs too.
+    """
+
+    def __enter__(self):
+        if _pool_state.setdefault("pinned", 0) == 0:
+            _pool_state["limiter"] = _blas_single_thread()
+        _pool_state["pinned"] += 1
+        return self
+
+    def __exit__(self, *exc):
+        _pool_state["pinned"] -= 1
+        if _pool_state["pinned"] == 0:
+            limiter, _pool_state["limiter"] = _pool_state["limiter"], None
+            limiter.restore_original_limits()
+        return False
+
+
+def pinned() -> bool:
+    return _pool_state.get("pinned", 0) > 0
+
+
 def _workspace(name: str, size: int, dtype=np.float32) -> np.ndarray:
     """A flat per-thread scratch buffer of at least `size` elements, reused across calls."""
     cache = getattr(_tls, "buffers", None)
@@ -180,14 +208,46 @@ def _run(work, n_items: int, flops: float):
         pool = _pool(t)
         bounds = [n_items * i // t for i in range(t + 1)]
         with _blas_single_thread():
-            futures = [pool.submit(work, i, bounds[i], bounds[i + 1], 1) for i in range(t)]
-            for fut in futures:
-                fut.result()
+            # the caller runs the first share itself: one thread hand-off fewer per call
+            futures = [pool.submit(work, i, bounds[i], bounds[i + 1], 1) for i in range(1, t)]
+            try:
+                work(0, bounds[0], bounds[1], 1)
+            finally:
+                for fut in futures:
+                    fut.result()
     finally:
         _pool_lock.release()
 
 
-def _forward(x, w, b, strides, dilation, pads, out_hw, out):
+_NO_BIAS = np.zeros(1, np.float32)
+_SERIAL = 1 << 62      # bias_act's parallel threshold that keeps it in the calling thread
+
+
+def _epilogue(activation, act_params, fn):
+    """(kind, smax, params) of the activation for fastnn._kernels.activation.bias_act, None if linear."""
+    from fastnn.kernels import activation as A
+
+    if activation == "linear" and not act_params:
+        return None
+    kind, p, axis = A.resolve(activation, act_params, f"{fn}(activation={activation!r})")
+    if axis is not None and axis not in (-1,):
+        raise ValueError(f"{fn}: the fused {activation} acts across the filters (axis -1); received "
+                         f"axis={axis}. Apply fastnn.kernels.activation.apply to the output instead.")
+    if kind == 0:
+        return None
+    return max(kind, 0), (1 if kind == -1 else 2 if kind == -2 else 0), p
+
+
+def _apply_epilogue(y2, act, nthreads):
+    """In place activation of the (rows, F) output rows y2 (no bias: it rode in the GEMM)."""
+    from fastnn._kernels import activation as _act
+    from fastnn.kernels import activation as A
+
+    if act is not None and y2.shape[0]:
+        _act.bias_act(y2, _NO_BIAS, False, act[0], act[1], act[2], _SERIAL if nthreads == 1 else A.PARALLEL_MIN)
+
+
+def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
@@ -204,6 +264,7 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out):
             np.matmul(x2[m0:m1], w2, out=out2[m0:m1])
             if b is not None and m1 > m0:
                 _k.bias_add(out2[m0:m1], b, nthreads)
+            _apply_epilogue(out2[m0:m1], act, nthreads)
 
         _run(work_1x1, out2.shape[0], flops)
         return
@@ -225,6 +286,7 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out):
             col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
             _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
             np.matmul(col, wa, out=out2[q0 * ow:q1 * ow])
+            _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads)
 
     _run(work, n * oh, flops)
 
@@ -344,13 +406,16 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
 
 # ---------------------------------------------------------------- public API
 
-def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, out=None):
+def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, out=None,
+           activation="linear", **act_params):
     """2-D convolution (cross-correlation, as Keras Conv2D) of NHWC float32 x with w (KH, KW, C, F).
 
     x (N, H, W, C), w (KH, KW, C, F), b (F,) or None -> y (N, OH, OW, F) float32.
     strides, dilation: int or (h, w) pair, >= 1. padding: "valid", "same" (Keras/TF rule: the
     extra pixel of an even window goes bottom/right) or ((top, bottom), (left, right)).
     out: optional C-contiguous writeable float32 (N, OH, OW, F) buffer, filled and returned.
+    activation: any name fastnn.kernels.activation.apply accepts (softmax across F), applied
+    to each chunk right after its GEMM while it is in cache (one pass over y fewer).
     """
     fn = "conv2d"
     x, w = _check_weights(x, w, fn, 2)
@@ -358,7 +423,8 @@ def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, ou
     strides, dilation, pads, out_hw = _geometry_2d(x, w, strides, padding, dilation, fn)
     out = prepare_out(out, (x.shape[0], *out_hw, w.shape[3]), "out", fn)
     _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
-    _forward(x, w, b, strides, dilation, pads, out_hw, out)
+    act = _epilogue(activation, act_params, fn)
+    _forward(x, w, b, strides, dilation, pads, out_hw, out, act)
     return out
 
 
@@ -400,12 +466,14 @@ def _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx,
     return dx, dw, db
 
 
-def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out=None):
+def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out=None, activation="linear",
+           **act_params):
     """1-D convolution (as Keras Conv1D) of NLC float32 x with w (K, C, F).
 
     x (N, L, C), w (K, C, F), b (F,) or None -> y (N, OL, F) float32. stride, dilation: int >= 1.
     padding: "valid", "same", "causal" (all K-1 dilated pads on the left) or (left, right).
     out: optional C-contiguous writeable float32 (N, OL, F) buffer, filled and returned.
+    activation: as conv2d (fused into the output pass).
     """
     fn = "conv1d"
     x, w = _check_weights(x, w, fn, 1)
@@ -413,7 +481,8 @@ def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out=None):
     strides, dilation, pads, out_hw = _geometry_1d(x, w, stride, padding, dilation, fn)
     out = prepare_out(out, (x.shape[0], out_hw[1], w.shape[2]), "out", fn)
     _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
-    _forward(x[:, None], w[None], b, strides, dilation, pads, out_hw, out[:, None])
+    act = _epilogue(activation, act_params, fn)
+    _forward(x[:, None], w[None], b, strides, dilation, pads, out_hw, out[:, None], act)
     return out
 
 

@@ -10,11 +10,31 @@ import numpy as np
 
 from fastnn._kernels import activation as _act
 from fastnn.kernels import activation as _activation
+from fastnn.kernels import conv as _conv
 from fastnn.kernels._checks import check_array, check_no_overlap, prepare_out
 
 __all__ = ["dense", "dense_backward"]
 
 _NO_BIAS = np.zeros(1, np.float32)
+_SERIAL = 1 << 62      # bias_act's parallel threshold that keeps it in the calling thread
+_SPLIT = 1 << 12       # backward work is cut in shares of this many parts (rows of dx and dw)
+
+# Threads: as the convolution (fastnn.kernels.conv._run, docs/internals.md section 3), a large
+# GEMM is cut into one contiguous share per thread, each running a single-threaded BLAS call
+# (and the bias+activation epilogue of its rows) start to finish. Measured on the shared 2-core
+# machine: a multi-threaded OpenBLAS GEMM synchronises its threads many times per call, and
+# with other processes running it took 8x longer than on one thread (M1 step 280 ms vs 35 ms);
+# independent shares wait for each other once, at the end. Below SPLIT_FLOPS one call with
+# BLAS's own threading is as fast (and gives NumPy's `x @ w` bit for bit).
+SPLIT_FLOPS = 3.2e7
+
+
+def _split(work, n_items, flops):
+    # inside a model step (conv.blas_pinned) BLAS is single-threaded: split from SERIAL_FLOPS on
+    if flops < (_conv.SERIAL_FLOPS if _conv.pinned() else SPLIT_FLOPS):
+        work(0, 0, n_items, 0)
+    else:
+        _conv._run(work, n_items, flops)
 
 
 def dense(x, w, b=None, activation="linear", *, out=None, **act_params):
@@ -40,12 +60,17 @@ def dense(x, w, b=None, activation="linear", *, out=None, **act_params):
     for name, a in (("x", x), ("w", w), ("b", b)):
         if a is not None:
             check_no_overlap(out, a, "out", name, fn)
-    np.matmul(x, w, out=out)
-    if b is None and kind == 0:
-        return out
     smax = 1 if kind == -1 else 2 if kind == -2 else 0
-    _act.bias_act(out, _NO_BIAS if b is None else b, b is not None, max(kind, 0), smax, p,
-                  _activation.PARALLEL_MIN)
+    epilogue = not (b is None and kind == 0)
+    bb = _NO_BIAS if b is None else b
+
+    def work(task, m0, m1, nthreads):   # rows [m0, m1): GEMM, then bias+activation while in cache
+        np.matmul(x[m0:m1], w, out=out[m0:m1])
+        if epilogue and m1 > m0:
+            _act.bias_act(out[m0:m1], bb, b is not None, max(kind, 0), smax, p,
+                          _SERIAL if nthreads == 1 else _activation.PARALLEL_MIN)
+
+    _split(work, x.shape[0], 2.0 * x.shape[0] * x.shape[1] * units)
     return out
 
 
@@ -71,8 +96,22 @@ def dense_backward(x, w, dy, *, need_dx=True, dx=None, dw=None, db=None):
     for i, (oname, o) in enumerate(outs):
         for iname, a in [("x", x), ("w", w), ("dy", dy)] + outs[i + 1:]:
             check_no_overlap(o, a, oname, iname, fn)
-    if need_dx:
-        np.matmul(dy, w.T, out=dx)
-    np.matmul(x.T, dy, out=dw)
-    np.sum(dy, axis=0, out=db)
+    m, k = x.shape
+    if m == 0:
+        dw.fill(0.0)
+        db.fill(0.0)
+        return dx, dw, db
+
+    def work(task, i0, i1, nthreads):   # share [i0, i1) of SPLIT: rows of dx and rows of dw
+        if need_dx:
+            a, b = m * i0 // _SPLIT, m * i1 // _SPLIT
+            if b > a:
+                np.matmul(dy[a:b], w.T, out=dx[a:b])
+        a, b = k * i0 // _SPLIT, k * i1 // _SPLIT
+        if b > a:
+            np.matmul(x[:, a:b].T, dy, out=dw[a:b])
+        if i0 == 0:
+            np.sum(dy, axis=0, out=db)
+
+    _split(work, _SPLIT, (4.0 if need_dx else 2.0) * m * k * w.shape[1])
     return dx, dw, db

@@ -26,11 +26,22 @@ import numbers
 
 import numpy as np
 
-from fastnn._kernels import optim_jit as _jit
+import types
+
+from fastnn._kernels import optim_step as _c
 from fastnn.kernels import threads
 from fastnn.kernels._checks import check_array, check_float
 
-threads.apply_numba()
+# The step runs in the compiled C twin of the Numba kernel (fastnn._kernels.optim_step: same
+# loops, same bits, no JIT to load: loading the Numba cache cost ~1 s per process). Numba
+# (fastnn._kernels.optim_jit) is imported only for norm clipping's sum of squares.
+_V = types.SimpleNamespace(**_c.VARIANTS)
+
+
+def _numba_kernels():
+    from fastnn._kernels import optim_jit
+    threads.apply_numba()
+    return optim_jit
 
 F32 = np.float32
 INT64 = np.dtype(np.int64)
@@ -195,32 +206,32 @@ def _constants(kind, h, lr, wd, lo, hi, iteration, slots):
         if kind == "sgd":
             r[0] = h["momentum"]
             if h["momentum"] == 0:
-                variant = _jit.SGD
+                variant = _V.SGD
             else:
-                variant = _jit.SGD_NESTEROV if h["nesterov"] else _jit.SGD_MOMENTUM
+                variant = _V.SGD_NESTEROV if h["nesterov"] else _V.SGD_MOMENTUM
         elif kind == "rmsprop":
             r[0], r[1], r[2], r[3] = h["rho"], 1 - h["rho"], h["epsilon"], h["momentum"]
             mom = h["momentum"] > 0
             if h["centered"]:
-                variant = _jit.RMSPROP_CENTERED_MOMENTUM if mom else _jit.RMSPROP_CENTERED
+                variant = _V.RMSPROP_CENTERED_MOMENTUM if mom else _V.RMSPROP_CENTERED
             else:
-                variant = _jit.RMSPROP_MOMENTUM if mom else _jit.RMSPROP
+                variant = _V.RMSPROP_MOMENTUM if mom else _V.RMSPROP
         elif kind == "adagrad":
             r[0] = h["epsilon"]
-            variant = _jit.ADAGRAD
+            variant = _V.ADAGRAD
         elif kind == "adadelta":
             r[0], r[1], r[2] = h["rho"], 1 - h["rho"], h["epsilon"]
-            variant = _jit.ADADELTA
+            variant = _V.ADADELTA
         elif kind in ("adam", "adamw"):
             b1p = f(h["beta_1"]) ** t
             b2p = f(h["beta_2"]) ** t
             alpha = lr32 * np.sqrt(one - b2p) / (one - b1p)
             r[0], r[1], r[2], r[3] = 1 - h["beta_1"], 1 - h["beta_2"], alpha, h["epsilon"]
-            variant = _jit.ADAM_AMSGRAD if h["amsgrad"] else _jit.ADAM
+            variant = _V.ADAM_AMSGRAD if h["amsgrad"] else _V.ADAM
         elif kind == "adamax":
             b1p = f(h["beta_1"]) ** t
             r[0], r[1], r[2], r[3] = 1 - h["beta_1"], h["beta_2"], one - b1p, h["epsilon"]
-            variant = _jit.ADAMAX
+            variant = _V.ADAMAX
         else:  # nadam: Keras updates u_product once per step, before the variables
             b1, decay, half = f(h["beta_1"]), f(0.96), f(0.5)
             u_t = b1 * (one - half * decay ** t)
@@ -230,7 +241,7 @@ def _constants(kind, h, lr, wd, lo, hi, iteration, slots):
             b2p = f(h["beta_2"]) ** t
             r[:] = (1 - h["beta_1"], 1 - h["beta_2"], u_t1, one - prod_t1, one - u_t, one - prod_t,
                     one - b2p, h["epsilon"])
-            variant = _jit.NADAM
+            variant = _V.NADAM
             return variant, c, prod_t
     return variant, c, None
 
@@ -242,6 +253,7 @@ def _norm_scale(grads, segments, clipnorm, global_clipnorm):
     segs = whole if (segments is None or global_clipnorm is not None) else segments
     k = segs.shape[0] - 1
     sums = np.empty(k, np.float64)
+    _jit = _numba_kernels()
     _jit.sumsq_segments(grads, segs, np.empty(_jit.n_pieces(n, k), np.float64), sums)
     l2sum = sums.astype(F32)  # Keras sums squares in float32 (overflows to inf as it does)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -302,7 +314,7 @@ def step(kind, params, grads, slots, *, lr, iteration, weight_decay=None, clipva
     s += [_UNUSED] * (3 - len(s))
     if kind == "rmsprop" and not h["momentum"] > 0 and h["centered"]:
         s = [s[0], _UNUSED, s[1]]  # the loop reads the average gradient from the third slot
-    _jit.step(variant, params, grads, s[0], s[1], s[2], segs, gscale, c, wd != 0)
+    _c.step(variant, params, grads, s[0], s[1], s[2], segs, gscale, c, wd != 0, threads.get_num_threads())
     return None
 
 

@@ -95,9 +95,11 @@ class BaseConv(_ActivationMixin, Layer):
         out_shape = self.compute_output_shape((x.shape[0], *x.shape[1:]))
         z = self._buffer("z", out_shape)
         fn = K.conv.conv1d if self.rank == 1 else K.conv.conv2d
-        fn(x, self.kernel.value, None if self.bias is None else self.bias.value, *self._conv_args(), out=z)
+        fuse = self._act_in_place()   # ReLU in the conv's output pass, chunk by chunk in cache
+        fn(x, self.kernel.value, None if self.bias is None else self.bias.value, *self._conv_args(), out=z,
+           activation="relu" if fuse else "linear")
         self._x, self._z = x, z
-        self._y = self._act_forward(z)
+        self._y = z if fuse else self._act_forward(z)
         return self._y
 
     def backward(self, dy):

@@ -78,6 +78,11 @@ class _ActivationMixin:
         self._act_name = name
         self._act_params = dict(getattr(self.activation, "params", None) or {})
 
+    def _act_in_place(self):
+        """True when the kernel can apply the activation to z in place (fused epilogue): plain
+        ReLU, whose gradient (y > 0) needs only the output, so z need not be kept."""
+        return self._act_name == "relu" and not self._act_params and not self._fused_output
+
     def _act_forward(self, z):
         if self._act_name == "linear":
             return z
@@ -127,10 +132,11 @@ class Dense(_ActivationMixin, Layer):
         self._x_shape = x.shape
         x2 = x.reshape(-1, x.shape[-1])
         z = self._buffer("z", (x2.shape[0], self.units))
+        fuse = self._act_in_place()
         K.dense.dense(x2, self.kernel.value, None if self.bias is None else self.bias.value,
-                      activation="linear", out=z)
+                      activation="relu" if fuse else "linear", out=z)
         self._x2, self._z = x2, z
-        self._y = self._act_forward(z)
+        self._y = z if fuse else self._act_forward(z)   # fused: z holds relu(z); grad uses y > 0
         return self._y.reshape(*x.shape[:-1], self.units)
 
     def backward(self, dy):

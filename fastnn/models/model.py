@@ -24,6 +24,7 @@ from fastnn import _random
 from fastnn import callbacks as callbacks_module
 from fastnn.layers.base import FLOATX, KerasTensor, Layer, shape_str, snake_case, unique_name
 from fastnn.layers.core import InputLayer
+from fastnn.kernels.conv import blas_pinned
 from fastnn.models.arena import Arena
 
 _FUSABLE = ("softmax", "sigmoid")
@@ -39,6 +40,8 @@ def _loss_name(loss) -> str:
 class Model(Layer):
     """A graph of layers from Input tensors to outputs: Model(inputs, outputs)."""
 
+    _timer = None  # class default, so subclasses that skip __init__ still run untimed
+
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         super().__init__(name=name or unique_name(snake_case(type(self).__name__)), trainable=trainable)
         self.compiled = False
@@ -49,6 +52,7 @@ class Model(Layer):
         self._arena = None
         self._nodes = []
         self._in_fit = False
+        self._timer = None   # a fastnn.models.profile.StepTimer while model.profile runs
         if inputs is not None or outputs is not None:
             if inputs is None or outputs is None:
                 raise ValueError("Model: give both `inputs` and `outputs` (KerasTensors from fastnn.Input "
@@ -220,8 +224,19 @@ class Model(Layer):
         vals = self._vals
         for i, x in zip(self._input_ids, xs):
             vals[i] = x
-        for layer, ins, out in self._nodes:
-            vals[out] = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], training)
+        timer = self._timer
+        if timer is None:
+            for layer, ins, out in self._nodes:
+                vals[out] = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], training)
+        else:  # model.profile: time every layer
+            clock = time.perf_counter
+            for k, (layer, ins, out) in enumerate(self._nodes):
+                x = vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins]
+                s = clock()
+                vals[out] = layer.forward(x, training)
+                timer.forward[k] += clock() - s
+                timer.shapes[k] = vals[out].shape
+                timer.in_shapes[k] = x.shape if len(ins) == 1 else None
         outs = [vals[i] for i in self._output_ids]
         return outs
 
@@ -232,11 +247,19 @@ class Model(Layer):
         for i, d in zip(self._output_ids, douts):
             g[i] = d
         inputs = self._input_ids
-        for layer, ins, out in reversed(self._nodes):
+        timer = self._timer
+        clock = time.perf_counter
+        for k in range(len(self._nodes) - 1, -1, -1):
+            layer, ins, out = self._nodes[k]
             dy = g[out]
             if dy is None:
                 continue
-            dx = layer.backward(dy)
+            if timer is None:
+                dx = layer.backward(dy)
+            else:
+                s = clock()
+                dx = layer.backward(dy)
+                timer.backward[k] += clock() - s
             if dx is None:
                 continue
             dxs = dx if len(ins) > 1 else [dx]
@@ -270,7 +293,8 @@ class Model(Layer):
                                       "fastnn yet; add its layers instead.")
         xs = self._prepare_x(x, "call")
         self._ensure_built(xs)
-        outs = self._forward(xs, bool(training))
+        with blas_pinned():
+            outs = self._forward(xs, bool(training))
         outs = [np.array(o, copy=True) for o in outs]
         return outs[0] if len(outs) == 1 else outs
 
@@ -529,24 +553,52 @@ class Model(Layer):
         return float(loss), d
 
     def _train_step(self, xs, y, sw):
+        # BLAS single-threaded for the whole step: the kernels split their GEMMs over their own
+        # threads (see fastnn.kernels.conv.blas_pinned for the measurements)
+        with blas_pinned():
+            return self._train_step_pinned(xs, y, sw)
+
+    def _train_step_pinned(self, xs, y, sw):
+        timer = self._timer
         (y_pred,) = self._forward(xs, True)
+        if timer is not None:
+            t0 = time.perf_counter()
         loss, d = self._loss_and_grad(y, y_pred, sw)
         if d.dtype != FLOATX or not d.flags.c_contiguous:
             d = np.ascontiguousarray(d, dtype=FLOATX)
         if d.shape != y_pred.shape and not self._fused:
             d = d.reshape(y_pred.shape)
+        if timer is not None:
+            timer.loss += time.perf_counter() - t0
         self._backward([d])
+        if timer is not None:
+            t0 = time.perf_counter()
         for v in self._reg_vars:
             loss += float(v.regularizer(v.value))
             v.grad += v.regularizer.gradient(v.value)
         self.optimizer.apply_flat(self._arena.params, self._arena.grads)
         for v in self._constrained:
             v.value[...] = v.constraint(v.value)
+        if timer is not None:
+            timer.optimizer += time.perf_counter() - t0
         self._update_metrics(loss, y, y_pred, sw)
         return loss
 
+    def profile(self, x, y, steps=5, batch_size=None, print_fn=print):
+        """Per-layer time of a training step: prints a table and returns it as a list of dicts.
+
+        Runs one warm-up step, then `steps` timed training steps on batches of (x, y)
+        (batch_size default min(32, len(x))), and restores the weights and optimizer state.
+        Rows: every layer (name, type, output_shape, forward_ms, backward_ms, share, flops,
+        gflops for Dense/Conv), then loss, optimizer, other (metrics and glue) and total
+        (step_ms); shares of all rows but total add up to 1. See docs/performance.md.
+        """
+        from fastnn.models.profile import run_profile
+        return run_profile(self, x, y, steps=steps, batch_size=batch_size, print_fn=print_fn)
+
     def _test_step(self, xs, y, sw):
-        (y_pred,) = self._forward(xs, False)
+        with blas_pinned():
+            (y_pred,) = self._forward(xs, False)
         if self._fused:
             loss, _ = self._loss_and_grad(y, y_pred, sw)
         else:
@@ -724,7 +776,8 @@ class Model(Layer):
         for step in range(total):
             cb.on_predict_batch_begin(step)
             sl = slice(step * batch_size, (step + 1) * batch_size)
-            ys = self._forward([a[sl] for a in xs], False)
+            with blas_pinned():
+                ys = self._forward([a[sl] for a in xs], False)
             if outs is None:
                 outs = [np.empty((n, *o.shape[1:]), FLOATX) for o in ys]
             for o, yb in zip(outs, ys):
@@ -764,7 +817,8 @@ class Model(Layer):
         xs = self._prepare_x(x, "predict_on_batch")
         self._ensure_built(xs)
         self._check_x_shapes(xs, "predict_on_batch")
-        outs = [np.array(o, copy=True) for o in self._forward(xs, False)]
+        with blas_pinned():
+            outs = [np.array(o, copy=True) for o in self._forward(xs, False)]
         return outs[0] if len(outs) == 1 else outs
 
     # ---------------------------------------------------------------------------------------
