@@ -32,9 +32,94 @@ Design note
 """
 
 from cython.parallel cimport prange, threadid
-from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 cimport openmp
+
+
+cdef extern from *:
+    """
+    #include <emmintrin.h>
+    #include <stddef.h>
+
+    /* Max over the window rows [hs, he) x columns [ws, we) of one image x0 (W x C floats per
+       row), channels [c0, c0 + 4*NV): running max and argmax in registers, y and argmax written
+       once. A cell v replaces the running max m where m < v (cmplt: false for NaN either side),
+       and m = maxps(v, m) (returns m unless v > m), so ties keep the first cell. A NaN after
+       the first cell would be skipped: NaNs are flagged (cmpunord, one per two vectors) and the
+       caller redoes a flagged block with the scalar rule. Returns the flag. */
+    #define FASTNN_MAXWIN(NV)                                                                   \\
+    static inline int fastnn_maxwin##NV(const float* x0, ptrdiff_t W, ptrdiff_t C,              \\
+            ptrdiff_t hs, ptrdiff_t he, ptrdiff_t ws, ptrdiff_t we, ptrdiff_t c0,               \\
+            float* y, int* a) {                                                                 \\
+        __m128 m[NV]; __m128i ix[NV];                                                           \\
+        __m128 nan = _mm_setzero_ps();                                                          \\
+        const __m128i lane = _mm_set_epi32(3, 2, 1, 0);                                         \\
+        ptrdiff_t h, w, off = (hs * W + ws) * C + c0;                                           \\
+        for (int v = 0; v < NV; v++) {                                                          \\
+            m[v] = _mm_loadu_ps(x0 + off + 4 * v);                                              \\
+            ix[v] = _mm_add_epi32(_mm_set1_epi32((int)(off + 4 * v)), lane);                    \\
+            nan = _mm_or_ps(nan, _mm_cmpunord_ps(m[v], m[v]));                                  \\
+        }                                                                                       \\
+        for (h = hs; h < he; h++) {                                                             \\
+            for (w = (h == hs ? ws + 1 : ws); w < we; w++) {                                    \\
+                off = (h * W + w) * C + c0;                                                     \\
+                const __m128i cur = _mm_add_epi32(_mm_set1_epi32((int)off), lane);              \\
+                __m128 xv[NV];                                                                  \\
+                for (int v = 0; v < NV; v++) {                                                  \\
+                    xv[v] = _mm_loadu_ps(x0 + off + 4 * v);                                     \\
+                    __m128i gt = _mm_castps_si128(_mm_cmplt_ps(m[v], xv[v]));                   \\
+                    m[v] = _mm_max_ps(xv[v], m[v]);                                             \\
+                    __m128i ci = _mm_add_epi32(cur, _mm_set1_epi32(4 * v));                     \\
+                    ix[v] = _mm_or_si128(_mm_and_si128(gt, ci), _mm_andnot_si128(gt, ix[v]));   \\
+                }                                                                               \\
+                for (int v = 0; v + 1 < NV; v += 2)                                             \\
+                    nan = _mm_or_ps(nan, _mm_cmpunord_ps(xv[v], xv[v + 1]));                    \\
+                if (NV & 1)                                                                     \\
+                    nan = _mm_or_ps(nan, _mm_cmpunord_ps(xv[NV - 1], xv[NV - 1]));              \\
+            }                                                                                   \\
+        }                                                                                       \\
+        for (int v = 0; v < NV; v++) {                                                          \\
+            _mm_storeu_ps(y + c0 + 4 * v, m[v]);                                                \\
+            _mm_storeu_si128((__m128i*)(a + c0 + 4 * v), ix[v]);                                \\
+        }                                                                                       \\
+        return _mm_movemask_ps(nan);                                                            \\
+    }
+    FASTNN_MAXWIN(1)
+    FASTNN_MAXWIN(4)
+
+    /* Sum over the cells p of x0 (P x C floats), channels [c0, c0 + 4*NV), in double: 2*NV
+       independent double accumulators; writes y[c] = sum / P as float. */
+    #define FASTNN_SUMWIN(NV)                                                                   \\
+    static inline void fastnn_avgcells##NV(const float* x0, ptrdiff_t P, ptrdiff_t C,           \\
+                                           ptrdiff_t c0, float* y) {                            \\
+        __m128d lo[NV], hi[NV];                                                                 \\
+        for (int v = 0; v < NV; v++) { lo[v] = _mm_setzero_pd(); hi[v] = _mm_setzero_pd(); }    \\
+        const float* xp = x0 + c0;                                                              \\
+        for (ptrdiff_t p = 0; p < P; p++, xp += C) {                                            \\
+            for (int v = 0; v < NV; v++) {                                                      \\
+                __m128 xv = _mm_loadu_ps(xp + 4 * v);                                           \\
+                lo[v] = _mm_add_pd(lo[v], _mm_cvtps_pd(xv));                                    \\
+                hi[v] = _mm_add_pd(hi[v], _mm_cvtps_pd(_mm_movehl_ps(xv, xv)));                 \\
+            }                                                                                   \\
+        }                                                                                       \\
+        const __m128d np_ = _mm_set1_pd((double)P);                                             \\
+        for (int v = 0; v < NV; v++) {                                                          \\
+            __m128 ylo = _mm_cvtpd_ps(_mm_div_pd(lo[v], np_));                                  \\
+            __m128 yhi = _mm_cvtpd_ps(_mm_div_pd(hi[v], np_));                                  \\
+            _mm_storeu_ps(y + c0 + 4 * v, _mm_movelh_ps(ylo, yhi));                             \\
+        }                                                                                       \\
+    }
+    FASTNN_SUMWIN(1)
+    FASTNN_SUMWIN(4)
+    """
+    int fastnn_maxwin1(const float* x0, Py_ssize_t W, Py_ssize_t C, Py_ssize_t hs, Py_ssize_t he,
+                       Py_ssize_t ws, Py_ssize_t we, Py_ssize_t c0, float* y, int* a) noexcept nogil
+    int fastnn_maxwin4(const float* x0, Py_ssize_t W, Py_ssize_t C, Py_ssize_t hs, Py_ssize_t he,
+                       Py_ssize_t ws, Py_ssize_t we, Py_ssize_t c0, float* y, int* a) noexcept nogil
+    void fastnn_avgcells1(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
+                          float* y) noexcept nogil
+    void fastnn_avgcells4(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
+                          float* y) noexcept nogil
 
 
 cdef inline Py_ssize_t _imax(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -62,42 +147,57 @@ cdef inline bint _wins(float v, float b) noexcept nogil:
     return (b == b) & (not (v <= b))
 
 
-cdef inline void _max_first2(const float* xa, const float* xb, int ia, int ib,
-                             float* yr, int* ar, Py_ssize_t C) noexcept nogil:
-    """yr, ar <- max of the window's first two cells a, b (a wins ties)."""
-    cdef Py_ssize_t c
-    cdef float va, vb
-    cdef bint take
-    for c in range(C):
-        va = xa[c]
-        vb = xb[c]
-        take = _wins(vb, va)
-        yr[c] = vb if take else va
-        ar[c] = <int>(ib + c) if take else <int>(ia + c)
-
-
-cdef inline void _max_next2(const float* xa, const float* xb, int ia, int ib,
-                            float* yr, int* ar, Py_ssize_t C) noexcept nogil:
-    """Fold two more cells a then b into the running max yr, ar (one load/store for both)."""
-    cdef Py_ssize_t c
-    cdef float b, va, vb, m
+cdef void _max_scalar(const float* x0, Py_ssize_t W, Py_ssize_t C, Py_ssize_t hs, Py_ssize_t he,
+                     Py_ssize_t ws, Py_ssize_t we, Py_ssize_t c0, Py_ssize_t c1,  # IN
+                     float* yr, int* ar) noexcept nogil:  # OUT
+    """yr, ar[c0:c1] <- max and argmax over the window, the reference rule cell by cell (for
+    channel tails and for blocks whose window holds a NaN)."""
+    cdef Py_ssize_t c, h, w, off
+    cdef float b, v
     cdef int i
-    cdef bint take_a, take_b
-    for c in range(C):
-        # The statement order matters: gcc 12 if-converts and vectorises this loop only when
-        # the selects of cell a come before the load of cell b (checked with -fopt-info-vec).
-        b = yr[c]
-        i = ar[c]           # loaded unconditionally: a load inside a branch blocks if-conversion
-        va = xa[c]
-        take_a = _wins(va, b)
-        m = va if take_a else b
-        i = <int>(ia + c) if take_a else i
-        vb = xb[c]
-        # m is NaN exactly when b or va is: say so from the loaded values, not `m == m`
-        # (gcc does not vectorise a compare of a select that feeds another select)
-        take_b = (b == b) & (va == va) & (not (vb <= m))
-        yr[c] = vb if take_b else m
-        ar[c] = <int>(ib + c) if take_b else i
+    for c in range(c0, c1):
+        off = (hs * W + ws) * C + c
+        b = x0[off]
+        i = <int>off
+        for h in range(hs, he):
+            for w in range(ws, we):
+                off = (h * W + w) * C + c
+                v = x0[off]
+                if _wins(v, b):
+                    b = v
+                    i = <int>off
+        yr[c] = b
+        ar[c] = i
+
+
+cdef inline void _max_window(const float* x0, Py_ssize_t W, Py_ssize_t C, Py_ssize_t hs,
+                             Py_ssize_t he, Py_ssize_t ws, Py_ssize_t we, Py_ssize_t c0,
+                             Py_ssize_t c1,  # IN
+                             float* yr, int* ar) noexcept nogil:  # OUT
+    """Channels [c0, c1) of one output: 16 then 4 channels at a time in SSE2 registers, the
+    rest (and any block whose window holds a NaN) by the scalar rule."""
+    cdef Py_ssize_t c = c0
+    while c + 16 <= c1:
+        if fastnn_maxwin4(x0, W, C, hs, he, ws, we, c, yr, ar):
+            _max_scalar(x0, W, C, hs, he, ws, we, c, c + 16, yr, ar)
+        c = c + 16
+    while c + 4 <= c1:
+        if fastnn_maxwin1(x0, W, C, hs, he, ws, we, c, yr, ar):
+            _max_scalar(x0, W, C, hs, he, ws, we, c, c + 4, yr, ar)
+        c = c + 4
+    if c < c1:
+        _max_scalar(x0, W, C, hs, he, ws, we, c, c1, yr, ar)
+
+
+cdef inline Py_ssize_t _channel_groups(Py_ssize_t tasks, Py_ssize_t C) noexcept nogil:
+    """How many 16-channel-aligned groups to split C into so that there are >= 64 tasks per
+    thread (few images or a global pool would otherwise leave threads idle or unbalanced)."""
+    cdef Py_ssize_t want = 64 * openmp.omp_get_max_threads()
+    cdef Py_ssize_t g
+    if tasks >= want:
+        return 1
+    g = (want + tasks - 1) // tasks
+    return _imin(g, (C + 15) // 16)
 
 
 cdef void max_pool2d_nhwc(
@@ -109,41 +209,28 @@ cdef void max_pool2d_nhwc(
     cdef Py_ssize_t N = x__nhwc.shape[0], H = x__nhwc.shape[1]
     cdef Py_ssize_t W = x__nhwc.shape[2], C = x__nhwc.shape[3]
     cdef Py_ssize_t OH = y__nhwc.shape[1], OW = y__nhwc.shape[2]
-    cdef Py_ssize_t r, n, oh, ow, hs, he, ws, we, ww, cells, t, ia, ib
+    cdef Py_ssize_t r, n, oh, ow, hs, he, ws, we, g, G, cg, c0, c1, tasks
     cdef const float* x0
-    cdef float* yr
-    cdef int* ar
     if N == 0 or OH == 0 or OW == 0 or C == 0:
         return
-    for r in prange(N * OH, schedule="dynamic", chunksize=_chunk(N * OH)):
-        n = r // OH
-        oh = r - n * OH
+    G = _channel_groups(N * OH, C)
+    cg = ((C + G - 1) // G + 15) // 16 * 16     # channels per group, a multiple of 16
+    G = (C + cg - 1) // cg
+    tasks = N * OH * G
+    for r in prange(tasks, schedule="dynamic", chunksize=_chunk(tasks)):
+        g = r % G
+        n = r // G // OH
+        oh = r // G - n * OH
+        c0 = g * cg
+        c1 = _imin(c0 + cg, C)
         hs = _imax(oh * sh - pad_top, 0)
         he = _imin(oh * sh - pad_top + kh, H)
         x0 = &x__nhwc[n, 0, 0, 0]
         for ow in range(OW):
             ws = _imax(ow * sw - pad_left, 0)
             we = _imin(ow * sw - pad_left + kw, W)
-            ww = we - ws
-            cells = (he - hs) * ww
-            yr = &y__nhwc[n, oh, ow, 0]
-            ar = &argmax__nhwc[n, oh, ow, 0]
-            # Valid cells t = 0..cells-1 in window order; pads are never visited. The first
-            # one or two seed the running max, then cells are folded in pairs, which halves
-            # the loads and stores of the running max and argmax rows.
-            ia = (hs * W + ws) * C
-            if cells % 2 == 0:
-                ib = ((hs + 1 // ww) * W + ws + 1 % ww) * C
-                _max_first2(x0 + ia, x0 + ib, <int>ia, <int>ib, yr, ar, C)
-                t = 2
-            else:
-                _max_first2(x0 + ia, x0 + ia, <int>ia, <int>ia, yr, ar, C)
-                t = 1
-            while t < cells:
-                ia = ((hs + t // ww) * W + ws + t % ww) * C
-                ib = ((hs + (t + 1) // ww) * W + ws + (t + 1) % ww) * C
-                _max_next2(x0 + ia, x0 + ib, <int>ia, <int>ib, yr, ar, C)
-                t = t + 2
+            _max_window(x0, W, C, hs, he, ws, we, c0, c1,
+                        &y__nhwc[n, oh, ow, 0], &argmax__nhwc[n, oh, ow, 0])
 
 
 cdef void avg_pool2d_nhwc(
@@ -299,42 +386,45 @@ cdef Py_ssize_t max_pool_backward_scatter(
     return bad
 
 
+cdef inline void _avg_scalar(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c,
+                             float* yr) noexcept nogil:
+    cdef double acc = 0.0
+    cdef Py_ssize_t p
+    for p in range(P):
+        acc = acc + x0[p * C + c]
+    yr[c] = <float>(acc / P)
+
+
 cdef int global_avg_pool_npc(
     const float[:, :, ::1] x__npc,              # IN  (N, P, C), P = H*W (or L)
     float[:, ::1] y__nc,                        # OUT (N, C)
 ) noexcept nogil:
-    """y[n, c] = mean over p of x[n, p, c], summed in double; returns -1 if out of memory."""
+    """y[n, c] = mean over p of x[n, p, c], summed in double; returns 0 (never fails)."""
     cdef Py_ssize_t N = x__npc.shape[0], P = x__npc.shape[1], C = x__npc.shape[2]
-    cdef Py_ssize_t n, p, c
-    cdef int nthreads = openmp.omp_get_max_threads()
-    cdef double* acc
-    cdef double* work
-    cdef const float* xr
+    cdef Py_ssize_t r, n, g, G, cg, c, c1
+    cdef const float* x0
+    cdef float* yr
     if N == 0 or C == 0:
         return 0
-    work = <double*>malloc(nthreads * C * sizeof(double))
-    if work == NULL:
-        return -1
-    for n in prange(N, schedule="dynamic", chunksize=_chunk(N), num_threads=nthreads):
-        acc = work + threadid() * C
-        for c in range(C):
-            acc[c] = 0.0
-        # four cells per pass over the accumulator row: a quarter of its loads and stores
-        p = 0
-        while p + 4 <= P:
-            xr = &x__npc[n, p, 0]
-            for c in range(C):
-                acc[c] = acc[c] + ((<double>xr[c] + <double>xr[C + c])
-                                   + (<double>xr[2 * C + c] + <double>xr[3 * C + c]))
-            p = p + 4
-        while p < P:
-            xr = &x__npc[n, p, 0]
-            for c in range(C):
-                acc[c] = acc[c] + xr[c]
-            p = p + 1
-        for c in range(C):
-            y__nc[n, c] = <float>(acc[c] / P)
-    free(work)
+    G = _channel_groups(N, C)
+    cg = ((C + G - 1) // G + 15) // 16 * 16
+    G = (C + cg - 1) // cg
+    for r in prange(N * G, schedule="dynamic", chunksize=_chunk(N * G)):
+        n = r // G
+        g = r - n * G
+        c = g * cg
+        c1 = _imin(c + cg, C)
+        x0 = &x__npc[n, 0, 0]
+        yr = &y__nc[n, 0]
+        while c + 16 <= c1:
+            fastnn_avgcells4(x0, P, C, c, yr)
+            c = c + 16
+        while c + 4 <= c1:
+            fastnn_avgcells1(x0, P, C, c, yr)
+            c = c + 4
+        while c < c1:
+            _avg_scalar(x0, P, C, c, yr)
+            c = c + 1
     return 0
 
 
