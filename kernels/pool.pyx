@@ -87,6 +87,109 @@ cdef extern from *:
     FASTNN_MAXWIN(1)
     FASTNN_MAXWIN(4)
 
+    /* 2x2 window whose four cells are x0 + off + {0, C, rs, rs + C} (rs = W*C), channels
+       [c0, c0 + 4*floor((c1 - c0)/4)): a tournament, (a vs b) and (c vs d), then the winners; a
+       later cell wins only when strictly greater (cmplt; maxps(later, earlier) returns the
+       earlier one unless the later is greater), which is the first maximum in window order for
+       NaN-free input. Returns nonzero if any of the cells is NaN (the caller then redoes the
+       pixel with the scalar rule). */
+    static __attribute__((noinline)) int fastnn_max2x2(const float* x0, ptrdiff_t rs, ptrdiff_t C, ptrdiff_t off,
+                                    ptrdiff_t c0, ptrdiff_t c1, float* y, int* a) {
+        const float* p0 = x0 + off;
+        const float* p1 = p0 + C;
+        const float* p2 = p0 + rs;
+        const float* p3 = p2 + C;
+        const __m128i d1 = _mm_set1_epi32((int)C), d2 = _mm_set1_epi32((int)rs);
+        const __m128i four = _mm_set1_epi32(4);
+        __m128i base = _mm_add_epi32(_mm_set1_epi32((int)(off + c0)), _mm_set_epi32(3, 2, 1, 0));
+        __m128 nan = _mm_setzero_ps();
+        for (ptrdiff_t c = c0; c + 4 <= c1; c += 4) {
+            __m128 xa = _mm_loadu_ps(p0 + c), xb = _mm_loadu_ps(p1 + c);
+            __m128 xc = _mm_loadu_ps(p2 + c), xd = _mm_loadu_ps(p3 + c);
+            __m128i gab = _mm_castps_si128(_mm_cmplt_ps(xa, xb));
+            __m128i gcd = _mm_castps_si128(_mm_cmplt_ps(xc, xd));
+            __m128 mab = _mm_max_ps(xb, xa), mcd = _mm_max_ps(xd, xc);
+            __m128i g = _mm_castps_si128(_mm_cmplt_ps(mab, mcd));
+            __m128 m = _mm_max_ps(mcd, mab);
+            __m128i iab = _mm_and_si128(gab, d1);
+            __m128i icd = _mm_add_epi32(d2, _mm_and_si128(gcd, d1));
+            __m128i i = _mm_or_si128(_mm_and_si128(g, icd), _mm_andnot_si128(g, iab));
+            nan = _mm_or_ps(nan, _mm_or_ps(_mm_cmpunord_ps(xa, xb), _mm_cmpunord_ps(xc, xd)));
+            _mm_storeu_ps(y + c, m);
+            _mm_storeu_si128((__m128i*)(a + c), _mm_add_epi32(base, i));
+            base = _mm_add_epi32(base, four);
+        }
+        return _mm_movemask_ps(nan);
+    }
+
+    /* Global max over the P cells of x0 (P x C floats), channels [c0, c0 + 16): the cells are
+       taken in chunks of 8; inside a chunk only maxps (no index), between chunks the running
+       max keeps the chunk index where a later chunk is strictly greater; at the end the winning
+       chunk of each channel is rescanned for the first cell equal to the max. NaNs are found by
+       summing every cell into a per-vector accumulator (NaN sticks; inf - inf only causes a
+       needless fallback): nonzero return = redo with the scalar rule. */
+    static __attribute__((noinline)) int fastnn_gmax16(const float* x0, ptrdiff_t P, ptrdiff_t C, ptrdiff_t c0,
+                                    float* y, int* a) {
+        enum { K = 8 };
+        __m128 m[4], z[4], cm[4];
+        __m128i ck[4];
+        const float* xp = x0 + c0;
+        ptrdiff_t p, k, end;
+        for (int v = 0; v < 4; v++) {
+            m[v] = _mm_loadu_ps(xp + 4 * v);
+            z[v] = m[v];
+            ck[v] = _mm_setzero_si128();
+        }
+        end = P < K ? P : K;
+        for (p = 1; p < end; p++)
+            for (int v = 0; v < 4; v++) {
+                __m128 xv = _mm_loadu_ps(xp + p * C + 4 * v);
+                m[v] = _mm_max_ps(m[v], xv);
+                z[v] = _mm_add_ps(z[v], xv);
+            }
+        for (k = 1; k * K < P; k++) {
+            p = k * K;
+            end = p + K < P ? p + K : P;
+            for (int v = 0; v < 4; v++) {
+                cm[v] = _mm_loadu_ps(xp + p * C + 4 * v);
+                z[v] = _mm_add_ps(z[v], cm[v]);
+            }
+            for (p++; p < end; p++)
+                for (int v = 0; v < 4; v++) {
+                    __m128 xv = _mm_loadu_ps(xp + p * C + 4 * v);
+                    cm[v] = _mm_max_ps(cm[v], xv);
+                    z[v] = _mm_add_ps(z[v], xv);
+                }
+            const __m128i kv = _mm_set1_epi32((int)k);
+            for (int v = 0; v < 4; v++) {
+                __m128i gt = _mm_castps_si128(_mm_cmplt_ps(m[v], cm[v]));
+                m[v] = _mm_max_ps(cm[v], m[v]);
+                ck[v] = _mm_or_si128(_mm_and_si128(gt, kv), _mm_andnot_si128(gt, ck[v]));
+            }
+        }
+        __m128 nan = _mm_setzero_ps();
+        for (int v = 0; v < 4; v++)
+            nan = _mm_or_ps(nan, _mm_cmpunord_ps(z[v], z[v]));
+        if (_mm_movemask_ps(nan))
+            return 1;
+        float mv[16];
+        int kk[16];
+        for (int v = 0; v < 4; v++) {
+            _mm_storeu_ps(mv + 4 * v, m[v]);
+            _mm_storeu_si128((__m128i*)(kk + 4 * v), ck[v]);
+        }
+        for (int l = 0; l < 16; l++) {
+            ptrdiff_t c = c0 + l, q = (ptrdiff_t)kk[l] * K, qe = q + K < P ? q + K : P;
+            for (; q < qe; q++)
+                if (x0[q * C + c] == mv[l])
+                    break;
+            /* q < qe always: the chunk's max is one of its cells */
+            y[c] = x0[q * C + c];
+            a[c] = (int)(q * C + c);
+        }
+        return 0;
+    }
+
     /* Sum over the cells p of x0 (P x C floats), channels [c0, c0 + 4*NV), in double: 2*NV
        independent double accumulators; writes y[c] = sum / P as float. */
     #define FASTNN_SUMWIN(NV)                                                                   \\
@@ -116,6 +219,10 @@ cdef extern from *:
                        Py_ssize_t ws, Py_ssize_t we, Py_ssize_t c0, float* y, int* a) noexcept nogil
     int fastnn_maxwin4(const float* x0, Py_ssize_t W, Py_ssize_t C, Py_ssize_t hs, Py_ssize_t he,
                        Py_ssize_t ws, Py_ssize_t we, Py_ssize_t c0, float* y, int* a) noexcept nogil
+    int fastnn_max2x2(const float* x0, Py_ssize_t rs, Py_ssize_t C, Py_ssize_t off, Py_ssize_t c0,
+                      Py_ssize_t c1, float* y, int* a) noexcept nogil
+    int fastnn_gmax16(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0, float* y,
+                      int* a) noexcept nogil
     void fastnn_avgcells1(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
                           float* y) noexcept nogil
     void fastnn_avgcells4(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
@@ -177,6 +284,16 @@ cdef inline void _max_window(const float* x0, Py_ssize_t W, Py_ssize_t C, Py_ssi
     """Channels [c0, c1) of one output: 16 then 4 channels at a time in SSE2 registers, the
     rest (and any block whose window holds a NaN) by the scalar rule."""
     cdef Py_ssize_t c = c0
+    if he - hs == 2 and we - ws == 2:
+        c = c0 + (c1 - c0) // 4 * 4
+        if fastnn_max2x2(x0, W * C, C, (hs * W + ws) * C, c0, c1, yr, ar):
+            c = c0
+    elif hs == 0 and ws == 0 and we == W and he * W >= 16:
+        # the whole image (a global pool): its cells are contiguous, p = h*W + w
+        while c + 16 <= c1:
+            if fastnn_gmax16(x0, he * W, C, c, yr, ar):
+                _max_scalar(x0, W, C, hs, he, ws, we, c, c + 16, yr, ar)
+            c = c + 16
     while c + 16 <= c1:
         if fastnn_maxwin4(x0, W, C, hs, he, ws, we, c, yr, ar):
             _max_scalar(x0, W, C, hs, he, ws, we, c, c + 16, yr, ar)
