@@ -28,6 +28,7 @@ from libc.string cimport memcpy
 
 cdef enum:
     BLOCK = 4096   # a multiple of 16: a block never splits a hash or an SSE2 chunk
+    STREAM_MIN = 1 << 20   # elements (9 MB of traffic) from which y and mask are streamed
 
 cdef unsigned long long GOLDEN = 0x9E3779B97F4A7C15ULL
 
@@ -39,8 +40,15 @@ cdef extern from *:
 
     /* wyhash's mum: the 128-bit product of a and b, high half xor low half (one mulq). */
     static inline unsigned long long fastnn_wymum(unsigned long long a, unsigned long long b) {
+    #if defined(__x86_64__)
+        /* gcc 12 moves the __int128 halves through the stack; mulq leaves them in rdx:rax */
+        unsigned long long lo, hi;
+        __asm__("mulq %3" : "=a"(lo), "=d"(hi) : "a"(a), "rm"(b) : "cc");
+        return hi ^ lo;
+    #else
         unsigned __int128 r = (unsigned __int128)a * b;
         return (unsigned long long)(r >> 64) ^ (unsigned long long)r;
+    #endif
     }
 
     #define FASTNN_WY0 0xA0761D6478BD642FULL
@@ -56,12 +64,16 @@ cdef extern from *:
     }
 
     /* Mask and scale elements [i0, i1) (i0 a multiple of 16, i1 - i0 <= nbuf, nbuf a multiple
-       of 8); u is scratch of nbuf bytes. */
+       of 8); u is scratch of nbuf bytes; stream: use non-temporal stores if aligned. */
     static void fastnn_dropout_block(const float* x, ptrdiff_t i0, ptrdiff_t i1,
                                      unsigned long long key, unsigned long long key2,
                                      unsigned long long drop_below32, float scale,
-                                     float* y, unsigned char* mask, unsigned char* u) {
+                                     float* y, unsigned char* mask, unsigned char* u,
+                                     int stream) {
         ptrdiff_t n = i1 - i0, j;
+        /* streaming (non-temporal) stores when asked and y, mask are 16-byte aligned: they
+           skip the read-for-ownership of arrays too large to stay in cache anyway */
+        const int nt = stream && ((size_t)y % 16 == 0) && ((size_t)mask % 16 == 0);
         unsigned long long s = key + (unsigned long long)(i0 / 8) * FASTNN_WY0;
         for (j = 0; j < n; j += 8) {          /* wyrand at counter (i0 + j)/8 + 1 */
             s += FASTNN_WY0;
@@ -91,18 +103,28 @@ cdef extern from *:
                 }
                 m01 = _mm_loadu_si128((const __m128i*)b);
             }
-            _mm_storeu_si128((__m128i*)(mp + j), m01);
+            if (nt) _mm_stream_si128((__m128i*)(mp + j), m01);
+            else _mm_storeu_si128((__m128i*)(mp + j), m01);
             __m128i ff = _mm_sub_epi8(zero, m01);                  /* 0x00 / 0xFF bytes */
             __m128i w0 = _mm_unpacklo_epi8(ff, ff), w1 = _mm_unpackhi_epi8(ff, ff);
             __m128 k0 = _mm_castsi128_ps(_mm_unpacklo_epi16(w0, w0));
             __m128 k1 = _mm_castsi128_ps(_mm_unpackhi_epi16(w0, w0));
             __m128 k2 = _mm_castsi128_ps(_mm_unpacklo_epi16(w1, w1));
             __m128 k3 = _mm_castsi128_ps(_mm_unpackhi_epi16(w1, w1));
-            _mm_storeu_ps(yp + j, _mm_and_ps(_mm_mul_ps(_mm_loadu_ps(xp + j), sc), k0));
-            _mm_storeu_ps(yp + j + 4, _mm_and_ps(_mm_mul_ps(_mm_loadu_ps(xp + j + 4), sc), k1));
-            _mm_storeu_ps(yp + j + 8, _mm_and_ps(_mm_mul_ps(_mm_loadu_ps(xp + j + 8), sc), k2));
-            _mm_storeu_ps(yp + j + 12, _mm_and_ps(_mm_mul_ps(_mm_loadu_ps(xp + j + 12), sc), k3));
+            __m128 y0 = _mm_and_ps(_mm_mul_ps(_mm_loadu_ps(xp + j), sc), k0);
+            __m128 y1 = _mm_and_ps(_mm_mul_ps(_mm_loadu_ps(xp + j + 4), sc), k1);
+            __m128 y2 = _mm_and_ps(_mm_mul_ps(_mm_loadu_ps(xp + j + 8), sc), k2);
+            __m128 y3 = _mm_and_ps(_mm_mul_ps(_mm_loadu_ps(xp + j + 12), sc), k3);
+            if (nt) {
+                _mm_stream_ps(yp + j, y0); _mm_stream_ps(yp + j + 4, y1);
+                _mm_stream_ps(yp + j + 8, y2); _mm_stream_ps(yp + j + 12, y3);
+            } else {
+                _mm_storeu_ps(yp + j, y0); _mm_storeu_ps(yp + j + 4, y1);
+                _mm_storeu_ps(yp + j + 8, y2); _mm_storeu_ps(yp + j + 12, y3);
+            }
         }
+        if (nt)
+            _mm_sfence();   /* streaming stores are weakly ordered: drain them per block */
         for (; j < n; j++) {                  /* the array's last 1-15 elements */
             int k = fastnn_keep(i0 + j, u[j], thr_hi, thr_lo, key2);
             float v = xp[j] * scale;
@@ -118,7 +140,8 @@ cdef extern from *:
     void fastnn_dropout_block(const float* x, Py_ssize_t i0, Py_ssize_t i1,
                               unsigned long long key, unsigned long long key2,
                               unsigned long long drop_below32, float scale,
-                              float* y, unsigned char* mask, unsigned char* u) noexcept nogil
+                              float* y, unsigned char* mask, unsigned char* u,
+                              int stream) noexcept nogil
 
 
 cdef inline unsigned long long _mix64(unsigned long long z) noexcept nogil:
@@ -152,18 +175,21 @@ cdef void dropout_forward_n(const float* x__n, Py_ssize_t n, unsigned long long 
     cdef unsigned long long key2 = _mix64(key + GOLDEN)
     cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
     cdef Py_ssize_t b, i1
+    # y and mask bypass the caches (streaming stores) once they are larger than a core's share
+    # of the last-level cache would hold; smaller outputs stay cached for their consumer
+    cdef int stream = n >= STREAM_MIN
     for b in prange(nb, schedule="dynamic", nogil=True):
         i1 = (b + 1) * BLOCK
         if i1 > n:
             i1 = n
-        _block(x__n, b * BLOCK, i1, key, key2, drop_below32, scale, y__n, mask__n)
+        _block(x__n, b * BLOCK, i1, key, key2, drop_below32, scale, y__n, mask__n, stream)
 
 
 cdef void _block(const float* x__n, Py_ssize_t i0, Py_ssize_t i1, unsigned long long key,
                  unsigned long long key2, unsigned long long drop_below32, float scale,  # IN
-                 float* y__n, unsigned char* mask__n) noexcept nogil:  # OUT
+                 float* y__n, unsigned char* mask__n, int stream) noexcept nogil:  # OUT
     cdef unsigned char u[BLOCK]
-    fastnn_dropout_block(x__n, i0, i1, key, key2, drop_below32, scale, y__n, mask__n, u)
+    fastnn_dropout_block(x__n, i0, i1, key, key2, drop_below32, scale, y__n, mask__n, u, stream)
 
 
 cdef void _block_backward(const float* dy__n, const unsigned char* mask__n, Py_ssize_t i0,
