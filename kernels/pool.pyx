@@ -122,98 +122,116 @@ cdef extern from *:
         return _mm_movemask_ps(nan);
     }
 
-    /* Global max over the P cells of x0 (P x C floats), channels [c0, c0 + 16): the cells are
-       taken in chunks of 8; inside a chunk only maxps (no index), between chunks the running
-       max keeps the chunk index where a later chunk is strictly greater; at the end the winning
-       chunk of each channel is rescanned for the first cell equal to the max. NaNs are found by
-       summing every cell into a per-vector accumulator (NaN sticks; inf - inf only causes a
-       needless fallback): nonzero return = redo with the scalar rule. */
-    static __attribute__((noinline)) int fastnn_gmax16(const float* x0, ptrdiff_t P, ptrdiff_t C, ptrdiff_t c0,
-                                    float* y, int* a) {
-        enum { K = 8 };
-        __m128 m[4], z[4], cm[4];
-        __m128i ck[4];
+    /* Sum over the cells p of x0 (P x C floats), channels [c0, c0 + 4) in double (two double
+       accumulators), y[c] = sum / P as float: the 4-channel tail of the tiled form below. */
+    static inline void fastnn_avgcells1(const float* x0, ptrdiff_t P, ptrdiff_t C, ptrdiff_t c0,
+                                        float* y) {
+        __m128d lo = _mm_setzero_pd(), hi = _mm_setzero_pd();
         const float* xp = x0 + c0;
-        ptrdiff_t p, k, end;
-        for (int v = 0; v < 4; v++) {
-            m[v] = _mm_loadu_ps(xp + 4 * v);
-            z[v] = m[v];
-            ck[v] = _mm_setzero_si128();
+        for (ptrdiff_t p = 0; p < P; p++, xp += C) {
+            __m128 xv = _mm_loadu_ps(xp);
+            lo = _mm_add_pd(lo, _mm_cvtps_pd(xv));
+            hi = _mm_add_pd(hi, _mm_cvtps_pd(_mm_movehl_ps(xv, xv)));
         }
-        end = P < K ? P : K;
-        for (p = 1; p < end; p++)
-            for (int v = 0; v < 4; v++) {
-                __m128 xv = _mm_loadu_ps(xp + p * C + 4 * v);
-                m[v] = _mm_max_ps(m[v], xv);
-                z[v] = _mm_add_ps(z[v], xv);
-            }
-        for (k = 1; k * K < P; k++) {
-            p = k * K;
-            end = p + K < P ? p + K : P;
-            for (int v = 0; v < 4; v++) {
-                cm[v] = _mm_loadu_ps(xp + p * C + 4 * v);
-                z[v] = _mm_add_ps(z[v], cm[v]);
-            }
-            for (p++; p < end; p++)
-                for (int v = 0; v < 4; v++) {
-                    __m128 xv = _mm_loadu_ps(xp + p * C + 4 * v);
-                    cm[v] = _mm_max_ps(cm[v], xv);
-                    z[v] = _mm_add_ps(z[v], xv);
-                }
-            const __m128i kv = _mm_set1_epi32((int)k);
-            for (int v = 0; v < 4; v++) {
-                __m128i gt = _mm_castps_si128(_mm_cmplt_ps(m[v], cm[v]));
-                m[v] = _mm_max_ps(cm[v], m[v]);
-                ck[v] = _mm_or_si128(_mm_and_si128(gt, kv), _mm_andnot_si128(gt, ck[v]));
-            }
-        }
+        const __m128d np_ = _mm_set1_pd((double)P);
+        __m128 ylo = _mm_cvtpd_ps(_mm_div_pd(lo, np_)), yhi = _mm_cvtpd_ps(_mm_div_pd(hi, np_));
+        _mm_storeu_ps(y + c0, _mm_movelh_ps(ylo, yhi));
+    }
+
+    /* The tiled forms below walk a global pool's cells in order, in chunks of 8 cells (a few KB
+       of contiguous memory) and within a chunk over every 16-channel block: reading a whole
+       image one block at a time strides 4*C bytes per cell and ran at a third of the speed of
+       a sequential read. Between chunks the state lives in y / a / acc (L1). */
+
+    /* Global max of channels [c0, c1) ((c1 - c0) % 16 == 0) over the P cells of x0: per chunk
+       and block the chunk max with maxps only, then the running max keeps the chunk index
+       (stored in a meanwhile) where a later chunk is strictly greater; at the end the winning
+       chunk of each channel is rescanned for the first cell equal to the max. A NaN anywhere
+       (found by a per-chunk sum: NaN sticks; inf - inf only costs a needless fallback) makes it
+       return nonzero, and the caller redoes the channels with the scalar rule. */
+    static __attribute__((noinline)) int fastnn_gmax_tiled(const float* x0, ptrdiff_t P,
+            ptrdiff_t C, ptrdiff_t c0, ptrdiff_t c1, float* y, int* a) {
+        enum { K = 8 };
         __m128 nan = _mm_setzero_ps();
-        for (int v = 0; v < 4; v++)
-            nan = _mm_or_ps(nan, _mm_cmpunord_ps(z[v], z[v]));
+        for (ptrdiff_t k = 0; k * K < P; k++) {
+            const ptrdiff_t p0 = k * K, pe = p0 + K < P ? p0 + K : P;
+            const __m128i kv = _mm_set1_epi32((int)k);
+            for (ptrdiff_t c = c0; c < c1; c += 16) {
+                const float* xp = x0 + p0 * C + c;
+                __m128 cm[4], z[4];
+                for (int v = 0; v < 4; v++)
+                    cm[v] = z[v] = _mm_loadu_ps(xp + 4 * v);
+                for (ptrdiff_t p = p0 + 1; p < pe; p++) {
+                    xp += C;
+                    for (int v = 0; v < 4; v++) {
+                        __m128 xv = _mm_loadu_ps(xp + 4 * v);
+                        cm[v] = _mm_max_ps(cm[v], xv);
+                        z[v] = _mm_add_ps(z[v], xv);
+                    }
+                }
+                for (int v = 0; v < 4; v++) {
+                    nan = _mm_or_ps(nan, _mm_cmpunord_ps(z[v], z[v]));
+                    float* ym = y + c + 4 * v;
+                    __m128i* am = (__m128i*)(a + c + 4 * v);
+                    if (k == 0) {
+                        _mm_storeu_ps(ym, cm[v]);
+                        _mm_storeu_si128(am, _mm_setzero_si128());
+                    } else {
+                        __m128 m = _mm_loadu_ps(ym);
+                        __m128i ck = _mm_loadu_si128(am);
+                        __m128i gt = _mm_castps_si128(_mm_cmplt_ps(m, cm[v]));
+                        _mm_storeu_ps(ym, _mm_max_ps(cm[v], m));
+                        _mm_storeu_si128(am, _mm_or_si128(_mm_and_si128(gt, kv),
+                                                          _mm_andnot_si128(gt, ck)));
+                    }
+                }
+            }
+        }
         if (_mm_movemask_ps(nan))
             return 1;
-        float mv[16];
-        int kk[16];
-        for (int v = 0; v < 4; v++) {
-            _mm_storeu_ps(mv + 4 * v, m[v]);
-            _mm_storeu_si128((__m128i*)(kk + 4 * v), ck[v]);
-        }
-        for (int l = 0; l < 16; l++) {
-            ptrdiff_t c = c0 + l, q = (ptrdiff_t)kk[l] * K, qe = q + K < P ? q + K : P;
-            for (; q < qe; q++)
-                if (x0[q * C + c] == mv[l])
+        for (ptrdiff_t c = c0; c < c1; c++) {
+            ptrdiff_t q = (ptrdiff_t)a[c] * K, qe = q + K < P ? q + K : P;
+            for (; q + 1 < qe; q++)          /* the chunk's max is one of its cells */
+                if (x0[q * C + c] == y[c])
                     break;
-            /* q < qe always: the chunk's max is one of its cells */
             y[c] = x0[q * C + c];
             a[c] = (int)(q * C + c);
         }
         return 0;
     }
 
-    /* Sum over the cells p of x0 (P x C floats), channels [c0, c0 + 4*NV), in double: 2*NV
-       independent double accumulators; writes y[c] = sum / P as float. */
-    #define FASTNN_SUMWIN(NV)                                                                   \\
-    static inline void fastnn_avgcells##NV(const float* x0, ptrdiff_t P, ptrdiff_t C,           \\
-                                           ptrdiff_t c0, float* y) {                            \\
-        __m128d lo[NV], hi[NV];                                                                 \\
-        for (int v = 0; v < NV; v++) { lo[v] = _mm_setzero_pd(); hi[v] = _mm_setzero_pd(); }    \\
-        const float* xp = x0 + c0;                                                              \\
-        for (ptrdiff_t p = 0; p < P; p++, xp += C) {                                            \\
-            for (int v = 0; v < NV; v++) {                                                      \\
-                __m128 xv = _mm_loadu_ps(xp + 4 * v);                                           \\
-                lo[v] = _mm_add_pd(lo[v], _mm_cvtps_pd(xv));                                    \\
-                hi[v] = _mm_add_pd(hi[v], _mm_cvtps_pd(_mm_movehl_ps(xv, xv)));                 \\
-            }                                                                                   \\
-        }                                                                                       \\
-        const __m128d np_ = _mm_set1_pd((double)P);                                             \\
-        for (int v = 0; v < NV; v++) {                                                          \\
-            __m128 ylo = _mm_cvtpd_ps(_mm_div_pd(lo[v], np_));                                  \\
-            __m128 yhi = _mm_cvtpd_ps(_mm_div_pd(hi[v], np_));                                  \\
-            _mm_storeu_ps(y + c0 + 4 * v, _mm_movelh_ps(ylo, yhi));                             \\
-        }                                                                                       \\
+    /* Global mean of channels [c0, c1) ((c1 - c0) % 16 == 0, c1 - c0 <= 512) over the P cells
+       of x0, each channel summed in double in cell order; acc: scratch of c1 - c0 doubles. */
+    static __attribute__((noinline)) void fastnn_gavg_tiled(const float* x0, ptrdiff_t P,
+            ptrdiff_t C, ptrdiff_t c0, ptrdiff_t c1, float* y, double* acc) {
+        enum { K = 8 };
+        for (ptrdiff_t c = 0; c < c1 - c0; c++)
+            acc[c] = 0.0;
+        for (ptrdiff_t p0 = 0; p0 < P; p0 += K) {
+            const ptrdiff_t pe = p0 + K < P ? p0 + K : P;
+            for (ptrdiff_t c = c0; c < c1; c += 16) {
+                double* ap = acc + (c - c0);
+                __m128d lo[4], hi[4];
+                for (int v = 0; v < 4; v++) {
+                    lo[v] = _mm_loadu_pd(ap + 4 * v);
+                    hi[v] = _mm_loadu_pd(ap + 4 * v + 2);
+                }
+                const float* xp = x0 + p0 * C + c;
+                for (ptrdiff_t p = p0; p < pe; p++, xp += C)
+                    for (int v = 0; v < 4; v++) {
+                        __m128 xv = _mm_loadu_ps(xp + 4 * v);
+                        lo[v] = _mm_add_pd(lo[v], _mm_cvtps_pd(xv));
+                        hi[v] = _mm_add_pd(hi[v], _mm_cvtps_pd(_mm_movehl_ps(xv, xv)));
+                    }
+                for (int v = 0; v < 4; v++) {
+                    _mm_storeu_pd(ap + 4 * v, lo[v]);
+                    _mm_storeu_pd(ap + 4 * v + 2, hi[v]);
+                }
+            }
+        }
+        for (ptrdiff_t c = c0; c < c1; c++)
+            y[c] = (float)(acc[c - c0] / (double)P);
     }
-    FASTNN_SUMWIN(1)
-    FASTNN_SUMWIN(4)
     """
     int fastnn_maxwin1(const float* x0, Py_ssize_t W, Py_ssize_t C, Py_ssize_t hs, Py_ssize_t he,
                        Py_ssize_t ws, Py_ssize_t we, Py_ssize_t c0, float* y, int* a) noexcept nogil
@@ -221,11 +239,11 @@ cdef extern from *:
                        Py_ssize_t ws, Py_ssize_t we, Py_ssize_t c0, float* y, int* a) noexcept nogil
     int fastnn_max2x2(const float* x0, Py_ssize_t rs, Py_ssize_t C, Py_ssize_t off, Py_ssize_t c0,
                       Py_ssize_t c1, float* y, int* a) noexcept nogil
-    int fastnn_gmax16(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0, float* y,
-                      int* a) noexcept nogil
+    int fastnn_gmax_tiled(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
+                          Py_ssize_t c1, float* y, int* a) noexcept nogil
+    void fastnn_gavg_tiled(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
+                           Py_ssize_t c1, float* y, double* acc) noexcept nogil
     void fastnn_avgcells1(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
-                          float* y) noexcept nogil
-    void fastnn_avgcells4(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
                           float* y) noexcept nogil
 
 
@@ -290,10 +308,9 @@ cdef inline void _max_window(const float* x0, Py_ssize_t W, Py_ssize_t C, Py_ssi
             c = c0
     elif hs == 0 and ws == 0 and we == W and he * W >= 16:
         # the whole image (a global pool): its cells are contiguous, p = h*W + w
-        while c + 16 <= c1:
-            if fastnn_gmax16(x0, he * W, C, c, yr, ar):
-                _max_scalar(x0, W, C, hs, he, ws, we, c, c + 16, yr, ar)
-            c = c + 16
+        c = c0 + (c1 - c0) // 16 * 16
+        if c > c0 and fastnn_gmax_tiled(x0, he * W, C, c0, c, yr, ar):
+            _max_scalar(x0, W, C, hs, he, ws, we, c0, c, yr, ar)
     while c + 16 <= c1:
         if fastnn_maxwin4(x0, W, C, hs, he, ws, we, c, yr, ar):
             _max_scalar(x0, W, C, hs, he, ws, we, c, c + 16, yr, ar)
@@ -512,6 +529,18 @@ cdef inline void _avg_scalar(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssi
     yr[c] = <float>(acc / P)
 
 
+cdef Py_ssize_t _avg_tiled(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c,
+                           Py_ssize_t c1, float* yr) noexcept nogil:
+    """The 16-channel blocks of [c, c1) by the tiled double sum; returns where they end."""
+    cdef double acc[512]            # on this thread's stack
+    cdef Py_ssize_t c2
+    while c + 16 <= c1:
+        c2 = _imin(c + 512, c + (c1 - c) // 16 * 16)
+        fastnn_gavg_tiled(x0, P, C, c, c2, yr, acc)
+        c = c2
+    return c
+
+
 cdef int global_avg_pool_npc(
     const float[:, :, ::1] x__npc,              # IN  (N, P, C), P = H*W (or L)
     float[:, ::1] y__nc,                        # OUT (N, C)
@@ -533,9 +562,7 @@ cdef int global_avg_pool_npc(
         c1 = _imin(c + cg, C)
         x0 = &x__npc[n, 0, 0]
         yr = &y__nc[n, 0]
-        while c + 16 <= c1:
-            fastnn_avgcells4(x0, P, C, c, yr)
-            c = c + 16
+        c = _avg_tiled(x0, P, C, c, c1, yr)
         while c + 4 <= c1:
             fastnn_avgcells1(x0, P, C, c, yr)
             c = c + 4
