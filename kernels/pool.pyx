@@ -7,16 +7,25 @@ Design note
   innermost loop of every kernel walks channels: unit stride, no branches, which gcc turns into
   SIMD loads, compares and blends (max) or adds (average). 1-D pools run as 2-D pools with H = 1,
   global pools as a window covering the whole image.
-* Forward (max, average): `prange` over the N*OH output rows; each output pixel reads the valid
-  part of its window (padded cells are skipped, never materialised: Keras's "same" max pooling
-  treats pads as -inf and "same" average pooling leaves them out of the divisor). Cells are
-  folded into the output row two at a time, so the running max/argmax (or sum) row is loaded
-  and stored once per two cells; a 2x2 window is two passes.
-* Max: the running maximum starts at the window's first valid cell and a later cell replaces it
-  when `best == best and not (v <= best)`: that is v > best, or v is NaN while best is not.
-  So ties keep the first maximum in window order (row-major over the window), and the first NaN
-  of a window wins and stays, as np.max/np.argmax do. argmax stores, per output, the flat index
-  (h*W + w)*C + c into one image; the backward needs nothing else.
+* Forward average: `prange` over the N*OH output rows; each output pixel reads the valid part
+  of its window (padded cells are skipped, never materialised: Keras's "same" average pooling
+  leaves them out of the divisor). Cells are folded into the output row two at a time.
+* Max, the rule: the running maximum starts at the window's first valid cell and a later cell
+  replaces it when `best == best and not (v <= best)`: that is v > best, or v is NaN while best
+  is not. So ties keep the first maximum in window order (row-major over the window), and the
+  first NaN of a window wins and stays, as np.max/np.argmax do. argmax stores, per output, the
+  flat index (h*W + w)*C + c into one image; the backward needs nothing else. Padded cells are
+  skipped ("same" max pooling treats pads as -inf).
+* Max, the code: SSE2 intrinsics in the C block below (gcc's if-conversion of the scalar rule
+  gave 1/4 of the copy ceiling). `prange` over N*OH output rows, times channel groups when there
+  are few rows (global pools), so both threads get many equal tasks. The running max and argmax
+  live in registers and are stored once per output: a 2x2 window is a tournament ((a, b), (c, d),
+  then the winners), other windows fold cell by cell, 16 channels at a time. A later cell wins
+  where `cmplt(best, v)` and `maxps(v, best)` keeps best unless v > best, which is the rule for
+  NaN-free input; NaNs are detected on the side (cmpunord, or a sum for global pools) and a
+  block that holds one is redone with the scalar rule. Global max walks the image in 8-cell
+  chunks (sequential memory, all channel blocks per chunk), keeps only maxps inside a chunk and
+  the chunk index between chunks, then rescans the winning chunk for the first equal cell.
 * Max backward: the geometry is not known there (only argmax), so it zeroes dx and scatters dy
   to argmax, accumulating where windows overlap. `prange` over images: an index only ever points
   into its own image, so no two threads write the same cell. Out-of-range indices are counted and
@@ -27,11 +36,13 @@ Design note
   written by the first window reaching it (dy * (1 / count)), added to by overlapping ones and
   zeroed if none reaches it: `prange` over N*H rows and no zeroing pass over dx.
 * Scheduling: OpenMP `dynamic` in chunks of ~1/16 of a thread's share (see `_chunk`).
-* Global average: sums over H*W run in double (one C-wide accumulator per thread), because a
-  float32 running sum over thousands of cells would lose digits that Keras keeps.
+* Global average: sums over H*W run in double, in cell order, because a float32 running sum
+  over thousands of cells would lose digits that Keras keeps. Like global max it walks the image
+  in 8-cell chunks over 16-channel blocks (register accumulators, a per-thread stack row of
+  doubles between chunks): a strided pass per channel block ran at 1/3 of a sequential read.
 """
 
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport prange
 from libc.string cimport memset
 cimport openmp
 
@@ -122,6 +133,12 @@ cdef extern from *:
         return _mm_movemask_ps(nan);
     }
 
+    /* Two floats at p as two doubles: one cvtps2pd with a 64-bit memory operand (a 128-bit
+       load, movhlps and two converts cost twice the instructions, and the loop is bound by them). */
+    static inline __m128d fastnn_cvt2(const float* p) {
+        return _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)p)));
+    }
+
     /* Sum over the cells p of x0 (P x C floats), channels [c0, c0 + 4) in double (two double
        accumulators), y[c] = sum / P as float: the 4-channel tail of the tiled form below. */
     static inline void fastnn_avgcells1(const float* x0, ptrdiff_t P, ptrdiff_t C, ptrdiff_t c0,
@@ -129,9 +146,8 @@ cdef extern from *:
         __m128d lo = _mm_setzero_pd(), hi = _mm_setzero_pd();
         const float* xp = x0 + c0;
         for (ptrdiff_t p = 0; p < P; p++, xp += C) {
-            __m128 xv = _mm_loadu_ps(xp);
-            lo = _mm_add_pd(lo, _mm_cvtps_pd(xv));
-            hi = _mm_add_pd(hi, _mm_cvtps_pd(_mm_movehl_ps(xv, xv)));
+            lo = _mm_add_pd(lo, fastnn_cvt2(xp));
+            hi = _mm_add_pd(hi, fastnn_cvt2(xp + 2));
         }
         const __m128d np_ = _mm_set1_pd((double)P);
         __m128 ylo = _mm_cvtpd_ps(_mm_div_pd(lo, np_)), yhi = _mm_cvtpd_ps(_mm_div_pd(hi, np_));
@@ -219,9 +235,8 @@ cdef extern from *:
                 const float* xp = x0 + p0 * C + c;
                 for (ptrdiff_t p = p0; p < pe; p++, xp += C)
                     for (int v = 0; v < 4; v++) {
-                        __m128 xv = _mm_loadu_ps(xp + 4 * v);
-                        lo[v] = _mm_add_pd(lo[v], _mm_cvtps_pd(xv));
-                        hi[v] = _mm_add_pd(hi[v], _mm_cvtps_pd(_mm_movehl_ps(xv, xv)));
+                        lo[v] = _mm_add_pd(lo[v], fastnn_cvt2(xp + 4 * v));
+                        hi[v] = _mm_add_pd(hi[v], fastnn_cvt2(xp + 4 * v + 2));
                     }
                 for (int v = 0; v < 4; v++) {
                     _mm_storeu_pd(ap + 4 * v, lo[v]);
