@@ -22,6 +22,9 @@ Design note
   from the low 24 bits, and the mask bytes widened to 32-bit AND masks for the scaled values,
   while the draws are in L1. The earlier 16-bit draws cost a mulq per four elements and a
   separate compare pass and ran at 1/3 of the copy ceiling, arithmetic-bound.
+- From STREAM_MIN elements on, y and the mask are written with streaming (non-temporal) stores
+  when 16-byte aligned: arrays that large leave the cache anyway, and skipping their
+  read-for-ownership took ~12% off the forward (measured interleaved with a copy).
 """
 from cython.parallel cimport prange
 from libc.string cimport memcpy
