@@ -2,9 +2,9 @@
 # counter-based mask (a pure function of (seed, element index), so any thread count gives the
 # same mask). No checks: the caller guarantees the lengths and 0 <= drop_below32 < 2**32.
 
-# The 32-bit uniform of element i is U_i = hi_i * 2**16 + lo_i, hi_i = 16-bit quarter i % 4 of
-# W(key, i//4 + 1), lo_i = low 16 bits of W(key2, i + 1) (needed only when hi_i ties the
-# threshold); W(k, c) = mum(s, s ^ WY1), s = k + c*WY0 (wyrand; mum = high xor low 64 bits of the
+# The 32-bit uniform of element i is U_i = hi_i * 2**24 + lo_i, hi_i = byte i % 8 of
+# W(key, i//8 + 1), lo_i = low 24 bits of W(key2, i + 1) (needed only when hi_i ties the
+# threshold's top byte); W(k, c) = mum(s, s ^ WY1), s = k + c*WY0 (wyrand; mum = high xor low 64 bits of the
 # 128-bit product); key = splitmix64(seed + G), key2 = splitmix64(key + G),
 # G = 0x9E3779B97F4A7C15, WY0 = 0xA0761D6478BD642F, WY1 = 0xE7037ED1A0B428DB. Kept iff
 # U_i >= drop_below32.

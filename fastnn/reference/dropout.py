@@ -2,8 +2,8 @@
 
 Draws the very same counter-based mask as the compiled kernel, vectorized in uint64 NumPy.
 W(k, c) = mum(s, s ^ WY1), s = k + c*WY0 (wyrand; mum(a, b) = high xor low 64 bits of the 128-bit
-product a*b). Element i has the 32-bit uniform U_i = hi_i * 2**16 + lo_i with
-hi_i = 16-bit quarter (i % 4) of W(key, i//4 + 1), lo_i = low 16 bits of W(key2, i + 1);
+product a*b). Element i has the 32-bit uniform U_i = hi_i * 2**24 + lo_i with
+hi_i = byte (i % 8) of W(key, i//8 + 1), lo_i = low 24 bits of W(key2, i + 1);
 key = splitmix64(seed + G), key2 = splitmix64(key + G). Kept iff U_i >= floor(rate * 2**32).
 Values: np.where(mask, x * float32(1/(1 - rate)), 0).
 """
@@ -47,12 +47,12 @@ def uniform_u32(n: int, seed: int) -> np.ndarray:
     """The n 32-bit uniforms U_i (as uint64) that decide the mask of a call with `seed`."""
     key = _mix64_int(int(seed) % 2**64 + _G)
     key2 = _mix64_int(key + _G)
-    h = _wyrand(key, np.arange(1, (n + 3) // 4 + 1, dtype=np.uint64))
-    hi = np.empty(4 * len(h), np.uint64)
-    for q in range(4):
-        hi[q::4] = (h >> np.uint64(16 * q)) & np.uint64(0xFFFF)
-    lo = _wyrand(key2, np.arange(1, n + 1, dtype=np.uint64)) & np.uint64(0xFFFF)
-    return (hi[:n] << np.uint64(16)) | lo
+    h = _wyrand(key, np.arange(1, (n + 7) // 8 + 1, dtype=np.uint64))
+    hi = np.empty(8 * len(h), np.uint64)
+    for q in range(8):
+        hi[q::8] = (h >> np.uint64(8 * q)) & np.uint64(0xFF)
+    lo = _wyrand(key2, np.arange(1, n + 1, dtype=np.uint64)) & np.uint64(0xFFFFFF)
+    return (hi[:n] << np.uint64(24)) | lo
 
 
 def dropout(x, rate, seed):
