@@ -168,6 +168,9 @@ GRAD_CASES = {
     "globalmax1d": (lambda: [L.Conv1D(3, 2, activation="tanh"), L.GlobalMaxPooling1D()], (5, 2)),
     "batchnorm": (lambda: [L.Dense(4, activation="tanh"), L.BatchNormalization()], (5,)),
     "batchnorm4d": (lambda: [L.Conv2D(3, 2), L.BatchNormalization()], (4, 4, 2)),
+    # BatchNormalization -> ReLU pairs run fused (relu epilogue, dy masked in the norm's backward)
+    "batchnorm_relu": (lambda: [L.Conv2D(3, 2), L.BatchNormalization(), L.ReLU(), L.Conv2D(2, 2),
+                                L.BatchNormalization(), L.Activation("relu")], (5, 5, 2)),
     "dropout": (lambda: [L.Dense(6, activation="tanh"), L.Dropout(0.4)], (5,)),
     "prelu": (lambda: [L.Dense(6), L.PReLU(alpha_initializer="ones")], (5,)),
     "elu": (lambda: [L.Dense(6), L.ELU()], (5,)),
