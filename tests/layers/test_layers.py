@@ -157,6 +157,10 @@ GRAD_CASES = {
     "dense": (lambda: [L.Dense(4, activation="tanh")], (5,)),
     "conv2d_same": (lambda: [L.Conv2D(3, 3, padding="same", activation="tanh")], (5, 5, 2)),
     "conv2d_stride": (lambda: [L.Conv2D(3, 3, strides=2, activation="elu")], (7, 7, 2)),
+    # plain ReLU: epilogue in the forward, dy masked by y > 0 inside conv2d_backward
+    "conv2d_relu": (lambda: [L.Conv2D(3, 3, padding="same", activation="relu"),
+                             L.Conv2D(3, 3, activation="relu")], (6, 6, 2)),
+    "conv1d_relu": (lambda: [L.Conv1D(3, 3, activation="relu"), L.Conv1D(2, 2, activation="relu")], (8, 2)),
     "conv1d": (lambda: [L.Conv1D(3, 3, padding="causal", activation="tanh")], (7, 2)),
     "maxpool2d": (lambda: [L.Conv2D(2, 2, activation="tanh"), L.MaxPooling2D()], (5, 5, 2)),
     "avgpool2d_same": (lambda: [L.Conv2D(2, 2, activation="tanh"), L.AveragePooling2D(padding="same")], (6, 6, 2)),
