@@ -240,3 +240,27 @@ def column_sums_add(const float[:, ::1] a__mf,       # IN (M, F)
     """acc__f (float64) += column sums of a__mf (float32)."""
     with nogil:
         colsum_add(&a__mf[0, 0], a__mf.shape[0], a__mf.shape[1], &acc__f[0], nthreads)
+
+
+def relu_grad_rows(const float[:, ::1] dy__mf,     # IN (M, F)
+                   const float[:, ::1] y__mf,      # IN (M, F) = relu(z)
+                   float[:, ::1] out__mf):         # OUT (M, F)
+    """out = dy * relu'(z) from y = relu(z): 1 where y > 0, 0 where y == 0, NaN where y is NaN
+    (the same product as activation.grad("relu"), so the fused conv backward is bit-identical).
+    Serial: called per chunk from inside a conv worker thread."""
+    cdef Py_ssize_t i, total = dy__mf.shape[0] * dy__mf.shape[1]
+    cdef const float* g
+    cdef const float* yy
+    cdef float* o
+    cdef float d, v
+    if total == 0:
+        return
+    g = &dy__mf[0, 0]
+    yy = &y__mf[0, 0]
+    o = &out__mf[0, 0]
+    with nogil:
+        for i in range(total):
+            v = yy[i]
+            d = 1.0 if v > 0.0 else 0.0
+            d = v if v != v else d
+            o[i] = g[i] * d

@@ -13,6 +13,10 @@ Design note
   So results are bit-identical for any thread count, and no two threads write the same line
   except at chunk edges. Chunks are handed out dynamically: on a shared machine a thread that
   is descheduled holds up one chunk, not a static half of the work.
+- ReLU epilogue (relu=True / y__mc given): forward writes max(y, 0) in its last pass, and
+  backward masks dy by y > 0 as it reads it in both passes, so a BatchNormalization + ReLU pair
+  costs no pass of its own. The mask multiplies by 1/0 (NaN for NaN y) like activation.grad,
+  so the fused pair gives bit-identical results to the two separate kernels.
 - Passes over memory: training forward = 2 (statistics; then y), backward = 2 (two sums; then
   dx), inference = 1. The per-channel scale/shift are folded once, so the last pass is one
   subtract and one FMA per element: y = (x - m32)*scale + shift, scale = gamma*invstd,
@@ -59,13 +63,24 @@ cdef void _chunk_moments(const float* x__mc, Py_ssize_t r0, Py_ssize_t r1, Py_ss
             s2__c[j] += d * d
 
 
+cdef inline float _relu_d(float dy, float y) noexcept nogil:
+    # dy * relu'(z) given y = relu(z), exactly as activation.grad("relu"): 1 for y > 0, 0 for
+    # y == 0, NaN for NaN (so inf*0 and NaN propagate the same way as the unfused pair)
+    cdef float d = 1.0 if y > 0.0 else 0.0
+    d = y if y != y else d   # a select, not a branch, so the row loops stay vectorized
+    return dy * d
+
+
 cdef void _chunk_grad_sums(const float* dy__mc, const float* x__mc, Py_ssize_t r0, Py_ssize_t r1,
-                           Py_ssize_t c, const float* mean__c,  # IN
+                           Py_ssize_t c, const float* mean__c, const float* y__mc,  # IN
                            double* sdy__c, double* sdyxc__c, double* sx__c) noexcept nogil:  # OUT
-    """sdy = sum(dy), sdyxc = sum(dy*(x - mean)), sx = sum(x - mean) over rows [r0, r1), float64."""
+    """sdy = sum(dy), sdyxc = sum(dy*(x - mean)), sx = sum(x - mean) over rows [r0, r1), float64.
+
+    With y__mc (the ReLU-fused forward output, else NULL) dy is masked by y > 0 first."""
     cdef Py_ssize_t r, j
     cdef const float* xr
     cdef const float* gr
+    cdef const float* yr
     cdef double g, d
     for j in range(c):
         sdy__c[j] = 0.0
@@ -74,6 +89,15 @@ cdef void _chunk_grad_sums(const float* dy__mc, const float* x__mc, Py_ssize_t r
     for r in range(r0, r1):
         xr = x__mc + r * c
         gr = dy__mc + r * c
+        if y__mc != NULL:
+            yr = y__mc + r * c
+            for j in range(c):
+                g = <double>_relu_d(gr[j], yr[j])
+                d = <double>xr[j] - <double>mean__c[j]
+                sdy__c[j] += g
+                sdyxc__c[j] += g * d
+                sx__c[j] += d
+            continue
         for j in range(c):
             g = <double>gr[j]
             d = <double>xr[j] - <double>mean__c[j]
@@ -84,31 +108,45 @@ cdef void _chunk_grad_sums(const float* dy__mc, const float* x__mc, Py_ssize_t r
 
 cdef void _rows_affine(const float* x__mc, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
                        const float* center__c, const float* scale__c, const float* shift__c,  # IN
-                       float* y__mc) noexcept nogil:  # OUT
-    """y = (x - center)*scale + shift per channel over rows [r0, r1)."""
+                       int relu, float* y__mc) noexcept nogil:  # OUT
+    """y = (x - center)*scale + shift per channel over rows [r0, r1), then max(y, 0) if relu."""
     cdef Py_ssize_t r, j
     cdef const float* xr
     cdef float* yr
+    cdef float v
     for r in range(r0, r1):
         xr = x__mc + r * c
         yr = y__mc + r * c
+        if relu:
+            for j in range(c):
+                # activation relu's select (v <= 0 -> 0), so NaN survives as in the unfused pair
+                v = (xr[j] - center__c[j]) * scale__c[j] + shift__c[j]
+                yr[j] = 0.0 if v <= 0.0 else v
+            continue
         for j in range(c):
             yr[j] = (xr[j] - center__c[j]) * scale__c[j] + shift__c[j]
 
 
 cdef void _rows_backward(const float* dy__mc, const float* x__mc, Py_ssize_t r0, Py_ssize_t r1,
                          Py_ssize_t c, const float* a__c, const float* b__c, const float* d__c,
-                         const float* mean__c,  # IN
+                         const float* mean__c, const float* y__mc,  # IN
                          float* dx__mc) noexcept nogil:  # OUT
-    """dx = a*dy + b*(x - mean) + d per channel over rows [r0, r1)."""
+    """dx = a*dy + b*(x - mean) + d per channel over rows [r0, r1) (dy masked by y > 0 when
+    y__mc is not NULL)."""
     cdef Py_ssize_t r, j
     cdef const float* xr
     cdef const float* gr
+    cdef const float* yr
     cdef float* outr
     for r in range(r0, r1):
         xr = x__mc + r * c
         gr = dy__mc + r * c
         outr = dx__mc + r * c
+        if y__mc != NULL:
+            yr = y__mc + r * c
+            for j in range(c):
+                outr[j] = a__c[j] * _relu_d(gr[j], yr[j]) + b__c[j] * (xr[j] - mean__c[j]) + d__c[j]
+            continue
         for j in range(c):
             outr[j] = a__c[j] * gr[j] + b__c[j] * (xr[j] - mean__c[j]) + d__c[j]
 
@@ -126,12 +164,13 @@ cdef inline Py_ssize_t _row_blocks(Py_ssize_t m, Py_ssize_t c) noexcept nogil:
 
 
 cdef void _affine_parallel(const float* x__mc, Py_ssize_t m, Py_ssize_t c, const float* center__c,
-                           const float* scale__c, const float* shift__c, float* y__mc) noexcept nogil:
+                           const float* scale__c, const float* shift__c, int relu,
+                           float* y__mc) noexcept nogil:
     cdef Py_ssize_t nb = _row_blocks(m, c)
     cdef Py_ssize_t k
     for k in prange(nb, schedule="dynamic", nogil=True):
         _rows_affine(x__mc, k * m // nb, (k + 1) * m // nb, c, center__c, scale__c, shift__c,
-                     y__mc)
+                     relu, y__mc)
 
 
 cdef int batch_norm_train_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
@@ -139,6 +178,15 @@ cdef int batch_norm_train_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
                              float* moving_mean__c, float* moving_var__c,
                              double momentum, double epsilon,
                              float* y__mc, float* mean__c, float* invstd__c) noexcept nogil:
+    return _train(x__mc, m, c, gamma__c, beta__c, moving_mean__c, moving_var__c, momentum, epsilon,
+                  0, y__mc, mean__c, invstd__c)
+
+
+cdef int _train(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
+                const float* gamma__c, const float* beta__c,
+                float* moving_mean__c, float* moving_var__c,
+                double momentum, double epsilon, int relu,
+                float* y__mc, float* mean__c, float* invstd__c) noexcept nogil:
     cdef Py_ssize_t nch = _n_chunks(m, c)
     cdef Py_ssize_t k, j
     cdef double s1, s2, mu, var, inv, sc
@@ -175,7 +223,7 @@ cdef int batch_norm_train_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
         fold[2 * c + j] = <float>((0.0 if beta__c == NULL else <double>beta__c[j])
                                   - (mu - <double>m32) * sc)
     # pass 2: y = (x - m32)*scale + shift
-    _affine_parallel(x__mc, m, c, fold, fold + c, fold + 2 * c, y__mc)
+    _affine_parallel(x__mc, m, c, fold, fold + c, fold + 2 * c, relu, y__mc)
     free(part)
     free(fold)
     return 0
@@ -185,6 +233,14 @@ cdef int batch_norm_inference_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
                                  const float* gamma__c, const float* beta__c,
                                  const float* moving_mean__c, const float* moving_var__c,
                                  double epsilon, float* y__mc) noexcept nogil:
+    return _inference(x__mc, m, c, gamma__c, beta__c, moving_mean__c, moving_var__c, epsilon, 0,
+                      y__mc)
+
+
+cdef int _inference(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
+                    const float* gamma__c, const float* beta__c,
+                    const float* moving_mean__c, const float* moving_var__c,
+                    double epsilon, int relu, float* y__mc) noexcept nogil:
     cdef Py_ssize_t j
     cdef double inv, sc
     cdef float* fold = <float*>malloc(2 * c * sizeof(float) + 1)
@@ -195,7 +251,7 @@ cdef int batch_norm_inference_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
         sc = inv if gamma__c == NULL else gamma__c[j] * inv
         fold[j] = <float>sc
         fold[c + j] = <float>(0.0 if beta__c == NULL else <double>beta__c[j])
-    _affine_parallel(x__mc, m, c, moving_mean__c, fold, fold + c, y__mc)
+    _affine_parallel(x__mc, m, c, moving_mean__c, fold, fold + c, relu, y__mc)
     free(fold)
     return 0
 
@@ -204,6 +260,14 @@ cdef int batch_norm_backward_mc(const float* dy__mc, const float* x__mc, Py_ssiz
                                 Py_ssize_t c, const float* gamma__c, const float* mean__c,
                                 const float* invstd__c, float* dx__mc, float* dgamma__c,
                                 float* dbeta__c) noexcept nogil:
+    return _backward(dy__mc, x__mc, m, c, gamma__c, mean__c, invstd__c, NULL, dx__mc, dgamma__c,
+                     dbeta__c)
+
+
+cdef int _backward(const float* dy__mc, const float* x__mc, Py_ssize_t m,
+                   Py_ssize_t c, const float* gamma__c, const float* mean__c,
+                   const float* invstd__c, const float* y__mc, float* dx__mc, float* dgamma__c,
+                   float* dbeta__c) noexcept nogil:
     cdef Py_ssize_t nch = _n_chunks(m, c)
     cdef Py_ssize_t nb = _row_blocks(m, c)
     cdef Py_ssize_t k, j
@@ -216,7 +280,7 @@ cdef int batch_norm_backward_mc(const float* dy__mc, const float* x__mc, Py_ssiz
         return -1
     # pass 1: sum(dy), sum(dy*(x-m32)) and sum(x-m32) per channel
     for k in prange(nch, schedule="dynamic", nogil=True):
-        _chunk_grad_sums(dy__mc, x__mc, k * m // nch, (k + 1) * m // nch, c, mean__c,
+        _chunk_grad_sums(dy__mc, x__mc, k * m // nch, (k + 1) * m // nch, c, mean__c, y__mc,
                          part + 3 * k * c, part + 3 * k * c + c, part + 3 * k * c + 2 * c)
     for j in range(c):
         sdy = 0.0
@@ -242,7 +306,7 @@ cdef int batch_norm_backward_mc(const float* dy__mc, const float* x__mc, Py_ssiz
     # pass 2: dx
     for k in prange(nb, schedule="dynamic", nogil=True):
         _rows_backward(dy__mc, x__mc, k * m // nb, (k + 1) * m // nb, c,
-                       coef, coef + c, coef + 2 * c, mean__c, dx__mc)
+                       coef, coef + c, coef + 2 * c, mean__c, y__mc, dx__mc)
     free(part)
     free(coef)
     return 0
@@ -258,15 +322,17 @@ def batch_norm_train(const float[:, ::1] x__mc,  # IN
                      const float[::1] gamma__c, const float[::1] beta__c,  # IN (or None)
                      float[::1] moving_mean__c, float[::1] moving_var__c,  # IN/OUT
                      double momentum, double epsilon,
-                     float[:, ::1] y__mc, float[::1] mean__c, float[::1] invstd__c):  # OUT
-    """Training-mode batch norm of (M, C) float32 (M >= 1, C >= 1); updates the moving stats."""
+                     float[:, ::1] y__mc, float[::1] mean__c, float[::1] invstd__c,  # OUT
+                     bint relu=False):
+    """Training-mode batch norm of (M, C) float32 (M >= 1, C >= 1); updates the moving stats.
+    relu: y = max(batch norm, 0) in the same pass."""
     cdef int rc
     cdef const float* g = _opt(gamma__c)
     cdef const float* b = _opt(beta__c)
     with nogil:
-        rc = batch_norm_train_mc(&x__mc[0, 0], x__mc.shape[0], x__mc.shape[1], g, b,
-                                 &moving_mean__c[0], &moving_var__c[0], momentum, epsilon,
-                                 &y__mc[0, 0], &mean__c[0], &invstd__c[0])
+        rc = _train(&x__mc[0, 0], x__mc.shape[0], x__mc.shape[1], g, b,
+                    &moving_mean__c[0], &moving_var__c[0], momentum, epsilon, relu,
+                    &y__mc[0, 0], &mean__c[0], &invstd__c[0])
     if rc:
         raise MemoryError("batch_norm_train: workspace allocation failed")
 
@@ -275,14 +341,16 @@ def batch_norm_inference(const float[:, ::1] x__mc,  # IN
                          const float[::1] gamma__c, const float[::1] beta__c,  # IN (or None)
                          const float[::1] moving_mean__c, const float[::1] moving_var__c,  # IN
                          double epsilon,
-                         float[:, ::1] y__mc):  # OUT
-    """Inference-mode batch norm of (M, C) float32 (M >= 1, C >= 1) with the moving stats."""
+                         float[:, ::1] y__mc,  # OUT
+                         bint relu=False):
+    """Inference-mode batch norm of (M, C) float32 (M >= 1, C >= 1) with the moving stats
+    (relu: y = max(batch norm, 0) in the same pass)."""
     cdef int rc
     cdef const float* g = _opt(gamma__c)
     cdef const float* b = _opt(beta__c)
     with nogil:
-        rc = batch_norm_inference_mc(&x__mc[0, 0], x__mc.shape[0], x__mc.shape[1], g, b,
-                                     &moving_mean__c[0], &moving_var__c[0], epsilon, &y__mc[0, 0])
+        rc = _inference(&x__mc[0, 0], x__mc.shape[0], x__mc.shape[1], g, b,
+                        &moving_mean__c[0], &moving_var__c[0], epsilon, relu, &y__mc[0, 0])
     if rc:
         raise MemoryError("batch_norm_inference: workspace allocation failed")
 
@@ -290,13 +358,16 @@ def batch_norm_inference(const float[:, ::1] x__mc,  # IN
 def batch_norm_backward(const float[:, ::1] dy__mc, const float[:, ::1] x__mc,  # IN
                         const float[::1] gamma__c,  # IN (or None)
                         const float[::1] mean__c, const float[::1] invstd__c,  # IN
-                        float[:, ::1] dx__mc, float[::1] dgamma__c, float[::1] dbeta__c):  # OUT
-    """Training-mode gradient of batch norm over (M, C) float32 (M >= 1, C >= 1)."""
+                        float[:, ::1] dx__mc, float[::1] dgamma__c, float[::1] dbeta__c,  # OUT
+                        const float[:, ::1] y__mc=None):  # IN (or None)
+    """Training-mode gradient of batch norm over (M, C) float32 (M >= 1, C >= 1); with y__mc
+    (the output of a ReLU-fused forward) dy is first masked by y > 0 (the ReLU's gradient)."""
     cdef int rc
     cdef const float* g = _opt(gamma__c)
+    cdef const float* yp = NULL if y__mc is None else &y__mc[0, 0]
     with nogil:
-        rc = batch_norm_backward_mc(&dy__mc[0, 0], &x__mc[0, 0], x__mc.shape[0], x__mc.shape[1],
-                                    g, &mean__c[0], &invstd__c[0], &dx__mc[0, 0],
+        rc = _backward(&dy__mc[0, 0], &x__mc[0, 0], x__mc.shape[0], x__mc.shape[1],
+                       g, &mean__c[0], &invstd__c[0], yp, &dx__mc[0, 0],
                                     &dgamma__c[0], &dbeta__c[0])
     if rc:
         raise MemoryError("batch_norm_backward: workspace allocation failed")

@@ -291,7 +291,7 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
     _run(work, n * oh, flops)
 
 
-def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
+def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
@@ -299,6 +299,14 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
     w2 = w.reshape(k, f)
     dw2 = dw_out.reshape(k, f)
     dy2 = dy.reshape(n * oh * ow, f)
+    y2 = None if y is None else y.reshape(n * oh * ow, f)
+
+    def _dy_rows(a0, a1):     # dy rows [a0, a1), masked by y > 0 (fused ReLU) into a scratch chunk
+        if y2 is None:
+            return dy2[a0:a1]
+        buf = _workspace("dym", (a1 - a0) * f).reshape(a1 - a0, f)
+        _k.relu_grad_rows(dy2[a0:a1], y2[a0:a1], buf)
+        return buf
     if n == 0:
         dw2.fill(0.0)
         db.fill(0.0)
@@ -317,11 +325,12 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
             dwa = parts[task]
             acc = _workspace("db", f, np.float64)
             acc.fill(0.0)
-            np.matmul(x2[m0:m1].T, dy2[m0:m1], out=dwa[:k])
+            dyc = _dy_rows(m0, m1)
+            np.matmul(x2[m0:m1].T, dyc, out=dwa[:k])
             if m1 > m0:
-                _k.column_sums_add(dy2[m0:m1], acc, nthreads)
+                _k.column_sums_add(dyc, acc, nthreads)
                 if dx2 is not None:
-                    np.matmul(dy2[m0:m1], w2.T, out=dx2[m0:m1])
+                    np.matmul(dyc, w2.T, out=dx2[m0:m1])
             dwa[k] = acc
 
         parts = _parts(x2.shape[0])
@@ -345,7 +354,7 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
             for q0 in range(n_lo * oh, n_hi * oh, rows):
                 q1 = min(q0 + rows, n_hi * oh)
                 col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
-                dyc = dy2[q0 * ow:q1 * ow]
+                dyc = _dy_rows(q0 * ow, q1 * ow)
                 _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
                 np.matmul(col.T, dyc, out=dw_tmp)
                 np.add(dwa, dw_tmp, out=dwa)
@@ -382,7 +391,7 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db):
                 for q0 in range(q_lo, q_hi, rows):
                     q1 = min(q0 + rows, q_hi)
                     col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
-                    dyc = dy2[q0 * ow:q1 * ow]
+                    dyc = _dy_rows(q0 * ow, q1 * ow)
                     _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
                     np.matmul(col.T, dyc, out=dw_tmp)
                     np.add(dwa, dw_tmp, out=dwa)
@@ -429,22 +438,26 @@ def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, ou
 
 
 def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilation=(1, 1), *, need_dx=True,
-                    dx=None, dw=None, db=None):
+                    dx=None, dw=None, db=None, y=None):
     """Gradients of conv2d (NHWC float32) w.r.t. x, w and b, given dy = dL/dy.
 
     x (N, H, W, C), w (KH, KW, C, F), dy (N, OH, OW, F) -> (dx (N, H, W, C) or None, dw
     (KH, KW, C, F), db (F,)). Same strides / padding / dilation as the forward call.
     need_dx=False skips dx (a first layer) and returns None for it. dx, dw, db: optional
     C-contiguous writeable float32 buffers, overwritten (not accumulated) and returned.
+    y: optional (N, OH, OW, F) output of conv2d(..., activation="relu"); dy is then dL/dy of
+    that ReLU output and is masked by y > 0 chunk by chunk inside the kernel (bit-identical to
+    activation.grad("relu", ...) followed by the plain call, without its pass over memory).
     """
     fn = "conv2d_backward"
     x, w = _check_weights(x, w, fn, 2)
     strides, dilation, pads, out_hw = _geometry_2d(x, w, strides, padding, dilation, fn)
     return _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db,
-                            y_shape=(x.shape[0], *out_hw, w.shape[3]), views=None)
+                            y_shape=(x.shape[0], *out_hw, w.shape[3]), views=None, y=y)
 
 
-def _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db, y_shape, views):
+def _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db, y_shape, views,
+                     y=None):
     if not isinstance(need_dx, (bool, np.bool_)):
         raise TypeError(f"{fn}: need_dx must be True or False; received {need_dx!r}.")
     dy = check_array(dy, "dy", fn, ndim=len(y_shape))
@@ -452,17 +465,22 @@ def _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx,
         raise ValueError(f"{fn}: dy must have the forward output's shape {tuple(y_shape)}; received "
                          f"shape {dy.shape}. Pass the same x, w, strides, padding and dilation as the "
                          f"forward call.")
+    if y is not None:
+        y = check_array(y, "y", fn, ndim=len(y_shape))
+        if y.shape != tuple(y_shape):
+            raise ValueError(f"{fn}: y must be the ReLU-fused forward output, of shape "
+                             f"{tuple(y_shape)}; received shape {y.shape}.")
     dx = prepare_out(dx, x.shape, "dx", fn) if need_dx else None
     dw = prepare_out(dw, w.shape, "dw", fn)
     db = prepare_out(db, (w.shape[-1],), "db", fn)
     _no_overlap([("dx", dx), ("dw", dw), ("db", db)],
-                [("x", x), ("w", w), ("dy", dy), ("dx", dx), ("dw", dw), ("db", db)], fn)
+                [("x", x), ("w", w), ("dy", dy), ("y", y), ("dx", dx), ("dw", dw), ("db", db)], fn)
     if views is None:
-        _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw, db)
+        _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw, db, y)
     else:   # conv1d: the same buffers seen as (N, 1, L, C) images
         x4, w4, dy4 = views(x), w[None], dy[:, None]
         _backward(x4, w4, dy4, strides, dilation, pads, out_hw,
-                  None if dx is None else dx[:, None], dw[None], db)
+                  None if dx is None else dx[:, None], dw[None], db, None if y is None else y[:, None])
     return dx, dw, db
 
 
@@ -487,14 +505,15 @@ def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out=None, act
 
 
 def conv1d_backward(x, w, dy, stride=1, padding="valid", dilation=1, *, need_dx=True,
-                    dx=None, dw=None, db=None):
+                    dx=None, dw=None, db=None, y=None):
     """Gradients of conv1d (NLC float32) w.r.t. x, w and b, given dy = dL/dy.
 
     x (N, L, C), w (K, C, F), dy (N, OL, F) -> (dx (N, L, C) or None, dw (K, C, F), db (F,)).
-    Same stride / padding / dilation as the forward call; buffers as conv2d_backward.
+    Same stride / padding / dilation as the forward call; buffers and y (ReLU-fused forward
+    output, (N, OL, F)) as conv2d_backward.
     """
     fn = "conv1d_backward"
     x, w = _check_weights(x, w, fn, 1)
     strides, dilation, pads, out_hw = _geometry_1d(x, w, stride, padding, dilation, fn)
     return _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db,
-                            y_shape=(x.shape[0], out_hw[1], w.shape[2]), views=lambda a: a[:, None])
+                            y_shape=(x.shape[0], out_hw[1], w.shape[2]), views=lambda a: a[:, None], y=y)

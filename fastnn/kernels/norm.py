@@ -18,6 +18,13 @@ import numpy as np
 from fastnn._kernels import norm as _norm
 from fastnn.kernels._checks import check_aliases, check_array, check_float, prepare_out
 
+
+def _check_relu(relu, fn: str) -> bool:
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{fn}: relu must be True or False (apply max(y, 0) in the output pass); "
+                        f"received {relu!r}.")
+    return bool(relu)
+
 __all__ = ["batch_norm_train", "batch_norm_inference", "batch_norm_backward"]
 
 
@@ -36,12 +43,14 @@ def _check_vec(v, name: str, fn: str, c: int, *, optional=False, writeable=False
 
 
 def batch_norm_train(x, gamma, beta, moving_mean, moving_var, momentum=0.99, epsilon=1e-3, *,
-                     out=None, mean=None, invstd=None):
+                     out=None, mean=None, invstd=None, relu=False):
     """Training-mode batch norm of float32 (..., C) over all axes but the last.
 
     x (..., C) C-contiguous float32 with at least one row; gamma, beta (C,) float32 or None;
     moving_mean, moving_var (C,) float32, writeable, updated IN PLACE with the batch mean and
     biased variance. momentum in [0, 1], epsilon > 0. out (x's shape) may be x itself.
+    relu=True writes max(y, 0) instead (a following ReLU fused into the same pass; bit-identical
+    to activation.apply("relu", y)); pass that y to batch_norm_backward(..., y=y).
     Returns (y (..., C), mean (C,), invstd (C,)) — mean and invstd are what backward needs.
     """
     fn = "batch_norm_train"
@@ -55,6 +64,7 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_var, momentum=0.99, eps
     beta = _check_vec(beta, "beta", fn, c, optional=True)
     moving_mean = _check_vec(moving_mean, "moving_mean", fn, c, writeable=True)
     moving_var = _check_vec(moving_var, "moving_var", fn, c, writeable=True)
+    relu = _check_relu(relu, fn)
     momentum = check_float(momentum, "momentum", fn, low=0.0, high=1.0)
     epsilon = check_float(epsilon, "epsilon", fn, low=0.0, low_open=True)
     out = prepare_out(out, x.shape, "out", fn)
@@ -65,16 +75,18 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_var, momentum=0.99, eps
                   [("x", x), ("gamma", gamma), ("beta", beta)], same_ok=(("out", "x"),))
     if c:
         _norm.batch_norm_train(x.reshape(m, c), gamma, beta, moving_mean, moving_var,
-                               momentum, epsilon, out.reshape(m, c), mean, invstd)
+                               momentum, epsilon, out.reshape(m, c), mean, invstd, relu)
     return out, mean, invstd
 
 
-def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3, *, out=None):
+def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3, *, out=None,
+                         relu=False):
     """Inference-mode batch norm of float32 (..., C) with the moving statistics (one pass).
 
     y = x*gamma/sqrt(moving_var + epsilon) + (beta - moving_mean*gamma/sqrt(moving_var + epsilon)).
     x (..., C) C-contiguous float32; gamma, beta (C,) or None; moving_mean, moving_var (C,);
-    epsilon > 0; out (x's shape) may be x itself. Returns y (..., C).
+    epsilon > 0; out (x's shape) may be x itself. relu=True writes max(y, 0) in the same pass.
+    Returns y (..., C).
     """
     fn = "batch_norm_inference"
     x = _check_x(x, "x", fn)
@@ -84,17 +96,18 @@ def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3, 
     moving_mean = _check_vec(moving_mean, "moving_mean", fn, c)
     moving_var = _check_vec(moving_var, "moving_var", fn, c)
     epsilon = check_float(epsilon, "epsilon", fn, low=0.0, low_open=True)
+    relu = _check_relu(relu, fn)
     out = prepare_out(out, x.shape, "out", fn)
     check_aliases(fn, [("out", out)], [("x", x), ("gamma", gamma), ("beta", beta),
                                        ("moving_mean", moving_mean), ("moving_var", moving_var)],
                   same_ok=(("out", "x"),))
     if x.size:
         _norm.batch_norm_inference(x.reshape(-1, c), gamma, beta, moving_mean, moving_var,
-                                   epsilon, out.reshape(-1, c))
+                                   epsilon, out.reshape(-1, c), relu)
     return out
 
 
-def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbeta=None):
+def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbeta=None, y=None):
     """Training-mode gradient of float32 (..., C) batch norm through the batch statistics.
 
     With xhat = (x - mean)*invstd over the M rows: dx = gamma*invstd/M * (M*dy - sum(dy)
@@ -102,6 +115,9 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbe
     dy, x (..., C) float32; gamma (C,) or None; mean, invstd (C,) from batch_norm_train.
     dx (x's shape) may be dy or x itself; dgamma, dbeta (C,) are written, not accumulated.
     `mean` is used as a shift and refined to x's exact batch mean in the same pass (float64).
+    y (x's shape, optional): the output of batch_norm_train(..., relu=True); dy is then the
+    gradient w.r.t. that ReLU output and is masked by y > 0 inside both passes (bit-identical
+    to activation.grad("relu", ...) followed by this function). dx may also be y itself.
     Returns (dx, dgamma, dbeta).
     """
     fn = "batch_norm_backward"
@@ -114,13 +130,17 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbe
     gamma = _check_vec(gamma, "gamma", fn, c, optional=True)
     mean = _check_vec(mean, "mean", fn, c)
     invstd = _check_vec(invstd, "invstd", fn, c)
+    if y is not None:
+        y = check_array(y, "y", fn, shape=x.shape)
     dx = prepare_out(dx, x.shape, "dx", fn)
     dgamma = prepare_out(dgamma, (c,), "dgamma", fn)
     dbeta = prepare_out(dbeta, (c,), "dbeta", fn)
     check_aliases(fn, [("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)],
-                  [("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("invstd", invstd)],
-                  same_ok=(("dx", "dy"), ("dx", "x")))
+                  [("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("invstd", invstd),
+                   ("y", y)],
+                  same_ok=(("dx", "dy"), ("dx", "x"), ("dx", "y")))
     if c:
         _norm.batch_norm_backward(dy.reshape(m, c), x.reshape(m, c), gamma, mean, invstd,
-                                  dx.reshape(m, c), dgamma, dbeta)
+                                  dx.reshape(m, c), dgamma, dbeta,
+                                  None if y is None else y.reshape(m, c))
     return dx, dgamma, dbeta

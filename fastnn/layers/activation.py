@@ -16,17 +16,23 @@ class _KernelActivation(Layer):
     """y = kernels.activation.apply(name, x, **params); backward via kernels.activation.grad."""
 
     _act_name = "linear"
+    _fused_into_bn = False   # set by Model._forward: the BatchNormalization before already applied it
+    _passthrough = False
 
     def _params(self):
         return {}
 
     def forward(self, x, training=False):
+        self._passthrough = self._fused_into_bn
+        if self._passthrough:   # x is already relu'd by the norm's output pass
+            self._x = self._y = x
+            return x
         y = self._buffer("y", x.shape)
         self._x, self._y = x, K.activation.apply(self._act_name, x, out=y, **self._params())
         return self._y
 
     def backward(self, dy):
-        if self._fused_output:
+        if self._fused_output or self._passthrough:   # the norm's backward masks dy itself
             return dy
         dx = self._buffer("dx", dy.shape)
         return K.activation.grad(self._act_name, self._x, self._y, dy, out=dx, **self._params())

@@ -99,16 +99,20 @@ class BaseConv(_ActivationMixin, Layer):
         fn(x, self.kernel.value, None if self.bias is None else self.bias.value, *self._conv_args(), out=z,
            activation="relu" if fuse else "linear")
         self._x, self._z = x, z
+        self._relu_fused = fuse
         self._y = z if fuse else self._act_forward(z)
         return self._y
 
     def backward(self, dy):
-        dz = self._act_backward(self._z, self._y, dy)
+        if self._relu_fused:   # the ReLU gradient (y > 0) masks dy chunk by chunk inside the kernel
+            dz, y = dy, self._y
+        else:
+            dz, y = self._act_backward(self._z, self._y, dy), None
         dx = self._buffer("dx", self._x.shape) if self._need_dx else None
         db = self.bias.grad if self.bias is not None else self._buffer("db_scratch", (self.filters,))
         fn = K.conv.conv1d_backward if self.rank == 1 else K.conv.conv2d_backward
         dx, _, _ = fn(self._x, self.kernel.value, dz, *self._conv_args(), need_dx=self._need_dx,
-                      dx=dx, dw=self.kernel.grad, db=db)
+                      dx=dx, dw=self.kernel.grad, db=db, y=y)
         return dx
 
     @property

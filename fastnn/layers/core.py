@@ -166,16 +166,22 @@ class Dense(_ActivationMixin, Layer):
 class Activation(_ActivationMixin, Layer):
     """Applies an activation function elementwise (any rank)."""
 
+    _fused_into_bn = False   # set by Model._forward: the BatchNormalization before already applied it
+    _passthrough = False
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self._init_activation(activation)
 
     def forward(self, x, training=False):
+        self._passthrough = self._fused_into_bn
         self._z = x
-        self._y = self._act_forward(x)
+        self._y = x if self._passthrough else self._act_forward(x)
         return self._y
 
     def backward(self, dy):
+        if self._passthrough:   # the norm's backward masks dy by y > 0 itself
+            return dy
         return self._act_backward(self._z, self._y, dy)
 
     @property

@@ -17,7 +17,13 @@ class BatchNormalization(Layer):
 
     Weights in Keras order: [gamma, beta, moving_mean, moving_variance] (gamma/beta absent
     when scale/center is False).
+
+    A model whose graph feeds this layer's output only into a plain ReLU sets `_relu_epilogue`
+    for the duration of its forward pass: the kernel then writes max(y, 0) in its output pass,
+    the ReLU passes it through, and backward masks dy by y > 0 inside the norm's own passes.
     """
+
+    _relu_epilogue = False   # set by Model._forward around its layer loop (BN -> ReLU pairs)
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
@@ -62,14 +68,16 @@ class BatchNormalization(Layer):
         beta = None if self.beta is None else self.beta.value
         self._train_mode = bool(training) and self.trainable
         self._x = x
+        relu = self._relu_epilogue
+        self._y = y if relu else None   # backward's ReLU mask (y > 0)
         if self._train_mode:
             mean, invstd = self._buffer("mean", (c,)), self._buffer("invstd", (c,))
             y, self._mean, self._invstd = K.norm.batch_norm_train(
                 x, gamma, beta, self.moving_mean.value, self.moving_variance.value, self.momentum,
-                self.epsilon, out=y, mean=mean, invstd=invstd)
+                self.epsilon, out=y, mean=mean, invstd=invstd, relu=relu)
             return y
         return K.norm.batch_norm_inference(x, gamma, beta, self.moving_mean.value, self.moving_variance.value,
-                                           self.epsilon, out=y)
+                                           self.epsilon, out=y, relu=relu)
 
     def backward(self, dy):
         c = dy.shape[-1]
@@ -79,7 +87,7 @@ class BatchNormalization(Layer):
             dbeta = self.beta.grad if self.beta is not None else self._buffer("dbeta_scratch", (c,))
             gamma = None if self.gamma is None else self.gamma.value
             dx, _, _ = K.norm.batch_norm_backward(dy, self._x, gamma, self._mean, self._invstd,
-                                                  dx=dx, dgamma=dgamma, dbeta=dbeta)
+                                                  dx=dx, dgamma=dgamma, dbeta=dbeta, y=self._y)
             return dx
         # inference mode is an affine map per channel: dx = dy * gamma / sqrt(moving_var + eps);
         # gamma/beta of a frozen layer get no update, so their gradients are not needed
@@ -89,6 +97,8 @@ class BatchNormalization(Layer):
         np.reciprocal(s, out=s)
         if self.gamma is not None:
             np.multiply(s, self.gamma.value, out=s)
+        if self._y is not None:   # fused ReLU: its gradient first (y = relu(z) > 0 iff z > 0)
+            dy = K.activation.grad("relu", self._y, self._y, dy, out=dx)
         return np.multiply(dy, s, out=dx)
 
     def get_config(self):

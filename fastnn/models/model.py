@@ -23,11 +23,39 @@ import numpy as np
 from fastnn import _random
 from fastnn import callbacks as callbacks_module
 from fastnn.layers.base import FLOATX, KerasTensor, Layer, shape_str, snake_case, unique_name
-from fastnn.layers.core import InputLayer
+from fastnn.layers.activation import ReLU
+from fastnn.layers.core import Activation, InputLayer
+from fastnn.layers.normalization import BatchNormalization
 from fastnn.kernels.conv import blas_pinned
 from fastnn.models.arena import Arena
 
 _FUSABLE = ("softmax", "sigmoid")
+
+
+def _plain_relu(layer) -> bool:
+    """A ReLU layer or Activation('relu') without max_value/negative_slope/threshold."""
+    if type(layer) is ReLU:
+        return not layer._params()
+    return type(layer) is Activation and layer._act_name == "relu" and not layer._act_params
+
+
+def _bn_relu_pairs(nodes, output_ids) -> list:
+    """(BatchNormalization, ReLU) node pairs whose norm output feeds nothing but that ReLU.
+
+    The norm then applies the ReLU in its output pass and masks dy in its backward passes; the
+    ReLU node stays in the graph (summary, profile) as a pass-through.
+    """
+    readers: dict = {}
+    for layer, ins, _ in nodes:
+        for i in ins:
+            readers.setdefault(i, []).append(layer)
+    pairs = []
+    for layer, _, out in nodes:
+        r = readers.get(out, ())
+        if (type(layer) is BatchNormalization and out not in output_ids and len(r) == 1
+                and _plain_relu(r[0])):
+            pairs.append((layer, r[0]))
+    return pairs
 
 
 def _loss_name(loss) -> str:
@@ -41,6 +69,7 @@ class Model(Layer):
     """A graph of layers from Input tensors to outputs: Model(inputs, outputs)."""
 
     _timer = None  # class default, so subclasses that skip __init__ still run untimed
+    _bn_relu = ()  # (BatchNormalization, ReLU) pairs fused in the forward pass (_bn_relu_pairs)
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         super().__init__(name=name or unique_name(snake_case(type(self).__name__)), trainable=trainable)
@@ -114,6 +143,7 @@ class Model(Layer):
             in_ids = [ids[id(s)] for s in t.inputs]
             t.layer._need_dx = not all(i in input_set for i in in_ids)
             self._nodes.append((t.layer, in_ids, ids[id(t)]))
+        self._bn_relu = _bn_relu_pairs(self._nodes, set(self._output_ids))
         self._input_layers = [t.layer for t in inputs]
         self._graph_outputs = outputs
         self._graph_inputs = inputs
@@ -225,6 +255,20 @@ class Model(Layer):
         for i, x in zip(self._input_ids, xs):
             vals[i] = x
         timer = self._timer
+        # BatchNormalization -> ReLU pairs of this graph run fused; the flags live only for this
+        # pass (a layer may be reused elsewhere), each layer records what it did for backward
+        fused = self._bn_relu
+        for bn, act in fused:
+            bn._relu_epilogue = act._fused_into_bn = True
+        try:
+            self._run_forward(vals, training, timer)
+        finally:
+            for bn, act in fused:
+                bn._relu_epilogue = act._fused_into_bn = False
+        outs = [vals[i] for i in self._output_ids]
+        return outs
+
+    def _run_forward(self, vals, training, timer):
         if timer is None:
             for layer, ins, out in self._nodes:
                 vals[out] = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], training)
@@ -237,8 +281,6 @@ class Model(Layer):
                 timer.forward[k] += clock() - s
                 timer.shapes[k] = vals[out].shape
                 timer.in_shapes[k] = x.shape if len(ins) == 1 else None
-        outs = [vals[i] for i in self._output_ids]
-        return outs
 
     def _backward(self, douts):
         g = self._gvals

@@ -418,3 +418,89 @@ def test_threaded_path_works_after_fork(rng):
             pytest.fail("conv2d hung in a forked child (stale worker pool)")
         time.sleep(0.05)
     assert os.WEXITSTATUS(status) == 0
+
+
+# ---- ReLU gradient fused into the backward (y= the ReLU-fused forward output) ---------------
+
+from fastnn.kernels import activation as A  # noqa: E402
+from fastnn.kernels import threads  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 4), h=st.integers(1, 9), w_=st.integers(1, 9), c=st.integers(1, 5),
+       f=st.integers(1, 6), k=st.integers(1, 3), s=st.integers(1, 2),
+       pad=st.sampled_from(["valid", "same"]), need_dx=st.booleans(), seed=st.integers(0, 2**16))
+def test_conv2d_backward_relu_mask_equals_separate_grad(n, h, w_, c, f, k, s, pad, need_dx, seed):
+    assume(fits(h, k, s, 1, pad) and fits(w_, k, s, 1, pad))
+    rng = np.random.default_rng(seed)
+    x, w, b = rand(rng, (n, h, w_, c)), rand(rng, (k, k, c, f)), rand(rng, (f,))
+    y = K.conv2d(x, w, b, s, pad, activation="relu")
+    dy = rand(rng, y.shape)
+    expect = K.conv2d_backward(x, w, A.grad("relu", y, y, dy), s, pad, need_dx=need_dx)
+    got = K.conv2d_backward(x, w, dy, s, pad, need_dx=need_dx, y=y)
+    for a, g in zip(expect, got):
+        if a is None:
+            assert g is None
+        else:
+            np.testing.assert_array_equal(a, g)
+
+
+@pytest.mark.parametrize("shape, k, pad, nthreads", [
+    ((16, 16, 16, 8), 3, "same", None),    # threaded over images
+    ((1, 20, 20, 8), 3, "same", None),     # batch 1: the split over output rows
+    ((8, 10, 10, 16), 1, "valid", None),   # the 1x1 path
+    ((8, 10, 10, 16), 3, "valid", 1),      # one thread
+])
+def test_conv2d_backward_relu_mask_paths(rng, shape, k, pad, nthreads):
+    x, w = rand(rng, shape), rand(rng, (k, k, shape[-1], 12))
+    y = K.conv2d(x, w, None, 1, pad, activation="relu")
+    dy = rand(rng, y.shape)
+    n0 = threads.get_num_threads()
+    try:
+        if nthreads:
+            threads.set_num_threads(nthreads)
+        expect = K.conv2d_backward(x, w, A.grad("relu", y, y, dy), 1, pad)
+        dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(12, np.float32)
+        got = K.conv2d_backward(x, w, dy, 1, pad, y=y, dx=dx, dw=dw, db=db)
+    finally:
+        threads.set_num_threads(n0)
+    assert got[0] is dx and got[1] is dw and got[2] is db
+    for a, g in zip(expect, got):
+        np.testing.assert_array_equal(a, g)
+
+
+def test_conv1d_backward_relu_mask_and_nan(rng):
+    x, w = rand(rng, (3, 11, 4)), rand(rng, (3, 4, 5))
+    y = K.conv1d(x, w, None, 1, "causal", activation="relu")
+    dy = rand(rng, y.shape)
+    y[1, 2, 3] = np.nan                     # NaN propagates as through activation.grad
+    zero = np.argwhere(y == 0)[0]
+    dy[tuple(zero)] = np.inf                # inf * 0 on a masked element: NaN as unfused
+    expect = K.conv1d_backward(x, w, A.grad("relu", y, y, dy), 1, "causal")
+    got = K.conv1d_backward(x, w, dy, 1, "causal", y=y)
+    for a, g in zip(expect, got):
+        np.testing.assert_array_equal(a, g)
+    assert np.isnan(got[2][3])
+
+
+def test_conv_backward_y_validation(rng):
+    x, w = rand(rng, (2, 5, 5, 3)), rand(rng, (3, 3, 3, 4))
+    dy = rand(rng, (2, 3, 3, 4))
+    with pytest.raises(ValueError, match=r"conv2d_backward: y must be the ReLU-fused forward output, "
+                                         r"of shape \(2, 3, 3, 4\); received shape \(2, 3, 3, 5\)"):
+        K.conv2d_backward(x, w, dy, y=np.zeros((2, 3, 3, 5), np.float32))
+    with pytest.raises(ValueError, match="conv2d_backward: y must have 4 dimensions"):
+        K.conv2d_backward(x, w, dy, y=np.zeros((18, 4), np.float32))
+    with pytest.raises(TypeError, match="conv2d_backward: y must have dtype float32"):
+        K.conv2d_backward(x, w, dy, y=np.zeros((2, 3, 3, 4)))
+    with pytest.raises(TypeError, match="conv2d_backward: y must be a numpy.ndarray"):
+        K.conv2d_backward(x, w, dy, y=0.0)
+    with pytest.raises(ValueError, match="conv1d_backward: y must be the ReLU-fused forward output"):
+        K.conv1d_backward(rand(rng, (2, 5, 3)), rand(rng, (3, 3, 4)), rand(rng, (2, 3, 4)),
+                          y=np.zeros((2, 4, 4), np.float32))
+    buf = np.zeros(2 * 5 * 5 * 3 + 8, np.float32)
+    with pytest.raises(ValueError, match="dx.*y|y.*dx"):
+        K.conv2d_backward(x, w, dy, dx=buf[:150].reshape(2, 5, 5, 3), y=buf[8:80].reshape(2, 3, 3, 4))
+    ro = np.maximum(rand(rng, (2, 3, 3, 4)), 0)
+    ro.flags.writeable = False
+    K.conv2d_backward(x, w, dy, y=ro)   # a read-only y is fine

@@ -422,3 +422,103 @@ def test_backward_validation_aliasing(rng):
     with pytest.raises(ValueError, match="dx must not share memory with dy"):
         norm.batch_norm_backward(buf[:12].reshape(4, 3), x, gamma, mm, mv,
                                  dx=buf[3:].reshape(4, 3))
+
+
+# ---- ReLU epilogue (relu=True forward, y= backward): bit-identical to the unfused pair ---------
+
+from fastnn.kernels import activation as act  # noqa: E402
+
+
+@given(shape=shapes, seed=st.integers(0, 2**16), with_gamma=st.booleans(), with_beta=st.booleans())
+def test_relu_epilogue_equals_separate_relu(shape, seed, with_gamma, with_beta):
+    rng = np.random.default_rng(seed)
+    x = _data(rng, shape, loc=0.5)
+    gamma, beta, mm, mv = _params(rng, shape[-1], with_gamma, with_beta)
+    mm2, mv2 = mm.copy(), mv.copy()
+    y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm, mv)
+    r = act.apply("relu", y)
+    yf, mean2, invstd2 = norm.batch_norm_train(x, gamma, beta, mm2, mv2, relu=True)
+    for a, b in ((r, yf), (mean, mean2), (invstd, invstd2), (mm, mm2), (mv, mv2)):
+        np.testing.assert_array_equal(a, b)
+    dy = _data(rng, shape)
+    ref_out = norm.batch_norm_backward(act.grad("relu", y, r, dy), x, gamma, mean, invstd)
+    fused = norm.batch_norm_backward(dy, x, gamma, mean, invstd, y=yf)
+    for a, b in zip(ref_out, fused):
+        np.testing.assert_array_equal(a, b)
+    yi = norm.batch_norm_inference(x, gamma, beta, mm, mv)
+    np.testing.assert_array_equal(act.apply("relu", yi),
+                                  norm.batch_norm_inference(x, gamma, beta, mm, mv, relu=True))
+
+
+def test_relu_epilogue_large_parallel_shape_and_in_place(rng):
+    shape = (16, 16, 16, 32)   # many chunks and row blocks: the threaded paths
+    x = _data(rng, shape)
+    gamma, beta, mm, mv = _params(rng, shape[-1])
+    y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy())
+    r = act.apply("relu", y)
+    buf = x.copy()
+    yf, _, _ = norm.batch_norm_train(buf, gamma, beta, mm.copy(), mv.copy(), out=buf, relu=True)
+    assert yf is buf
+    np.testing.assert_array_equal(r, yf)
+    dy = _data(rng, shape)
+    expect = norm.batch_norm_backward(act.grad("relu", y, r, dy), x, gamma, mean, invstd)
+    ycopy = yf.copy()
+    dx, dg, db = norm.batch_norm_backward(dy, x, gamma, mean, invstd, y=ycopy, dx=ycopy)
+    assert dx is ycopy   # dx may be y itself (read before written, element by element)
+    for a, b in zip(expect, (dx, dg, db)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_relu_epilogue_nan_and_inf_as_unfused(rng):
+    x = _data(rng, (40, 4))
+    x[3, 1] = np.nan
+    gamma, beta, mm, mv = _params(rng, 4)
+    y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy())
+    r = act.apply("relu", y)
+    yf, _, _ = norm.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy(), relu=True)
+    np.testing.assert_array_equal(r, yf)   # NaN at the same places
+    assert np.isnan(yf[:, 1]).all()
+    x2 = _data(rng, (40, 4))
+    y2, mean2, invstd2 = norm.batch_norm_train(x2, gamma, beta, mm.copy(), mv.copy())
+    r2 = act.apply("relu", y2)
+    dy = _data(rng, (40, 4))
+    dy[np.nonzero(r2[:, 0] == 0)[0][0], 0] = np.inf   # inf * 0 on a masked element: NaN as unfused
+    r2[5, 2] = np.nan
+    expect = norm.batch_norm_backward(act.grad("relu", r2, r2, dy), x2, gamma, mean2, invstd2)
+    got = norm.batch_norm_backward(dy, x2, gamma, mean2, invstd2, y=r2)
+    for a, b in zip(expect, got):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(got[1][0]) and np.isnan(got[1][2])
+
+
+@pytest.mark.parametrize("fn", ["train", "inference"])
+@pytest.mark.parametrize("relu", [1, "yes", None, np.float32(1.0)])
+def test_relu_argument_validation(rng, fn, relu):
+    x, gamma, beta, mm, mv = _args(rng)
+    with pytest.raises(TypeError, match=f"batch_norm_{fn}: relu must be True or False"):
+        if fn == "train":
+            norm.batch_norm_train(x, gamma, beta, mm, mv, relu=relu)
+        else:
+            norm.batch_norm_inference(x, gamma, beta, mm, mv, relu=relu)
+    assert norm.batch_norm_inference(x, gamma, beta, mm, mv, relu=np.True_).min() >= 0
+
+
+def test_backward_y_validation(rng):
+    x, gamma, beta, mm, mv = _args(rng)
+    dy = _data(rng, x.shape)
+    f = norm.batch_norm_backward
+    with pytest.raises(ValueError, match=r"batch_norm_backward: y must have shape \(4, 3\)"):
+        f(dy, x, gamma, mm, mv, y=np.ones((3, 4), np.float32))
+    with pytest.raises(TypeError, match="batch_norm_backward: y must have dtype float32"):
+        f(dy, x, gamma, mm, mv, y=np.ones((4, 3)))
+    with pytest.raises(TypeError, match="batch_norm_backward: y must be a numpy.ndarray"):
+        f(dy, x, gamma, mm, mv, y=[[1.0] * 3] * 4)
+    with pytest.raises(ValueError, match="batch_norm_backward: y must be C-contiguous"):
+        f(dy, x, gamma, mm, mv, y=np.ones((3, 4), np.float32).T)
+    buf = np.empty(15, np.float32)
+    buf[:] = 1.0
+    with pytest.raises(ValueError, match="dx must not share memory with y"):
+        f(dy, x, gamma, mm, mv, y=buf[:12].reshape(4, 3), dx=buf[3:].reshape(4, 3))
+    ro = np.maximum(x, 0)
+    ro.flags.writeable = False
+    f(dy, x, gamma, mm, mv, y=ro)   # a read-only y is fine

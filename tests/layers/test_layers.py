@@ -157,6 +157,10 @@ GRAD_CASES = {
     "dense": (lambda: [L.Dense(4, activation="tanh")], (5,)),
     "conv2d_same": (lambda: [L.Conv2D(3, 3, padding="same", activation="tanh")], (5, 5, 2)),
     "conv2d_stride": (lambda: [L.Conv2D(3, 3, strides=2, activation="elu")], (7, 7, 2)),
+    # plain ReLU: epilogue in the forward, dy masked by y > 0 inside conv2d_backward
+    "conv2d_relu": (lambda: [L.Conv2D(3, 3, padding="same", activation="relu"),
+                             L.Conv2D(3, 3, activation="relu")], (6, 6, 2)),
+    "conv1d_relu": (lambda: [L.Conv1D(3, 3, activation="relu"), L.Conv1D(2, 2, activation="relu")], (8, 2)),
     "conv1d": (lambda: [L.Conv1D(3, 3, padding="causal", activation="tanh")], (7, 2)),
     "maxpool2d": (lambda: [L.Conv2D(2, 2, activation="tanh"), L.MaxPooling2D()], (5, 5, 2)),
     "avgpool2d_same": (lambda: [L.Conv2D(2, 2, activation="tanh"), L.AveragePooling2D(padding="same")], (6, 6, 2)),
@@ -168,6 +172,9 @@ GRAD_CASES = {
     "globalmax1d": (lambda: [L.Conv1D(3, 2, activation="tanh"), L.GlobalMaxPooling1D()], (5, 2)),
     "batchnorm": (lambda: [L.Dense(4, activation="tanh"), L.BatchNormalization()], (5,)),
     "batchnorm4d": (lambda: [L.Conv2D(3, 2), L.BatchNormalization()], (4, 4, 2)),
+    # BatchNormalization -> ReLU pairs run fused (relu epilogue, dy masked in the norm's backward)
+    "batchnorm_relu": (lambda: [L.Conv2D(3, 2), L.BatchNormalization(), L.ReLU(), L.Conv2D(2, 2),
+                                L.BatchNormalization(), L.Activation("relu")], (5, 5, 2)),
     "dropout": (lambda: [L.Dense(6, activation="tanh"), L.Dropout(0.4)], (5,)),
     "prelu": (lambda: [L.Dense(6), L.PReLU(alpha_initializer="ones")], (5,)),
     "elu": (lambda: [L.Dense(6), L.ELU()], (5,)),
