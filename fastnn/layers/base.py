@@ -118,7 +118,8 @@ class Layer:
     _num_inputs = 1
 
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, input_dim=None,
-                 batch_size=None, batch_input_shape=None, input_length=None, **kwargs):
+                 batch_size=None, batch_input_shape=None, input_length=None,
+                 activity_regularizer=None, **kwargs):
         unknown = set(kwargs) - {"autocast", "dynamic"}
         if unknown:
             raise TypeError(f"{type(self).__name__}: unrecognized keyword argument(s) {sorted(unknown)}.")
@@ -143,6 +144,12 @@ class Layer:
             self._input_shape_arg = (batch_size, *shape)
         self.input_shape = None       # full input shape once built
         self.output_shape = None
+        # Keras 3 adds activity_regularizer(output) / batch size to the loss; the model adds the
+        # penalty and its gradient around this layer's output
+        if activity_regularizer is not None:
+            from fastnn import regularizers
+            activity_regularizer = regularizers.get(activity_regularizer)
+        self.activity_regularizer = activity_regularizer
 
     # ---- weights -----------------------------------------------------------------------
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True,
@@ -283,6 +290,8 @@ class Layer:
     # ---- config ------------------------------------------------------------------------
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = serialize_obj(self.activity_regularizer)
         if self._input_shape_arg is not None and self.input_shape is None:
             config["batch_input_shape"] = list(self._input_shape_arg)
         return config

@@ -40,7 +40,7 @@ class BaseConv(_ActivationMixin, Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
                  bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         cls = type(self).__name__
         self.rank = rank
         if isinstance(filters, bool) or not isinstance(filters, numbers.Integral) or filters <= 0:
@@ -56,8 +56,6 @@ class BaseConv(_ActivationMixin, Layer):
             raise ValueError(f"{cls}: groups={groups!r} is not supported by fastnn yet (use groups=1).")
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(f"{cls}: strides > 1 together with dilation_rate > 1 is not supported (as in Keras).")
-        if activity_regularizer is not None:
-            raise ValueError(f"{cls}: activity_regularizer is not supported by fastnn yet.")
         self.groups = 1
         self._init_activation(activation)
         self.use_bias = bool(use_bias)

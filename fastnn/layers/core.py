@@ -103,7 +103,7 @@ class Dense(_ActivationMixin, Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0:
             raise ValueError(f"Dense: units must be a positive int; received units={units!r}.")
         self.units = int(units)
@@ -112,8 +112,6 @@ class Dense(_ActivationMixin, Layer):
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
         self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
         self.kernel_constraint, self.bias_constraint = kernel_constraint, bias_constraint
-        if activity_regularizer is not None:
-            raise ValueError("Dense: activity_regularizer is not supported by fastnn yet.")
 
     def build(self, input_shape):
         if len(input_shape) < 2 or input_shape[-1] is None:

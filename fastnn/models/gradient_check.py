@@ -46,7 +46,7 @@ def gradient_check(model, x, y, sample_weight=None, *, eps=1e-3, max_per_weight=
             val, _ = model._loss_and_grad(y, yp, sw)
         else:
             val = float(model.loss(y, yp, sample_weight=sw))
-        return val + sum(float(v.regularizer(v.value)) for v in model._reg_vars)
+        return val + model._activity_penalty() + sum(float(v.regularizer(v.value)) for v in model._reg_vars)
 
     try:
         restore()

@@ -294,6 +294,11 @@ class Model(Layer):
         for k in range(len(self._nodes) - 1, -1, -1):
             layer, ins, out = self._nodes[k]
             dy = g[out]
+            if layer.activity_regularizer is not None:  # d penalty / d output joins the flow
+                y = self._vals[out]
+                reg = layer.activity_regularizer.gradient(y)
+                reg *= np.float32(1.0 / max(1, y.shape[0]))
+                dy = reg if dy is None else np.add(dy, reg, out=reg)
             if dy is None:
                 continue
             if timer is None:
@@ -437,7 +442,9 @@ class Model(Layer):
         if (last is not None and self._single_output and kind in _FUSABLE and isinstance(getattr(type(last), "logits", None), property)
                 and getattr(last, "_act_name", None) == kind and not getattr(self.loss, "from_logits", False)
                 and not getattr(last, "_act_params", {}) and getattr(last, "axis", -1) == -1
-                and hasattr(self.loss, "value_and_grad_logits")):
+                and hasattr(self.loss, "value_and_grad_logits")
+                # an activity penalty on the probabilities needs the activation's own backward
+                and last.activity_regularizer is None):
             last._fused_output = True
             self._fused = True
 
@@ -612,6 +619,7 @@ class Model(Layer):
             d = d.reshape(y_pred.shape)
         if timer is not None:
             timer.loss += time.perf_counter() - t0
+        loss += self._activity_penalty()
         self._backward([d])
         if timer is not None:
             t0 = time.perf_counter()
@@ -645,10 +653,21 @@ class Model(Layer):
             loss, _ = self._loss_and_grad(y, y_pred, sw)
         else:
             loss = float(self.loss(y, y_pred, sample_weight=sw))
+        loss += self._activity_penalty()
         for v in self._reg_vars:
             loss += float(v.regularizer(v.value))
         self._update_metrics(loss, y, y_pred, sw)
         return loss
+
+    def _activity_penalty(self):
+        """Sum of the layers' activity_regularizer(output) / batch size of the last forward pass
+        (as Keras 3.15 computes it, measured: in training and evaluation)."""
+        total = 0.0
+        for layer, _, out in self._nodes:
+            if layer.activity_regularizer is not None:
+                y = self._vals[out]
+                total += float(layer.activity_regularizer(y)) / max(1, y.shape[0])
+        return total
 
     def _update_metrics(self, loss, y, y_pred, sw):
         n = y_pred.shape[0]
