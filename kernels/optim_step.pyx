@@ -1,19 +1,25 @@
 # cython: language_level=3
-"""Fused Keras 3 optimizer step over one flat float32 buffer: the compiled-C twin of
-fastnn._kernels.optim_jit.step, loaded without any JIT.
+"""Fused Keras 3 optimizer updates over one flat float32 parameter buffer (C, OpenMP).
 
 Design note
-- Same algorithm, layout, rule variants and constants as optim_jit (read its module note):
-  w__n, g__n, slots s0/s1/s2 (n,), variables given by int64 offsets seg__k1, a float32
-  gradient scale per variable, c (12,) float32 constants; CHUNK-element chunks in parallel
-  (prange), the walk inside a chunk following the variables; each rule one plain loop.
-- Why a C twin: loading the Numba kernel from its cache costs ~1 s per process (Numba's import
-  pulls in SciPy and its CPU target initialises ~250 typing registries), which alone broke the
-  1 s time-to-first-step budget. The build compiles with -fno-math-errno, so GCC now emits
-  packed sqrt/div here as LLVM does for the Numba loop.
-- Numerics: IEEE float32, no fast-math, the exact operation order of optim_jit (and of Keras's
-  update_step), float32 temporaries: results agree with the Numba kernel bit for bit. Without
-  -march flags there is no FMA, so nothing is contracted.
+- Layout: params `w__n`, grads `g__n` and the optimizer slots (`s0__n`, `s1__n`, `s2__n`) are
+  flat float32 vectors of the same length n; the model's variables are runs of it, given by the
+  int64 offsets `seg__k1` (k+1 of them). One call does a whole training step:
+      clip (clipvalue bounds, then the variable's norm-clipping scale) -> decoupled weight decay
+      -> the rule's update of the slots and of w
+  in a single pass over memory (read w, g, slots; write w, slots). The buffer is cut into
+  CHUNK-element chunks run in parallel (prange); inside a chunk the walk follows the variables
+  so each gets its own gradient scale (Keras clips `clipnorm` per variable). The rule is chosen
+  once per run of elements, never per element, and each rule is one plain elementwise loop that
+  GCC vectorises (packed sqrt/div thanks to -fno-math-errno).
+- Constants `c` (float32, computed once per step by fastnn.kernels.optim as Keras does in
+  float32): c[0] lr, c[1] weight decay, c[2] clip low, c[3] clip high, c[4:12] rule constants.
+- Why C and not Numba: a first version in Numba was as fast, but loading it from Numba's cache
+  cost ~1 s per process (Numba's import pulls in SciPy), which alone broke the 1 s
+  time-to-first-step budget. Numba (fastnn._kernels.optim_jit) keeps only the norm-clipping
+  reduction, imported when a step clips by norm.
+- Numerics: IEEE float32, no fast-math, the operation order of Keras's update_step, float32
+  temporaries. Without -march flags there is no FMA, so nothing is contracted.
 - No checks here: fastnn.kernels.optim validates every buffer first.
 """
 from cython.parallel cimport prange
@@ -22,7 +28,7 @@ from libc.math cimport sqrtf, fabsf
 cdef enum:
     CHUNK = 16384
 
-# rule variants: the values of fastnn._kernels.optim_jit
+# rule variants; fastnn.kernels.optim maps (kind, options) onto them through VARIANTS
 cdef enum:
     SGD = 0
     SGD_MOMENTUM = 1
@@ -213,7 +219,11 @@ cdef inline Py_ssize_t _first_segment(const long long* seg, Py_ssize_t k, Py_ssi
 def step(int variant, float[::1] w__n, const float[::1] g__n, float[::1] s0__n, float[::1] s1__n,
          float[::1] s2__n, const long long[::1] seg__k1, const float[::1] gscale__k,
          const float[::1] c, bint decay, int nthreads):
-    """One fused optimizer step in place (see fastnn._kernels.optim_jit.step for the contract).
+    """One fused optimizer step in place (see the module note).
+
+    w__n (n,) OUT params; g__n (n,) IN grads (not written); s0/s1/s2 (n,) IN/OUT slots;
+    seg__k1 (k+1,) int64 offsets 0..n; gscale__k (k,) float32 per-variable gradient scale
+    (1 without norm clipping); c (12,) float32 constants; decay: apply weight decay.
 
     Slots that the rule does not use may be any float32 vector (they are never indexed); used
     slots have n elements. nthreads: OpenMP threads (1 runs serially in the caller).

@@ -32,9 +32,9 @@ from fastnn._kernels import optim_step as _c
 from fastnn.kernels import threads
 from fastnn.kernels._checks import check_array, check_float
 
-# The step runs in the compiled C twin of the Numba kernel (fastnn._kernels.optim_step: same
-# loops, same bits, no JIT to load: loading the Numba cache cost ~1 s per process). Numba
-# (fastnn._kernels.optim_jit) is imported only for norm clipping's sum of squares.
+# The step runs in compiled C (fastnn._kernels.optim_step: no JIT to load; loading a Numba
+# version from its cache cost ~1 s per process). Numba (fastnn._kernels.optim_jit) is imported
+# only for norm clipping's sum of squares.
 _V = types.SimpleNamespace(**_c.VARIANTS)
 
 
