@@ -10,7 +10,7 @@ import inspect
 
 import numpy as np
 
-from fastnn.activations import deserialize_object, serialize_object
+from fastnn._naming import ConfigMixin, deserialize_object, serialize_object
 
 __all__ = ["Constraint", "MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm", "get", "serialize",
            "deserialize"]
@@ -23,22 +23,11 @@ def _norms(w, axis):
     return np.sqrt(np.sum(np.square(w), axis=axis, keepdims=True))
 
 
-class Constraint:
+class Constraint(ConfigMixin):
     """Base class: identity. `c(w)` returns a new float32 array of w's shape."""
 
     def __call__(self, w):
         return np.asarray(w, np.float32)
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class MaxNorm(Constraint):

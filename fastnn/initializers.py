@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from fastnn import _random
-from fastnn.activations import deserialize_object, serialize_object
+from fastnn._naming import deserialize_object, serialize_object
 
 __all__ = [
     "Initializer", "Constant", "Zeros", "Ones", "Identity", "RandomNormal", "RandomUniform",

@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from fastnn.activations import deserialize_object, serialize_object
+from fastnn._naming import deserialize_object, serialize_object
 
 __all__ = [
     "Loss", "LossFunctionWrapper", "MeanSquaredError", "MeanAbsoluteError",

@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from fastnn import losses as _losses
-from fastnn.activations import deserialize_object, serialize_object
+from fastnn._naming import deserialize_object, serialize_object
 
 __all__ = [
     "Metric", "Mean", "Sum", "MeanMetricWrapper", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy",

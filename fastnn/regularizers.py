@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from fastnn.activations import deserialize_object, serialize_object
+from fastnn._naming import ConfigMixin, deserialize_object, serialize_object
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "OrthogonalRegularizer", "l1_l2", "get", "serialize",
            "deserialize"]
@@ -28,7 +28,7 @@ def _factor(value, name, cls):
     return float(value)
 
 
-class Regularizer:
+class Regularizer(ConfigMixin):
     """Base class: `reg(w)` -> float penalty; `reg.gradient(w)` -> float32 d penalty / dw."""
 
     def __call__(self, w) -> float:
@@ -36,17 +36,6 @@ class Regularizer:
 
     def gradient(self, w) -> np.ndarray:
         return np.zeros(np.shape(w), np.float32)
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):

@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from fastnn.activations import deserialize_object, identifier_error, serialize_object
+from fastnn._naming import deserialize_object, identifier_error, serialize_object
 from fastnn.optimizers import schedules
 from fastnn.optimizers.schedules import LearningRateSchedule
 

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from fastnn.activations import deserialize_object, serialize_object
+from fastnn._naming import deserialize_object, serialize_object
 
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay",
            "InverseTimeDecay", "CosineDecay", "CosineDecayRestarts", "serialize", "deserialize"]
