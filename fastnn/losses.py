@@ -647,6 +647,14 @@ def _check_axis(axis, cls):
 class _Crossentropy(_Builtin):
     """Shared fused path: the value and gradient w.r.t. the logits of a softmax/sigmoid output."""
 
+    def _init_crossentropy(self, from_logits, label_smoothing, axis):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
+        self.axis = _check_axis(axis, type(self).__name__)
+
+    def _kwargs(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
+
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits, **self._kwargs()}
 
@@ -678,12 +686,7 @@ class CategoricalCrossentropy(_Crossentropy):
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
-        self.axis = _check_axis(axis, type(self).__name__)
-
-    def _kwargs(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
+        self._init_crossentropy(from_logits, label_smoothing, axis)
 
     def _arrays(self, y_true, y_pred):
         yt, yp = _prepare(y_true, y_pred)
@@ -796,12 +799,7 @@ class BinaryCrossentropy(_Crossentropy):
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = _check_smoothing(label_smoothing, type(self).__name__)
-        self.axis = _check_axis(axis, type(self).__name__)
-
-    def _kwargs(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing, "axis": self.axis}
+        self._init_crossentropy(from_logits, label_smoothing, axis)
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction, **self._kwargs()}
