@@ -250,12 +250,13 @@ def softmax_backward(const float[::1] y, const float[::1] dy,  # IN
 
 # ------------------------------------------------------------------------ dense epilogue
 
-cdef void _bias_act_rows(float* y, const float* b, bint has_b, Py_ssize_t rows, Py_ssize_t u,
-                         int kind, int smax, const float* p) noexcept nogil:
+cdef void _bias_act_rows(float* y, Py_ssize_t ld, const float* b, bint has_b, Py_ssize_t rows,
+                         Py_ssize_t u, int kind, int smax, const float* p) noexcept nogil:
+    # rows of u contiguous floats, ld floats apart (ld > u: a column block of a wider matrix)
     cdef Py_ssize_t r, j
     cdef float* yr
     for r in range(rows):
-        yr = y + r * u
+        yr = y + r * ld
         if has_b:
             fnn_add_bias(yr, b, u)
         if smax:
@@ -264,16 +265,22 @@ cdef void _bias_act_rows(float* y, const float* b, bint has_b, Py_ssize_t rows, 
             fnn_act_forward(kind, yr, yr, u, p)
 
 
-def bias_act(float[:, ::1] y__mu,  # IN/OUT: x @ w on entry, act(x @ w + b) on exit
+def bias_act(float[:, :] y__mu,  # IN/OUT: x @ w on entry, act(x @ w + b) on exit
              const float[::1] b__u,  # IN (ignored when has_b is False)
              bint has_b, int kind, int smax, tuple params, Py_ssize_t par_min):
-    """In place y = act(y + b) row by row (smax 1: softmax, 2: log-softmax across the row)."""
-    cdef Py_ssize_t m = y__mu.shape[0], u = y__mu.shape[1], rows_per, ntask, t, r0, r1
+    """In place y = act(y + b) row by row (smax 1: softmax, 2: log-softmax across the row).
+
+    y's rows must be contiguous (unit column stride); they may be a column block of a wider
+    C-contiguous matrix (the dense kernel's per-thread column shares)."""
+    cdef Py_ssize_t m = y__mu.shape[0], u = y__mu.shape[1], rows_per, ntask, t, r0, r1, ld
     cdef float p[4]
     if m == 0 or u == 0:
         return
     if kind < 0 or kind >= ACT_COUNT:
         raise ValueError(f"unknown activation kind {kind}")
+    if u > 1 and y__mu.strides[1] != sizeof(float):
+        raise ValueError("bias_act: the rows of y must be contiguous (column stride 4 bytes)")
+    ld = y__mu.strides[0] // <Py_ssize_t>sizeof(float) if m > 1 else u
     _params(params, p)
     cdef float* py = &y__mu[0, 0]
     cdef const float* pb = &b__u[0] if has_b else <const float*>0
@@ -281,10 +288,10 @@ def bias_act(float[:, ::1] y__mu,  # IN/OUT: x @ w on entry, act(x @ w + b) on e
     ntask = (m + rows_per - 1) // rows_per
     if m * u < par_min or ntask == 1:
         with nogil:
-            _bias_act_rows(py, pb, has_b, m, u, kind, smax, p)
+            _bias_act_rows(py, ld, pb, has_b, m, u, kind, smax, p)
         return
     with nogil:
         for t in prange(ntask, schedule="dynamic"):
             r0 = t * rows_per
             r1 = min(m, r0 + rows_per)
-            _bias_act_rows(py + r0 * u, pb, has_b, r1 - r0, u, kind, smax, p)
+            _bias_act_rows(py + r0 * ld, ld, pb, has_b, r1 - r0, u, kind, smax, p)

@@ -17,15 +17,22 @@ __all__ = ["dense", "dense_backward"]
 
 _NO_BIAS = np.zeros(1, np.float32)
 _SERIAL = 1 << 62      # bias_act's parallel threshold that keeps it in the calling thread
-_SPLIT = 1 << 12       # backward work is cut in shares of this many parts (rows of dx and dw)
+_BLOCK = 16            # column shares are cut at multiples of 16 floats (one cache line)
 
 # Threads: as the convolution (fastnn.kernels.conv._run, docs/internals.md section 3), a large
 # GEMM is cut into one contiguous share per thread, each running a single-threaded BLAS call
-# (and the bias+activation epilogue of its rows) start to finish. Measured on the shared 2-core
+# (and the bias+activation epilogue of its part) start to finish. Measured on the shared 2-core
 # machine: a multi-threaded OpenBLAS GEMM synchronises its threads many times per call, and
 # with other processes running it took 8x longer than on one thread (M1 step 280 ms vs 35 ms);
 # independent shares wait for each other once, at the end. Below SPLIT_FLOPS one call with
 # BLAS's own threading is as fast (and gives NumPy's `x @ w` bit for bit).
+#
+# The shares are column blocks of the weights, not row blocks of x: y[:, a:b] = x @ w[:, a:b]
+# (forward), dx[:, a:b] = dy @ w[a:b].T and dw[a:b] = x[:, a:b].T @ dy (backward). Each thread
+# then packs only its part of w instead of all of it. Measured on the M1 shapes (128 x 784 x
+# 1024, 128 x 1024 x 1024, two threads, interleaved, medians): column shares 166-181 GFLOP/s,
+# row shares 79-92 (best-of 159-182), BLAS's own threading 168-185. Softmax needs whole rows
+# and keeps row shares.
 SPLIT_FLOPS = 3.2e7
 
 
@@ -64,13 +71,26 @@ def dense(x, w, b=None, activation="linear", *, out=None, **act_params):
     epilogue = not (b is None and kind == 0)
     bb = _NO_BIAS if b is None else b
 
-    def work(task, m0, m1, nthreads):   # rows [m0, m1): GEMM, then bias+activation while in cache
+    par = lambda nthreads: _SERIAL if nthreads == 1 else _activation.PARALLEL_MIN
+
+    def work_rows(task, m0, m1, nthreads):   # rows [m0, m1): GEMM, then bias+act while in cache
         np.matmul(x[m0:m1], w, out=out[m0:m1])
         if epilogue and m1 > m0:
-            _act.bias_act(out[m0:m1], bb, b is not None, max(kind, 0), smax, p,
-                          _SERIAL if nthreads == 1 else _activation.PARALLEL_MIN)
+            _act.bias_act(out[m0:m1], bb, b is not None, max(kind, 0), smax, p, par(nthreads))
 
-    _split(work, x.shape[0], 2.0 * x.shape[0] * x.shape[1] * units)
+    def work_cols(task, j0, j1, nthreads):   # column blocks [j0, j1) of w and y
+        u0, u1 = min(units, j0 * _BLOCK), min(units, j1 * _BLOCK)
+        if u1 > u0:
+            np.matmul(x, w[:, u0:u1], out=out[:, u0:u1])
+            if epilogue:
+                _act.bias_act(out[:, u0:u1], bb[u0:u1] if b is not None else bb, b is not None,
+                              max(kind, 0), 0, p, par(nthreads))
+
+    flops = 2.0 * x.shape[0] * x.shape[1] * units
+    if smax or units < 2 * _BLOCK:
+        _split(work_rows, x.shape[0], flops)
+    else:
+        _split(work_cols, -(-units // _BLOCK), flops)
     return out
 
 
@@ -102,16 +122,14 @@ def dense_backward(x, w, dy, *, need_dx=True, dx=None, dw=None, db=None):
         db.fill(0.0)
         return dx, dw, db
 
-    def work(task, i0, i1, nthreads):   # share [i0, i1) of SPLIT: rows of dx and rows of dw
-        if need_dx:
-            a, b = m * i0 // _SPLIT, m * i1 // _SPLIT
-            if b > a:
-                np.matmul(dy[a:b], w.T, out=dx[a:b])
-        a, b = k * i0 // _SPLIT, k * i1 // _SPLIT
+    def work(task, j0, j1, nthreads):   # input features [a, b): rows of dw, columns of dx
+        a, b = min(k, j0 * _BLOCK), min(k, j1 * _BLOCK)
         if b > a:
             np.matmul(x[:, a:b].T, dy, out=dw[a:b])
-        if i0 == 0:
+            if need_dx:
+                np.matmul(dy, w[a:b].T, out=dx[:, a:b])
+        if j0 == 0:
             np.sum(dy, axis=0, out=db)
 
-    _split(work, _SPLIT, (4.0 if need_dx else 2.0) * m * k * w.shape[1])
+    _split(work, -(-k // _BLOCK), (4.0 if need_dx else 2.0) * m * k * w.shape[1])
     return dx, dw, db
