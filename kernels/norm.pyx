@@ -371,3 +371,31 @@ def batch_norm_backward(const float[:, ::1] dy__mc, const float[:, ::1] x__mc,  
                                     &dgamma__c[0], &dbeta__c[0])
     if rc:
         raise MemoryError("batch_norm_backward: workspace allocation failed")
+
+
+def inference_fold(const float[::1] gamma__c, const float[::1] beta__c,  # IN (or None)
+                   const float[::1] moving_var__c, double epsilon,       # IN
+                   float[::1] scale__c, float[::1] shift__c):             # OUT
+    """The per-channel scale and shift of inference-mode batch norm, computed exactly as
+    batch_norm_inference computes them: y = (x - moving_mean)*scale + shift."""
+    cdef Py_ssize_t j, c = moving_var__c.shape[0]
+    cdef double inv, sc
+    for j in range(c):
+        inv = 1.0 / sqrt(<double>moving_var__c[j] + epsilon)
+        sc = inv if gamma__c is None else gamma__c[j] * inv
+        scale__c[j] = <float>sc
+        shift__c[j] = <float>(0.0 if beta__c is None else <double>beta__c[j])
+
+
+def affine_rows(float[:, ::1] y__mc,                  # IN/OUT (M, C)
+                const float[::1] center__c, const float[::1] scale__c,
+                const float[::1] shift__c,             # IN (C,)
+                bint relu):
+    """In place y = (y - center)*scale + shift (then max(., 0) if relu), in the calling thread:
+    a convolution chunk's inference batch-norm epilogue, bit-identical to batch_norm_inference."""
+    cdef Py_ssize_t m = y__mc.shape[0], c = y__mc.shape[1]
+    if m == 0 or c == 0:
+        return
+    with nogil:
+        _rows_affine(&y__mc[0, 0], 0, m, c, &center__c[0], &scale__c[0], &shift__c[0], relu,
+                     &y__mc[0, 0])

@@ -666,3 +666,45 @@ def global_avg_pool(const float[:, :, ::1] x__npc, float[:, ::1] y__nc):
         status = global_avg_pool_npc(x__npc, y__nc)
     if status != 0:
         raise MemoryError("global_avg_pool: could not allocate the per-thread accumulators")
+
+
+
+def max_pool2x2_rows(const float[:, :, :, ::1] x__nhwc,  # IN  (n, H, W, C): conv output rows
+                     float[:, :, :, ::1] y__nhwc):        # OUT (n, PH, PW, C), PH <= H // 2
+    """2x2 stride-2 "valid" max (values only) of each image's row pairs, in the calling thread.
+
+    The epilogue of a convolution chunk in inference (fastnn.kernels.conv, pool=): it runs
+    inside a thread's share of the batch, so no OpenMP team here. Same rule as max_pool2d:
+    the window's first NaN wins, else the maximum (argmax is not needed in inference).
+    """
+    cdef Py_ssize_t n = y__nhwc.shape[0], ph = y__nhwc.shape[1], pw = y__nhwc.shape[2]
+    cdef Py_ssize_t C = y__nhwc.shape[3]
+    cdef Py_ssize_t i, r, j
+    if n == 0 or ph == 0 or pw == 0 or C == 0:
+        return
+    with nogil:
+        for i in range(n):
+            for r in range(ph):
+                for j in range(pw):
+                    _max4(&x__nhwc[i, 2 * r, 2 * j, 0], &x__nhwc[i, 2 * r + 1, 2 * j, 0], C,
+                          &y__nhwc[i, r, j, 0])
+
+
+cdef inline void _max4(const float* a, const float* b, Py_ssize_t C, float* y) noexcept nogil:
+    # The _wins rule for the window (0,0), (0,1), (1,0), (1,1) as selects without branches, so
+    # that gcc vectorises the channel loop: the maximum, unless the window holds a NaN, then
+    # its first NaN (t is the first NaN, or the last cell when there is none).
+    cdef Py_ssize_t c
+    cdef float a0, a1, b0, b1, m, t
+    for c in range(C):
+        a0 = a[c]
+        a1 = a[C + c]
+        b0 = b[c]
+        b1 = b[C + c]
+        m = a1 if a1 > a0 else a0
+        m = b0 if b0 > m else m
+        m = b1 if b1 > m else m
+        t = b0 if b0 != b0 else b1
+        t = a1 if a1 != a1 else t
+        t = a0 if a0 != a0 else t
+        y[c] = t if t != t else m

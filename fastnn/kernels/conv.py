@@ -238,16 +238,52 @@ def _epilogue(activation, act_params, fn):
     return max(kind, 0), (1 if kind == -1 else 2 if kind == -2 else 0), p
 
 
-def _apply_epilogue(y2, act, nthreads):
-    """In place activation of the (rows, F) output rows y2 (no bias: it rode in the GEMM)."""
+_PLAIN_RELU = (1, 0, (0.0, 0.0, 0.0, 0.0))
+
+
+def _apply_epilogue(y2, act, nthreads, affine=None):
+    """In place epilogue of the (rows, F) output rows y2 (no bias: it rode in the GEMM):
+    the per-filter affine (y - center)*scale + shift when given, then the activation."""
     from fastnn._kernels import activation as _act
     from fastnn.kernels import activation as A
 
-    if act is not None and y2.shape[0]:
+    if not y2.shape[0]:
+        return
+    if affine is not None:
+        from fastnn._kernels import norm as _norm
+
+        relu = act == _PLAIN_RELU
+        _norm.affine_rows(y2, affine[0], affine[1], affine[2], relu)
+        if relu:
+            return
+    if act is not None:
         _act.bias_act(y2, _NO_BIAS, False, act[0], act[1], act[2], _SERIAL if nthreads == 1 else A.PARALLEL_MIN)
 
 
-def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
+def _check_affine(affine, f: int, fn: str):
+    """(center, scale, shift), each float32 (F,), or None."""
+    if affine is None:
+        return None
+    if not isinstance(affine, (tuple, list)) or len(affine) != 3:
+        raise ValueError(f"{fn}: affine must be (center, scale, shift), three float32 arrays of shape "
+                         f"({f},); received {type(affine).__name__}.")
+    return tuple(check_array(a, f"affine[{i}]", fn, ndim=1, shape=(f,)) for i, a in enumerate(affine))
+
+
+def _check_pool(pool, out_hw, fn: str):
+    """pool=(2, 2) (max, stride 2, 'valid') or None -> the pooled (OH // 2, OW // 2)."""
+    if pool is None:
+        return None
+    if not isinstance(pool, (tuple, list)) or tuple(pool) != (2, 2):
+        raise ValueError(f"{fn}: pool must be None or (2, 2) (a 2x2 stride-2 'valid' max pool); "
+                         f"received {pool!r}. Call fastnn.kernels.pool.max_pool2d on the output instead.")
+    if out_hw[0] < 2 or out_hw[1] < 2:
+        raise ValueError(f"{fn}: pool=(2, 2) needs a convolution output of at least 2x2; the output "
+                         f"is {out_hw[0]}x{out_hw[1]}.")
+    return (out_hw[0] // 2, out_hw[1] // 2)
+
+
+def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=None, pool=None):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
@@ -255,6 +291,9 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
         return
     k = kh * kw * c
     w2 = w.reshape(k, f)
+    if pool is not None:
+        _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine)
+        return
     out2 = out.reshape(n * oh * ow, f)
     flops = 2.0 * out2.shape[0] * k * f
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads):
@@ -264,7 +303,7 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
             np.matmul(x2[m0:m1], w2, out=out2[m0:m1])
             if b is not None and m1 > m0:
                 _k.bias_add(out2[m0:m1], b, nthreads)
-            _apply_epilogue(out2[m0:m1], act, nthreads)
+            _apply_epilogue(out2[m0:m1], act, nthreads, affine)
 
         _run(work_1x1, out2.shape[0], flops)
         return
@@ -286,9 +325,81 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
             col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
             _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
             np.matmul(col, wa, out=out2[q0 * ow:q1 * ow])
-            _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads)
+            _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads, affine)
 
     _run(work, n * oh, flops)
+
+
+def _weights_with_bias(w2, b):
+    """(K [+1], F) GEMM operand: w with the bias as an extra row (col then has a ones column)."""
+    if b is None:
+        return w2
+    k, f = w2.shape
+    wa = _workspace("w", (k + 1) * f).reshape(k + 1, f)
+    wa[:k] = w2
+    wa[k] = b
+    return wa
+
+
+def _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine):
+    """Inference: conv -> epilogue -> 2x2 max pool per chunk, only the pooled output written.
+
+    A chunk is a run of whole images (or, for an image whose col buffer exceeds CHUNK_BYTES,
+    a run of its output-row pairs (2p, 2p + 1)); its GEMM writes a per-thread scratch block that
+    the epilogue and the pool read while it is in cache, so the full-size convolution output
+    never goes to memory. The same arithmetic as conv2d -> (affine, activation) -> max_pool2d,
+    and the same bits wherever BLAS's GEMM rounds a row block as it rounds the whole (it does
+    on every model shape tests/kernels/test_conv_epilogue.py checks; its small-matrix and
+    matrix-vector kernels for tiny or one-filter products may differ in the last bit).
+    """
+    from fastnn._kernels import pool as _pool_k
+
+    n = x.shape[0]
+    kh, kw, c, f = w.shape
+    (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
+    ph, pw = oh // 2, ow // 2
+    # the 1x1 path as _forward has it (x viewed as rows, bias added after the GEMM), so that
+    # both give the same bits
+    one = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
+    wa = w.reshape(c, f) if one else _weights_with_bias(w.reshape(kh * kw * c, f), b)
+    x2 = x.reshape(-1, c) if one else None
+    ldc = wa.shape[0]
+    rows = _chunk_rows(n * oh, ow, ldc)
+    per_img = rows // oh                      # whole images per chunk (0: pairs of one image)
+    pairs = max(1, rows // 2)
+    flops = 2.0 * n * oh * ow * (ldc - (b is not None)) * f
+
+    def block(q0, q1, col_all, ybuf, nthreads):   # output rows [q0, q1) -> scratch, epilogue
+        y2 = ybuf[:(q1 - q0) * ow * f].reshape(-1, f)
+        if one:
+            np.matmul(x2[q0 * ow:q1 * ow], wa, out=y2)
+            if b is not None:
+                _k.bias_add(y2, b, 1)
+        else:
+            col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
+            _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
+            np.matmul(col, wa, out=y2)
+        _apply_epilogue(y2, act, 1, affine)
+        return y2
+
+    def work(task, n_lo, n_hi, nthreads):     # images [n_lo, n_hi)
+        if per_img:
+            col_all = _workspace("col", min(per_img, n_hi - n_lo) * oh * ow * ldc)
+            ybuf = _workspace("ypool", min(per_img, n_hi - n_lo) * oh * ow * f)
+            for i0 in range(n_lo, n_hi, per_img):
+                i1 = min(i0 + per_img, n_hi)
+                y2 = block(i0 * oh, i1 * oh, col_all, ybuf, nthreads)
+                _pool_k.max_pool2x2_rows(y2.reshape(i1 - i0, oh, ow, f), out[i0:i1])
+            return
+        col_all = _workspace("col", min(pairs, ph) * 2 * ow * ldc)
+        ybuf = _workspace("ypool", min(pairs, ph) * 2 * ow * f)
+        for i in range(n_lo, n_hi):
+            for p0 in range(0, ph, pairs):
+                p1 = min(p0 + pairs, ph)
+                y2 = block(i * oh + 2 * p0, i * oh + 2 * p1, col_all, ybuf, nthreads)
+                _pool_k.max_pool2x2_rows(y2.reshape(1, 2 * (p1 - p0), ow, f), out[i:i + 1, p0:p1])
+
+    _run(work, n, flops)
 
 
 def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None):
@@ -416,7 +527,7 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None)
 # ---------------------------------------------------------------- public API
 
 def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, out=None,
-           activation="linear", **act_params):
+           activation="linear", affine=None, pool=None, **act_params):
     """2-D convolution (cross-correlation, as Keras Conv2D) of NHWC float32 x with w (KH, KW, C, F).
 
     x (N, H, W, C), w (KH, KW, C, F), b (F,) or None -> y (N, OH, OW, F) float32.
@@ -425,15 +536,25 @@ def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, ou
     out: optional C-contiguous writeable float32 (N, OH, OW, F) buffer, filled and returned.
     activation: any name fastnn.kernels.activation.apply accepts (softmax across F), applied
     to each chunk right after its GEMM while it is in cache (one pass over y fewer).
+    affine: optional (center, scale, shift), float32 (F,) each: y = (conv + b - center)*scale
+    + shift before the activation, the inference batch norm that follows a convolution (with
+    fastnn.kernels.norm.inference_fold's scale and shift and center = moving_mean it computes
+    what batch_norm_inference computes on the output, bit for bit).
+    pool: None or (2, 2): a 2x2 stride-2 'valid' max pool after the activation, per chunk while
+    it is in cache; y (and out) are then (N, OH // 2, OW // 2, F) and the full-size output is
+    never written (inference: there is no argmax for a backward).
     """
     fn = "conv2d"
     x, w = _check_weights(x, w, fn, 2)
     b = _check_bias(b, w.shape[3], fn)
     strides, dilation, pads, out_hw = _geometry_2d(x, w, strides, padding, dilation, fn)
-    out = prepare_out(out, (x.shape[0], *out_hw, w.shape[3]), "out", fn)
-    _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
+    affine = _check_affine(affine, w.shape[3], fn)
+    pooled = _check_pool(pool, out_hw, fn)
+    out = prepare_out(out, (x.shape[0], *(pooled or out_hw), w.shape[3]), "out", fn)
+    _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)] +
+                [(f"affine[{i}]", a) for i, a in enumerate(affine or ())], fn)
     act = _epilogue(activation, act_params, fn)
-    _forward(x, w, b, strides, dilation, pads, out_hw, out, act)
+    _forward(x, w, b, strides, dilation, pads, out_hw, out, act, affine, pooled and (2, 2))
     return out
 
 

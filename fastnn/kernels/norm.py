@@ -25,7 +25,7 @@ def _check_relu(relu, fn: str) -> bool:
                         f"received {relu!r}.")
     return bool(relu)
 
-__all__ = ["batch_norm_train", "batch_norm_inference", "batch_norm_backward"]
+__all__ = ["batch_norm_train", "batch_norm_inference", "batch_norm_backward", "inference_fold"]
 
 
 def _check_x(x, name: str, fn: str) -> np.ndarray:
@@ -105,6 +105,26 @@ def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3, 
         _norm.batch_norm_inference(x.reshape(-1, c), gamma, beta, moving_mean, moving_var,
                                    epsilon, out.reshape(-1, c), relu)
     return out
+
+
+def inference_fold(gamma, beta, moving_var, epsilon=1e-3, *, scale=None, shift=None):
+    """Per-channel (scale, shift) of inference-mode batch norm: y = (x - moving_mean)*scale + shift.
+
+    The same float32 values batch_norm_inference computes inside (scale = gamma/sqrt(moving_var
+    + epsilon) in float64, rounded once; shift = beta), so an epilogue that applies them to a
+    convolution's output (fastnn.kernels.conv.conv2d(affine=(moving_mean, scale, shift))) is
+    bit-identical to the separate batch norm. gamma, beta (C,) or None; moving_var (C,).
+    """
+    fn = "inference_fold"
+    moving_var = check_array(moving_var, "moving_var", fn, ndim=1)
+    c = moving_var.shape[0]
+    gamma = _check_vec(gamma, "gamma", fn, c, optional=True)
+    beta = _check_vec(beta, "beta", fn, c, optional=True)
+    epsilon = check_float(epsilon, "epsilon", fn, low=0.0, low_open=True)
+    scale = prepare_out(scale, (c,), "scale", fn)
+    shift = prepare_out(shift, (c,), "shift", fn)
+    _norm.inference_fold(gamma, beta, moving_var, epsilon, scale, shift)
+    return scale, shift
 
 
 def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbeta=None, y=None):

@@ -101,6 +101,26 @@ class BaseConv(_ActivationMixin, Layer):
         self._y = z if fuse else self._act_forward(z)
         return self._y
 
+    def forward_inference(self, x, bn=None, relu=False, pool=False):
+        """Inference output of this conv followed by `bn` (a BatchNormalization, in inference
+        mode), a plain ReLU and a 2x2 max pool, each optional, in one kernel call (the model's
+        fused runs; bit-identical to the layers one by one). Keeps nothing for a backward."""
+        affine = None
+        if bn is not None:
+            c = self.filters
+            scale, shift = K.norm.inference_fold(
+                None if bn.gamma is None else bn.gamma.value, None if bn.beta is None else bn.beta.value,
+                bn.moving_variance.value, bn.epsilon, scale=self._buffer("bn_scale", (c,)),
+                shift=self._buffer("bn_shift", (c,)))
+            affine = (bn.moving_mean.value, scale, shift)
+        shape = self.compute_output_shape(x.shape)
+        if pool:
+            shape = (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
+        y = self._buffer("y_inference", shape)
+        return K.conv.conv2d(x, self.kernel.value, None if self.bias is None else self.bias.value,
+                             *self._conv_args(), out=y, activation="relu" if relu else "linear",
+                             affine=affine, pool=(2, 2) if pool else None)
+
     def backward(self, dy):
         if self._relu_fused:   # the ReLU gradient (y > 0) masks dy chunk by chunk inside the kernel
             dz, y = dy, self._y

@@ -58,6 +58,60 @@ def _bn_relu_pairs(nodes, output_ids) -> list:
     return pairs
 
 
+def _pool_2x2(layer) -> bool:
+    """A MaxPooling2D with a 2x2 window, stride 2 and 'valid' padding."""
+    from fastnn.layers.pooling import MaxPooling2D
+
+    return (type(layer) is MaxPooling2D and tuple(layer.pool_size) == (2, 2)
+            and tuple(layer.strides) == (2, 2) and layer.padding == "valid")
+
+
+def _inference_chains(nodes, output_ids) -> dict:
+    """Conv2D [-> BatchNormalization] [-> ReLU] [-> MaxPooling2D 2x2] runs that inference runs
+    as one kernel call: {index of the conv node: (index of the last node, bn, relu, pool)}.
+
+    The conv applies the norm's moving-statistics affine map, the ReLU and the pool to each
+    chunk of its output while it is in cache (fastnn.kernels.conv.conv2d(affine=, pool=)) and
+    writes only the last tensor; bit-identical to running the layers one by one. Every tensor
+    inside a run has its one reader in the run, is no model output, and no layer of the run has
+    an activity regularizer (evaluate reads the outputs of those).
+    """
+    from fastnn.layers.convolutional import BaseConv
+
+    readers: dict = {}
+    for layer, ins, _ in nodes:
+        for i in ins:
+            readers.setdefault(i, []).append(layer)
+    index = {id(layer): k for k, (layer, _, _) in enumerate(nodes)}
+
+    def only_reader(k):
+        layer, _, out = nodes[k]
+        r = readers.get(out, ())
+        if out in output_ids or len(r) != 1 or r[0].activity_regularizer is not None:
+            return None
+        return index[id(r[0])]
+
+    chains = {}
+    for k, (layer, ins, _) in enumerate(nodes):
+        if (not isinstance(layer, BaseConv) or layer.rank != 2 or layer.activity_regularizer is not None
+                or layer._fused_output or layer._act_name not in ("linear", "relu")
+                or (layer._act_name == "relu" and layer._act_params)):
+            continue
+        end, bn, relu, pool = k, None, layer._act_name == "relu", False
+        nxt = only_reader(end)
+        if not relu and nxt is not None and type(nodes[nxt][0]) is BatchNormalization:
+            bn, end = nodes[nxt][0], nxt
+            nxt = only_reader(end)
+        if not relu and nxt is not None and _plain_relu(nodes[nxt][0]):
+            relu, end = True, nxt
+            nxt = only_reader(end)
+        if relu and nxt is not None and _pool_2x2(nodes[nxt][0]):
+            pool, end = True, nxt
+        if end > k:
+            chains[k] = (end, bn, relu, pool)
+    return chains
+
+
 def _loss_name(loss) -> str:
     name = getattr(loss, "name", None)
     if not isinstance(name, str) or not name:
@@ -144,6 +198,7 @@ class Model(Layer):
             t.layer._need_dx = not all(i in input_set for i in in_ids)
             self._nodes.append((t.layer, in_ids, ids[id(t)]))
         self._bn_relu = _bn_relu_pairs(self._nodes, set(self._output_ids))
+        self._chains = _inference_chains(self._nodes, set(self._output_ids))
         self._input_layers = [t.layer for t in inputs]
         self._graph_outputs = outputs
         self._graph_inputs = inputs
@@ -269,7 +324,9 @@ class Model(Layer):
         return outs
 
     def _run_forward(self, vals, training, timer):
-        if timer is None:
+        if timer is None and not training and self._chains:
+            self._run_inference(vals)
+        elif timer is None:
             for layer, ins, out in self._nodes:
                 vals[out] = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], training)
         else:  # model.profile: time every layer
@@ -281,6 +338,20 @@ class Model(Layer):
                 timer.forward[k] += clock() - s
                 timer.shapes[k] = vals[out].shape
                 timer.in_shapes[k] = x.shape if len(ins) == 1 else None
+
+    def _run_inference(self, vals):
+        """Inference forward with the conv runs of _inference_chains as one kernel call each."""
+        nodes, chains, k = self._nodes, self._chains, 0
+        while k < len(nodes):
+            layer, ins, out = nodes[k]
+            chain = chains.get(k)
+            if chain is None:
+                vals[out] = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], False)
+                k += 1
+                continue
+            end, bn, relu, pool = chain
+            vals[nodes[end][2]] = layer.forward_inference(vals[ins[0]], bn, relu, pool)
+            k = end + 1
 
     def _backward(self, douts):
         g = self._gvals

@@ -1,0 +1,161 @@
+"""conv2d's inference epilogues: the batch-norm affine map (affine=) and the 2x2 max pool
+(pool=) against the separate kernels (bit for bit) and the NumPy reference, and their checks."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastnn import set_num_threads
+from fastnn.kernels import activation, conv, norm, pool
+from fastnn.kernels.threads import get_num_threads
+from fastnn.reference import conv as R
+from fastnn.reference import pool as RP
+
+
+def rand(rng, shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def bn_params(rng, f):
+    gamma = rng.random(f, dtype=np.float32) + 0.5
+    beta = rand(rng, f)
+    mean = rand(rng, f)
+    var = rng.random(f, dtype=np.float32) + 0.1
+    return gamma, beta, mean, var
+
+
+@st.composite
+def case(draw):
+    n = draw(st.integers(1, 4))
+    h, w = draw(st.integers(2, 12)), draw(st.integers(2, 12))
+    c, f = draw(st.integers(1, 9)), draw(st.integers(1, 20))
+    k = draw(st.integers(1, min(3, h, w)))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    s = draw(st.integers(1, 2))
+    oh = (h - k) // s + 1 if padding == "valid" else -(-h // s)
+    ow = (w - k) // s + 1 if padding == "valid" else -(-w // s)
+    return (n, h, w, c), (k, k, c, f), (s, s), padding, (oh, ow), draw(st.integers(0, 2 ** 31))
+
+
+@given(case(), st.sampled_from(["linear", "relu", "sigmoid"]), st.booleans(), st.booleans(),
+       st.sampled_from([1, 600, conv.CHUNK_BYTES]))
+def test_epilogues_equal_separate_kernels(spec, act, with_bn, with_pool, chunk):
+    xs, ws, strides, padding, (oh, ow), seed = spec
+    if with_pool and (oh < 2 or ow < 2):
+        with_pool = False
+    rng = np.random.default_rng(seed)
+    x, w, b = rand(rng, xs), rand(rng, ws), rand(rng, ws[3])
+    gamma, beta, mean, var = bn_params(rng, ws[3])
+    old = conv.CHUNK_BYTES
+    conv.CHUNK_BYTES = chunk      # 1: one row pair (or one image) per chunk
+    try:
+        z = conv.conv2d(x, w, b, strides, padding)
+        affine = None
+        if with_bn:
+            z = norm.batch_norm_inference(z, gamma, beta, mean, var, 1e-3)
+            scale, shift = norm.inference_fold(gamma, beta, var, 1e-3)
+            affine = (mean, scale, shift)
+        want = activation.apply(act, z)
+        if with_pool:
+            want = pool.max_pool2d(want, (2, 2))[0]
+        got = conv.conv2d(x, w, b, strides, padding, activation=act, affine=affine,
+                          pool=(2, 2) if with_pool else None)
+    finally:
+        conv.CHUNK_BYTES = old
+    # Same arithmetic, but the chunks differ (row pairs, whole images), and BLAS's kernels for
+    # tiny or one-column products may round differently for another number of rows: equal to
+    # float32 rounding here; bit for bit on the model-sized shapes below.
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    # and the float64 textbook chain, within float32 rounding
+    ref = R.conv2d(*[a.astype(np.float64) for a in (x, w, b)], strides, padding)
+    if with_bn:
+        ref = (ref - mean) * (gamma / np.sqrt(var.astype(np.float64) + 1e-3)) + beta
+    ref = {"linear": ref, "relu": np.maximum(ref, 0), "sigmoid": 1 / (1 + np.exp(-ref))}[act]
+    if with_pool:
+        ref = RP.max_pool2d(ref, (2, 2))[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("xs, ws, padding", [
+    ((5, 28, 28, 1), (3, 3, 1, 32), "valid"),    # the MNIST convnet's layers
+    ((5, 13, 13, 32), (3, 3, 32, 64), "valid"),
+    ((3, 32, 32, 3), (3, 3, 3, 32), "same"),     # the small VGG's
+    ((3, 32, 32, 32), (3, 3, 32, 32), "same"),
+    ((3, 16, 16, 64), (3, 3, 64, 64), "same"),
+])
+def test_epilogues_bit_identical_on_model_shapes(rng, xs, ws, padding):
+    x, w, b = rand(rng, xs), rand(rng, ws), rand(rng, ws[3])
+    gamma, beta, mean, var = bn_params(rng, ws[3])
+    scale, shift = norm.inference_fold(gamma, beta, var, 1e-3)
+    z = conv.conv2d(x, w, b, padding=padding)
+    y = norm.batch_norm_inference(z, gamma, beta, mean, var, 1e-3, relu=True)
+    np.testing.assert_array_equal(
+        conv.conv2d(x, w, b, padding=padding, activation="relu", affine=(mean, scale, shift)), y)
+    np.testing.assert_array_equal(
+        conv.conv2d(x, w, b, padding=padding, activation="relu", affine=(mean, scale, shift),
+                    pool=(2, 2)), pool.max_pool2d(y, (2, 2))[0])
+    np.testing.assert_array_equal(conv.conv2d(x, w, b, padding=padding, activation="relu", pool=(2, 2)),
+                                  pool.max_pool2d(activation.apply("relu", z), (2, 2))[0])
+
+
+def test_pool_epilogue_nan_inf_and_out(rng):
+    x, w = rand(rng, (3, 9, 8, 2)), rand(rng, (3, 3, 2, 16))
+    x[0, 2, 3, 1] = np.nan
+    x[1, 4, 4, 0] = np.inf
+    x[2, 0, 0, :] = -np.inf
+    out = np.empty((3, 3, 3, 16), np.float32)
+    got = conv.conv2d(x, w, None, activation="relu", pool=(2, 2), out=out)
+    assert np.shares_memory(got, out)
+    want = pool.max_pool2d(conv.conv2d(x, w, None, activation="relu"), (2, 2))[0]
+    np.testing.assert_array_equal(got, want)     # NaN where the separate pool has NaN
+    assert np.isnan(got).any()
+
+
+def test_epilogues_thread_counts_agree(rng):
+    x, w, b = rand(rng, (6, 14, 14, 8)), rand(rng, (3, 3, 8, 32)), rand(rng, 32)
+    gamma, beta, mean, var = bn_params(rng, 32)
+    scale, shift = norm.inference_fold(gamma, beta, var, 1e-3)
+    n0 = get_num_threads()
+    outs = []
+    try:
+        for t in (1, 2, 3):
+            set_num_threads(t)
+            outs.append(conv.conv2d(x, w, b, padding="same", activation="relu",
+                                    affine=(mean, scale, shift), pool=(2, 2)))
+    finally:
+        set_num_threads(n0)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+
+
+def test_inference_fold_matches_batch_norm_inference(rng):
+    x = rand(rng, (50, 7))
+    gamma, beta, mean, var = bn_params(rng, 7)
+    for g, bb in ((gamma, beta), (None, beta), (gamma, None), (None, None)):
+        scale, shift = norm.inference_fold(g, bb, var, 1e-2)
+        want = norm.batch_norm_inference(x, g, bb, mean, var, 1e-2)
+        y = conv.conv2d(x.reshape(50, 1, 1, 7), np.eye(7, dtype=np.float32).reshape(1, 1, 7, 7),
+                        affine=(mean, scale, shift)).reshape(50, 7)
+        # the identity 1x1 conv is exact, so the epilogue alone decides the bits
+        np.testing.assert_array_equal(y, want)
+
+
+def test_epilogue_checks(rng):
+    x, w = rand(rng, (2, 6, 6, 3)), rand(rng, (3, 3, 3, 4))
+    v = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="affine must be"):
+        conv.conv2d(x, w, affine=(v, v))
+    with pytest.raises(ValueError, match=r"affine\[1\]"):
+        conv.conv2d(x, w, affine=(v, np.ones(5, np.float32), v))
+    with pytest.raises(TypeError, match=r"affine\[2\]"):
+        conv.conv2d(x, w, affine=(v, v, np.ones(4)))
+    with pytest.raises(ValueError, match="pool must be None or"):
+        conv.conv2d(x, w, pool=(3, 3))
+    with pytest.raises(ValueError, match="at least 2x2"):
+        conv.conv2d(rand(rng, (1, 3, 3, 3)), w, pool=(2, 2))
+    with pytest.raises(ValueError, match="out"):
+        conv.conv2d(x, w, pool=(2, 2), out=np.empty((2, 4, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="moving_var"):
+        norm.inference_fold(None, None, np.ones((2, 2), np.float32))
+    with pytest.raises(ValueError, match="epsilon"):
+        norm.inference_fold(None, None, v, -1.0)
