@@ -37,6 +37,31 @@ MODELS = {
 INFER_BATCH = 256
 FRAMEWORKS = ("fastnn", "reference", "torch", "torch_cl", "keras_jax")
 
+# Forward FLOPs per sample (multiply-add = 2) of each model's convolutions and dense layers;
+# a training step does about three times that (forward, dW, dX), less the first layer's dX.
+_FWD_FLOPS = {
+    "M1": [2 * 784 * 1024, 2 * 1024 * 1024, 2 * 1024 * 10],
+    "M2": [2 * 26 * 26 * 32 * 9, 2 * 11 * 11 * 64 * 288, 2 * 1600 * 10],
+    "M3": [2 * 32 * 32 * 32 * 27, 2 * 32 * 32 * 32 * 288, 2 * 16 * 16 * 64 * 288,
+           2 * 16 * 16 * 64 * 576, 2 * 4096 * 256, 2 * 256 * 10],
+}
+
+
+def flops_per_sample(model, mode):
+    f = _FWD_FLOPS[model]
+    return sum(f) if mode == "infer" else 3 * sum(f) - f[0]
+
+
+# The issue's targets: (mode, model) -> [(peer, minimum ratio fastnn/peer)]; "torch_best" is
+# the faster of the default and channels_last PyTorch runs.
+TARGETS = {
+    ("train", "M1"): [("keras_jax", 1.0)], ("train", "M2"): [("torch_best", 1.25), ("reference", 4.0)],
+    ("train", "M3"): [("torch_best", 1.25), ("reference", 4.0)],
+    ("infer", "M1"): [("torch_best", 1.25)],
+    ("infer", "M2"): [("torch_best", 1.25), ("keras_jax", 0.8)],
+    ("infer", "M3"): [("torch_best", 1.25), ("keras_jax", 0.8)],
+}
+
 
 def _data(model, batch, n_batches, seed=0):
     import numpy as np
@@ -226,17 +251,57 @@ def available(framework):
         framework != "keras_jax" or importlib.util.find_spec("keras") is not None)
 
 
+def ceilings():
+    """The machine's float32 ceilings at the benchmark's thread count: BLAS sgemm (np.matmul,
+    2048^3 and the M1 inference shape) and a pure-FMA loop bound (from the GEMM: OpenBLAS
+    reaches ~85% of it)."""
+    import numpy as np
+
+    out = {}
+    for name, (m, k, n) in {"sgemm_2048": (2048, 2048, 2048), "sgemm_256x1024x1024": (256, 1024, 1024)}.items():
+        a = np.random.rand(m, k).astype(np.float32)
+        b = np.random.rand(k, n).astype(np.float32)
+        c = np.empty((m, n), np.float32)
+        np.matmul(a, b, out=c)
+        best = float("inf")
+        for _ in range(5 if m > 1000 else 30):
+            t = time.perf_counter()
+            np.matmul(a, b, out=c)
+            best = min(best, time.perf_counter() - t)
+        out[name + "_gflops"] = 2.0 * m * k * n / best / 1e9
+    return out
+
+
 def machine():
-    cpu = platform.processor() or "?"
+    """Cores, CPU model (with family/model and the widest SIMD it has) and package versions."""
+    from importlib import metadata
+
+    cpu, fam, mod, flags = platform.processor() or "?", "?", "?", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
+                key, _, val = line.partition(":")
+                key, val = key.strip(), val.strip()
+                if key == "model name":
+                    cpu = val
+                elif key == "cpu family":
+                    fam = val
+                elif key == "model":
+                    mod = val
+                elif key == "flags":
+                    flags = set(val.split())
                     break
     except OSError:
         pass
-    return {"cores": len(os.sched_getaffinity(0)), "cpu": cpu, "python": platform.python_version()}
+    isa = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse2"
+    versions = {}
+    for pkg in ("numpy", "torch", "jax", "keras"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cores": len(os.sched_getaffinity(0)), "cpu": f"{cpu} (family {fam} model {mod}, {isa})",
+            "python": platform.python_version(), "versions": versions}
 
 
 def main(argv=None):
@@ -249,6 +314,7 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(HERE, "..", "docs"))
     args = p.parse_args(argv)
     fws = [f for f in args.frameworks if available(f)]
+    args.ceilings = ceilings()
     results = []
     for model_name in args.models:
         for mode in args.modes:
@@ -278,7 +344,8 @@ def report(results, args, fws):
     info = machine()
     cmd = "python bench/peers.py " + " ".join(sys.argv[1:])
     lines = [f"# fastnn vs peers ({datetime.date.today()})", "",
-             f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}. "
+             f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, "
+             + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ". "
              f"Command: `{cmd.strip()}`. Medians of {args.repeats} interleaved processes; "
              "samples/s (ratio fastnn/peer), time to first step, peak RSS.", ""]
     peers = [f for f in fws if f != "fastnn"]
@@ -297,13 +364,32 @@ def report(results, args, fws):
                 ratio = f"; x{f['samples_per_s'] / m['samples_per_s']:.2f}" if f else ""
                 row.append(f"{m['samples_per_s']:.0f} ({m['first_step_s']:.2f}s, {m['peak_rss_mb']:.0f} MB{ratio})")
             lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"GFLOP/s of fastnn (conv and dense FLOPs per sample x samples/s): " + ", ".join(
+        f"{m} {mode} {med[(m, mode, 'fastnn')]['samples_per_s'] * flops_per_sample(m, mode) / 1e9:.0f}"
+        for m in args.models for mode in args.modes if (m, mode, "fastnn") in med) +
+        "; the machine's sgemm ceiling (np.matmul, all cores): " +
+        ", ".join(f"{k[:-7]} {v:.0f}" for k, v in args.ceilings.items()) + "."]
+    lines += ["", "The issue's targets (ratio fastnn / peer; torch_best = the faster of torch and torch_cl):", "",
+              "| model | mode | peer | target | measured | met |", "|---|---|---|---|---|---|"]
+    for (mode, model_name), goals in TARGETS.items():
+        f = med.get((model_name, mode, "fastnn"))
+        if model_name not in args.models or mode not in args.modes or not f:
+            continue
+        for peer, goal in goals:
+            names = ("torch", "torch_cl") if peer == "torch_best" else (peer,)
+            rates = [med[(model_name, mode, p)]["samples_per_s"] for p in names if (model_name, mode, p) in med]
+            if not rates:
+                continue
+            ratio = f["samples_per_s"] / max(rates)
+            lines.append(f"| {model_name} | {mode} | {peer} | >= {goal:g} | {ratio:.2f} | "
+                         f"{'yes' if ratio >= goal else '**no**'} |")
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "peers.md"), "w") as fh:
         fh.write(text)
     with open(os.path.join(args.out, "peers.json"), "w") as fh:
-        json.dump({"machine": info, "command": cmd, "results": results}, fh, indent=1)
+        json.dump({"machine": info, "command": cmd, "ceilings": args.ceilings, "results": results}, fh, indent=1)
     try:
         plot(med, args, fws)
     except ImportError:
