@@ -397,13 +397,17 @@ def report(results, args, fws):
 
 
 def plot(med, args, fws):
+    """Two rows of panels: samples/s per framework (log scale), and fastnn's speed-up over each
+    peer with the issue's targets drawn as short black bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(args.modes), figsize=(6 * len(args.modes), 4), squeeze=False)
-    for ax, mode in zip(axes[0], args.modes):
+    fig, axes = plt.subplots(2, len(args.modes), figsize=(6.5 * len(args.modes), 8), squeeze=False)
+    peers = [f for f in fws if f != "fastnn"]
+    for col, mode in enumerate(args.modes):
+        ax = axes[0][col]
         width = 0.8 / len(fws)
         for j, fw in enumerate(fws):
             vals = [med.get((m, mode, fw), {}).get("samples_per_s", 0) for m in args.models]
@@ -411,9 +415,30 @@ def plot(med, args, fws):
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(args.models))], args.models)
         ax.set_ylabel("samples/s (higher is better)")
         ax.set_yscale("log")
-        ax.set_title(f"{mode} ({machine()['cores']} cores)")
+        ax.set_title(f"{mode}: throughput ({machine()['cores']} cores)")
         ax.legend(fontsize=8)
-    fig.suptitle(f"fastnn vs peers, {datetime.date.today()}")
+        ax = axes[1][col]
+        width = 0.8 / max(1, len(peers))
+        for j, peer in enumerate(peers):
+            xs, vals = [], []
+            for i, m in enumerate(args.models):
+                f, p = med.get((m, mode, "fastnn")), med.get((m, mode, peer))
+                if f and p:
+                    xs.append(i + j * width)
+                    vals.append(f["samples_per_s"] / p["samples_per_s"])
+            bars = ax.bar(xs, vals, width, label=peer, color=f"C{fws.index(peer)}")
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+            for i, m in enumerate(args.models):
+                for goal_peer, goal in TARGETS.get((mode, m), ()):
+                    if goal_peer == peer or (goal_peer == "torch_best" and peer in ("torch", "torch_cl")):
+                        x0 = i + j * width
+                        ax.plot([x0 - width / 2, x0 + width / 2], [goal, goal], color="black", lw=2)
+        ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(args.models))], args.models)
+        ax.set_ylabel("fastnn / peer (black: the issue's target)")
+        ax.set_title(f"{mode}: fastnn's speed-up over each peer")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"fastnn vs peers, {datetime.date.today()}: {machine()['cpu']}")
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "peers.png"), dpi=100)
 
