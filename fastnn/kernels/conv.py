@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastnn._kernels import conv as _k
+from fastnn._kernels import conv_direct as _cd
 from fastnn.kernels._checks import as_tuple, check_array, check_no_overlap, prepare_out
 from fastnn.kernels._geometry import conv_geometry, resolve_padding
 from fastnn.kernels.threads import get_num_threads
@@ -43,6 +44,16 @@ CHUNK_BYTES = 2 << 20
 
 # Below this many flops a call runs in the calling thread (thread start-up would dominate).
 SERIAL_FLOPS = 4e6
+
+# The direct (im2col-free) kernels of fastnn._kernels.conv_direct, for few input channels.
+# DIRECT: None = automatic (kernel rows KH*KW*C <= DIRECT_MAX_K; forward, and backward with
+# need_dx=False), True = direct whenever it applies (KH*KW*C <= conv_direct.KMAX), False = always
+# im2col + GEMM. Tests and benchmarks set it to force a path.
+DIRECT = None
+DIRECT_MAX_K = 64
+# Instruction-set flavour of the direct kernels (0 portable, 1 AVX2+FMA, 2 AVX-512F); None: the
+# best this CPU runs. Tests set it to exercise every flavour.
+DIRECT_ISA = None
 
 _tls = threading.local()
 _pool_lock = threading.Lock()
@@ -247,11 +258,102 @@ def _apply_epilogue(y2, act, nthreads):
         _act.bias_act(y2, _NO_BIAS, False, act[0], act[1], act[2], _SERIAL if nthreads == 1 else A.PARALLEL_MIN)
 
 
+_BEST_ISA = next(i for i in (2, 1, 0) if _cd.isa_ok(i))
+_zero_state = {"z": np.zeros(0, np.float32)}
+
+
+def _isa() -> int:
+    return _BEST_ISA if DIRECT_ISA is None else DIRECT_ISA
+
+
+def _zeros(size: int) -> np.ndarray:
+    """A read-only row of >= size zeros (what padded kernel rows of the direct kernels read)."""
+    z = _zero_state["z"]
+    if z.size < size:
+        z = np.zeros(max(size, 2 * z.size), np.float32)
+        z.flags.writeable = False
+        _zero_state["z"] = z
+    return z
+
+
+def _use_direct(k: int) -> bool:
+    if DIRECT is False or k > _cd.KMAX:
+        return False
+    return DIRECT is True or k <= DIRECT_MAX_K
+
+
+def _padded_f(f: int, isa: int) -> int:
+    fb = _cd.block(isa)
+    return -(-f // fb) * fb
+
+
+def _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act):
+    n, h, wd, c = x.shape
+    kh, kw, _, f = w.shape
+    (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
+    k = kh * kw * c
+    isa = _isa()
+    fp = _padded_f(f, isa)
+    # w and b with F padded to the F-block (zeros), read by every task: built once per call
+    wp = _workspace("cd_w", k * fp).reshape(k, fp)
+    wp[:, :f] = w.reshape(k, f)
+    wp[:, f:] = 0.0
+    bp = _workspace("cd_b", fp)
+    bp[:f] = 0.0 if b is None else b
+    bp[f:] = 0.0
+    zrow = _zeros(wd * c)
+    out2 = out.reshape(n * oh * ow, f)
+    relu = act is not None and act[0] == 1 and act[1] == 0 and not any(act[2])
+    rest = None if relu else act
+    # an activation other than plain ReLU runs on chunks of rows of ~64 KB while they are in cache
+    rows = n * oh if rest is None else max(1, (64 << 10) // max(1, ow * f * 4))
+
+    def work(task, q_lo, q_hi, nthreads):     # output rows q = n*OH + oh in [q_lo, q_hi)
+        for q0 in range(q_lo, q_hi, rows):
+            q1 = min(q0 + rows, q_hi)
+            _cd.forward(x, wp, bp, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, out2, relu, isa)
+            _apply_epilogue(out2[q0 * ow:q1 * ow], rest, nthreads)
+
+    _run(work, n * oh, 2.0 * out2.shape[0] * k * f)
+
+
+def _backward_direct(x, w, dy, strides, dilation, pads, out_hw, dw_out, db, y):
+    n, h, wd, c = x.shape
+    kh, kw, _, f = w.shape
+    (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
+    k = kh * kw * c
+    isa = _isa()
+    fp = _padded_f(f, isa)
+    dy2 = dy.reshape(n * oh * ow, f)
+    y2 = None if y is None else y.reshape(n * oh * ow, f)
+    zrow = _zeros(wd * c)
+    flops = 2.0 * dy2.shape[0] * k * f
+    # one float64 partial [dW; db] (F padded) per task, summed below in a fixed order
+    parts = _workspace("cd_parts", _threads_for(n * oh, flops) * (k + 1) * fp, np.float64)
+    parts = parts.reshape(-1, k + 1, fp)
+
+    def work(task, q_lo, q_hi, nthreads):     # output rows [q_lo, q_hi)
+        part = parts[task]
+        part.fill(0.0)
+        dys = _workspace("cd_dys", ow * fp)
+        _cd.backward(x, dy2, y2, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q_lo, q_hi, dys,
+                     part[:k], part[k], isa)
+
+    _run(work, n * oh, flops)
+    for extra in parts[1:]:
+        np.add(parts[0], extra, out=parts[0])
+    dw_out.reshape(k, f)[...] = parts[0][:k, :f]
+    db[...] = parts[0][k, :f]
+
+
 def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
     if n == 0:
+        return
+    if _use_direct(kh * kw * c):
+        _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act)
         return
     k = kh * kw * c
     w2 = w.reshape(k, f)
@@ -310,6 +412,9 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None)
     if n == 0:
         dw2.fill(0.0)
         db.fill(0.0)
+        return
+    if dx is None and _use_direct(k):
+        _backward_direct(x, w, dy, strides, dilation, pads, out_hw, dw_out, db, y)
         return
     ldc = k + 1
     flops = (4.0 if dx is not None else 2.0) * dy2.shape[0] * k * f

@@ -1,0 +1,278 @@
+/* One instruction-set flavour of the direct convolution kernels (see conv_direct.h, which
+   includes this file once per flavour with CD_SFX, CD_TGT, CD_VL, CD_PB, CD_G defined).
+
+   Written with GCC vector extensions so the same source serves AVX-512F (16 floats), AVX2+FMA
+   (8 floats) and the portable baseline (4 floats: SSE2 on x86-64, whatever the target has
+   elsewhere); -ffp-contract=fast turns `acc += x * w` into FMAs where the target has them.
+   Register blocking: an F-block is NV = 2 vectors; forward keeps CD_PB output pixels x 2
+   vectors of accumulators, backward CD_G kernel rows x 2 vectors (24 of the 32 zmm registers,
+   12 of the 16 ymm ones), so the inner loops are loads, broadcasts and FMAs only. */
+
+#define CD_CAT2(a, b) a##_##b
+#define CD_CAT(a, b) CD_CAT2(a, b)
+#define CD_FN(name) CD_CAT(name, CD_SFX)
+#define VF CD_FN(cd_vf)
+#define VI CD_FN(cd_vi)
+#define CD_FB (2 * CD_VL)
+#define CD_AI static inline __attribute__((always_inline)) CD_TGT
+
+typedef float VF __attribute__((vector_size(CD_VL * 4)));
+typedef int VI __attribute__((vector_size(CD_VL * 4)));
+
+CD_AI VF CD_FN(cd_ld)(const float* p) { VF v; memcpy(&v, p, sizeof v); return v; }
+CD_AI void CD_FN(cd_st)(float* p, VF v) { memcpy(p, &v, sizeof v); }
+CD_AI VF CD_FN(cd_bc)(float s) {
+    /* a broadcast: s - 0 is s for every s, -0.0 included (0 + s would not be); an element
+       loop instead became 16 masked inserts */
+    return s - (VF){0};
+}
+
+/* fnn_relu of activation.pxd with its default parameters, bit for bit: (v <= 0 ? 0 : v)
+   + 0 * (v < 0 ? v : 0), so NaN stays NaN and -inf gives NaN exactly as bias_act does. */
+CD_AI VF CD_FN(cd_relu)(VF v) {
+    VF z = {0};
+    VF r = (VF)((VI)v & ~(VI)(v <= z));
+    VF neg = (VF)((VI)v & (VI)(v < z));
+    return r + z * neg;
+}
+
+/* the F-block at fb (nf = F - fb floats of it are real) of one output pixel */
+CD_AI void CD_FN(cd_store)(float* y, VF a0, VF a1, Py_ssize_t nf, int relu) {
+    if (relu) {
+        a0 = CD_FN(cd_relu)(a0);
+        a1 = CD_FN(cd_relu)(a1);
+    }
+    if (nf >= CD_FB) {
+        CD_FN(cd_st)(y, a0);
+        CD_FN(cd_st)(y + CD_VL, a1);
+    } else {                   /* F tail: only the real filters are written */
+        float t[CD_FB];
+        CD_FN(cd_st)(t, a0);
+        CD_FN(cd_st)(t + CD_VL, a1);
+        memcpy(y, t, (size_t)nf * sizeof(float));
+    }
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* P interior output pixels (every tap inside the image or on a zero row) starting at the one
+   whose window's first column is iw0; P is a constant after inlining. */
+CD_AI void CD_FN(cd_fwd_blk)(const cd_rows* t, Py_ssize_t iw0C, Py_ssize_t xs, const float* wp,
+                             const float* bp, Py_ssize_t Fp, float* y, Py_ssize_t F, int relu,
+                             const int P) {
+    for (Py_ssize_t fb = 0; fb < Fp; fb += CD_FB) {
+        VF acc[CD_PB][2];
+        VF b0 = CD_FN(cd_ld)(bp + fb), b1 = CD_FN(cd_ld)(bp + fb + CD_VL);
+#pragma GCC unroll 16
+        for (int p = 0; p < P; p++) { acc[p][0] = b0; acc[p][1] = b1; }
+        for (Py_ssize_t r = 0; r < t->n; r++) {
+            const float* wr = wp + r * Fp + fb;
+            VF w0 = CD_FN(cd_ld)(wr), w1 = CD_FN(cd_ld)(wr + CD_VL);
+            const float* xr = t->row[r] + iw0C + t->coff[r];
+#pragma GCC unroll 16
+            for (int p = 0; p < P; p++) {
+                VF xv = CD_FN(cd_bc)(xr[p * xs]);
+                acc[p][0] += xv * w0;
+                acc[p][1] += xv * w1;
+            }
+        }
+#pragma GCC unroll 16
+        for (int p = 0; p < P; p++)
+            CD_FN(cd_store)(y + p * F + fb, acc[p][0], acc[p][1], F - fb, relu);
+    }
+}
+
+/* one border output pixel: taps outside the image read 0 (0 * w, as the zero padding of
+   im2col: a NaN weight poisons the output the same way) */
+static CD_TGT void CD_FN(cd_fwd_px)(const cd_rows* t, Py_ssize_t iw0, Py_ssize_t C, Py_ssize_t W,
+                                     const float* wp, const float* bp, Py_ssize_t Fp, float* y,
+                                     Py_ssize_t F, int relu) {
+    for (Py_ssize_t fb = 0; fb < Fp; fb += CD_FB) {
+        VF a0 = CD_FN(cd_ld)(bp + fb), a1 = CD_FN(cd_ld)(bp + fb + CD_VL);
+        for (Py_ssize_t r = 0; r < t->n; r++) {
+            const float* wr = wp + r * Fp + fb;
+            Py_ssize_t iw = iw0 + t->kwd[r];
+            float s = (iw >= 0 && iw < W) ? t->row[r][iw0 * C + t->coff[r]] : 0.0f;
+            VF xv = CD_FN(cd_bc)(s);
+            a0 += xv * CD_FN(cd_ld)(wr);
+            a1 += xv * CD_FN(cd_ld)(wr + CD_VL);
+        }
+        CD_FN(cd_store)(y + fb, a0, a1, F - fb, relu);
+    }
+}
+
+#define CD_FWD_BLK(P) CD_FN(cd_fwd_blk)(&t, (ow * g->sw - g->pl) * C, xs, wp, bp, Fp, yq + ow * F, F, relu, P)
+
+static CD_TGT void CD_FN(cd_forward)(const float* x, const cd_geom* g, const float* wp,
+                                      const float* bp, Py_ssize_t Fp, const float* zrow,
+                                      Py_ssize_t q0, Py_ssize_t q1, float* y, int relu) {
+    cd_rows t;
+    Py_ssize_t a, b, C = g->C, F = g->F, xs = g->sw * g->C;
+    cd_interior(g, &a, &b);
+    for (Py_ssize_t q = q0; q < q1; q++) {
+        Py_ssize_t n = q / g->OH, oh = q - n * g->OH, ow;
+        float* yq = y + q * g->OW * F;
+        cd_fill_rows(g, x + n * g->H * g->W * C, zrow, oh, &t);
+        for (ow = 0; ow < a; ow++)
+            CD_FN(cd_fwd_px)(&t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu);
+        for (ow = a; ow + CD_PB <= b; ow += CD_PB)
+            CD_FWD_BLK(CD_PB);
+        switch (b - ow) {      /* the rest of the interior in one narrower block */
+            case 1: CD_FWD_BLK(1); break;
+            case 2: CD_FWD_BLK(2); break;
+            case 3: CD_FWD_BLK(3); break;
+            case 4: CD_FWD_BLK(4); break;
+            case 5: CD_FWD_BLK(5); break;
+#if CD_PB > 6
+            case 6: CD_FWD_BLK(6); break;
+            case 7: CD_FWD_BLK(7); break;
+            case 8: CD_FWD_BLK(8); break;
+            case 9: CD_FWD_BLK(9); break;
+            case 10: CD_FWD_BLK(10); break;
+            case 11: CD_FWD_BLK(11); break;
+#endif
+            default: break;
+        }
+        for (ow = b; ow < g->OW; ow++)
+            CD_FN(cd_fwd_px)(&t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu);
+    }
+}
+#undef CD_FWD_BLK
+
+/* ---------------------------------------------------------------- backward (dw, db) */
+
+/* dw rows [r0, r0 + G) x F-block fb of one output row: register sums over its pixels, then
+   added to the float64 partial dwp (K, Fp). dyr: the row's OW dy rows, ldd floats apart. */
+CD_AI void CD_FN(cd_bwd_grp)(const cd_rows* t, Py_ssize_t r0, const cd_geom* g, Py_ssize_t a,
+                             Py_ssize_t b, const float* dyr, Py_ssize_t ldd, Py_ssize_t fb,
+                             double* dwp, Py_ssize_t Fp, const int G) {
+    VF acc[CD_G][2];
+    const float* row[CD_G];
+    Py_ssize_t coff[CD_G], kwd[CD_G];
+    Py_ssize_t C = g->C, W = g->W, sw = g->sw, pl = g->pl, ow;
+#pragma GCC unroll 16
+    for (int j = 0; j < G; j++) {
+        acc[j][0] = (VF){0};
+        acc[j][1] = (VF){0};
+        row[j] = t->row[r0 + j];
+        coff[j] = t->coff[r0 + j];
+        kwd[j] = t->kwd[r0 + j];
+    }
+    for (ow = 0; ow < g->OW; ow++) {
+        if (ow == a) {     /* interior: no checks */
+            for (; ow < b; ow++) {
+                Py_ssize_t base = (ow * sw - pl) * C;
+                VF d0 = CD_FN(cd_ld)(dyr + ow * ldd + fb), d1 = CD_FN(cd_ld)(dyr + ow * ldd + fb + CD_VL);
+#pragma GCC unroll 16
+                for (int j = 0; j < G; j++) {
+                    VF xv = CD_FN(cd_bc)(row[j][base + coff[j]]);
+                    acc[j][0] += xv * d0;
+                    acc[j][1] += xv * d1;
+                }
+            }
+            if (ow >= g->OW)
+                break;
+        }
+        /* border pixel: a tap outside the image reads 0 (0 * dy, as im2col's padding) */
+        Py_ssize_t iw0 = ow * sw - pl;
+        VF d0 = CD_FN(cd_ld)(dyr + ow * ldd + fb), d1 = CD_FN(cd_ld)(dyr + ow * ldd + fb + CD_VL);
+#pragma GCC unroll 16
+        for (int j = 0; j < G; j++) {
+            Py_ssize_t iw = iw0 + kwd[j];
+            float s = (iw >= 0 && iw < W) ? row[j][iw0 * C + coff[j]] : 0.0f;
+            VF xv = CD_FN(cd_bc)(s);
+            acc[j][0] += xv * d0;
+            acc[j][1] += xv * d1;
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < G; j++) {
+        float s[CD_FB];
+        double* dst = dwp + (r0 + j) * Fp + fb;
+        CD_FN(cd_st)(s, acc[j][0]);
+        CD_FN(cd_st)(s + CD_VL, acc[j][1]);
+        for (int i = 0; i < CD_FB; i++)
+            dst[i] += s[i];
+    }
+}
+
+#define CD_BWD_GRP(G) CD_FN(cd_bwd_grp)(&t, r0, g, a, b, dyr, ldd, fb, dwp, Fp, G)
+
+/* dwp (K, Fp) and dbp (Fp,) float64 += the gradients of output rows [q0, q1). y (or NULL):
+   the ReLU-fused forward output, dy is masked by y > 0 (1/0 multiply, NaN of y kept) into the
+   scratch rows dys (OW, Fp), which also take dy when F is not a multiple of the F-block. */
+static CD_TGT void CD_FN(cd_backward)(const float* x, const cd_geom* g, const float* dy,
+                                       const float* y, const float* zrow, Py_ssize_t Fp,
+                                       Py_ssize_t q0, Py_ssize_t q1, float* dys, double* dwp,
+                                       double* dbp) {
+    cd_rows t;
+    Py_ssize_t a, b, C = g->C, F = g->F, OW = g->OW;
+    int copy = y != NULL || F % CD_FB != 0;
+    cd_interior(g, &a, &b);
+    for (Py_ssize_t q = q0; q < q1; q++) {
+        Py_ssize_t n = q / g->OH, oh = q - n * g->OH, ldd = F;
+        const float* dyr = dy + q * OW * F;
+        if (copy) {
+            const float* yr = y ? y + q * OW * F : NULL;
+            for (Py_ssize_t ow = 0; ow < OW; ow++) {
+                float* d = dys + ow * Fp;
+                const float* s = dyr + ow * F;
+                if (yr) {
+                    const float* v = yr + ow * F;
+                    for (Py_ssize_t f = 0; f < F; f++) {   /* relu_grad_rows' product */
+                        float m = v[f] > 0.0f ? 1.0f : 0.0f;
+                        m = v[f] != v[f] ? v[f] : m;
+                        d[f] = s[f] * m;
+                    }
+                } else {
+                    memcpy(d, s, (size_t)F * sizeof(float));
+                }
+                for (Py_ssize_t f = F; f < Fp; f++)
+                    d[f] = 0.0f;
+            }
+            dyr = dys;
+            ldd = Fp;
+        }
+        cd_fill_rows(g, x + n * g->H * g->W * C, zrow, oh, &t);
+        for (Py_ssize_t fb = 0; fb < Fp; fb += CD_FB) {
+            VF s0 = {0}, s1 = {0};
+            for (Py_ssize_t ow = 0; ow < OW; ow++) {
+                s0 += CD_FN(cd_ld)(dyr + ow * ldd + fb);
+                s1 += CD_FN(cd_ld)(dyr + ow * ldd + fb + CD_VL);
+            }
+            float s[CD_FB];
+            CD_FN(cd_st)(s, s0);
+            CD_FN(cd_st)(s + CD_VL, s1);
+            for (int i = 0; i < CD_FB; i++)
+                dbp[fb + i] += s[i];
+            Py_ssize_t r0 = 0;
+            for (; r0 + CD_G <= t.n; r0 += CD_G)
+                CD_BWD_GRP(CD_G);
+            switch (t.n - r0) {
+                case 1: CD_BWD_GRP(1); break;
+                case 2: CD_BWD_GRP(2); break;
+                case 3: CD_BWD_GRP(3); break;
+                case 4: CD_BWD_GRP(4); break;
+                case 5: CD_BWD_GRP(5); break;
+#if CD_G > 6
+                case 6: CD_BWD_GRP(6); break;
+                case 7: CD_BWD_GRP(7); break;
+                case 8: CD_BWD_GRP(8); break;
+                case 9: CD_BWD_GRP(9); break;
+                case 10: CD_BWD_GRP(10); break;
+                case 11: CD_BWD_GRP(11); break;
+#endif
+                default: break;
+            }
+        }
+    }
+}
+#undef CD_BWD_GRP
+
+#undef CD_CAT2
+#undef CD_CAT
+#undef CD_FN
+#undef VF
+#undef VI
+#undef CD_FB
+#undef CD_AI
