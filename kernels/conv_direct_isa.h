@@ -142,10 +142,10 @@ static CD_TGT void CD_FN(cd_forward)(const float* x, const cd_geom* g, const flo
 /* ---------------------------------------------------------------- backward (dw, db) */
 
 /* dw rows [r0, r0 + G) x F-block fb of one output row: register sums over its pixels, then
-   added to the float64 partial dwp (K, Fp). dyr: the row's OW dy rows, ldd floats apart. */
+   added to the float partial fpart (K, Fp). dyr: the row's OW dy rows, ldd floats apart. */
 CD_AI void CD_FN(cd_bwd_grp)(const cd_rows* t, Py_ssize_t r0, const cd_geom* g, Py_ssize_t a,
                              Py_ssize_t b, const float* dyr, Py_ssize_t ldd, Py_ssize_t fb,
-                             double* dwp, Py_ssize_t Fp, const int G) {
+                             float* fpart, Py_ssize_t Fp, const int G) {
     VF acc[CD_G][2];
     const float* row[CD_G];
     Py_ssize_t coff[CD_G], kwd[CD_G];
@@ -186,29 +186,34 @@ CD_AI void CD_FN(cd_bwd_grp)(const cd_rows* t, Py_ssize_t r0, const cd_geom* g, 
         }
     }
 #pragma GCC unroll 16
-    for (int j = 0; j < G; j++) {
-        float s[CD_FB];
-        double* dst = dwp + (r0 + j) * Fp + fb;
-        CD_FN(cd_st)(s, acc[j][0]);
-        CD_FN(cd_st)(s + CD_VL, acc[j][1]);
-        for (int i = 0; i < CD_FB; i++)
-            dst[i] += s[i];
+    for (int j = 0; j < G; j++) {      /* into the float partial (L1); float64 every few rows */
+        float* dst = fpart + (r0 + j) * Fp + fb;
+        CD_FN(cd_st)(dst, CD_FN(cd_ld)(dst) + acc[j][0]);
+        CD_FN(cd_st)(dst + CD_VL, CD_FN(cd_ld)(dst + CD_VL) + acc[j][1]);
     }
 }
 
-#define CD_BWD_GRP(G) CD_FN(cd_bwd_grp)(&t, r0, g, a, b, dyr, ldd, fb, dwp, Fp, G)
+#define CD_BWD_GRP(G) CD_FN(cd_bwd_grp)(&t, r0, g, a, b, dyr, ldd, fb, fpart, Fp, G)
 
 /* dwp (K, Fp) and dbp (Fp,) float64 += the gradients of output rows [q0, q1). y (or NULL):
    the ReLU-fused forward output, dy is masked by y > 0 (1/0 multiply, NaN of y kept) into the
-   scratch rows dys (OW, Fp), which also take dy when F is not a multiple of the F-block. */
+   scratch rows dys (OW, Fp), which also take dy when F is not a multiple of the F-block.
+   dys holds (OW + K + 1) * Fp floats: the scratch rows, then float partials of dw and db that
+   go into the float64 ones every CD_FLUSH output rows (at most CD_FLUSH * OW terms in float). */
+#ifndef CD_FLUSH
+#define CD_FLUSH 16
+#endif
 static CD_TGT void CD_FN(cd_backward)(const float* x, const cd_geom* g, const float* dy,
                                        const float* y, const float* zrow, Py_ssize_t Fp,
                                        Py_ssize_t q0, Py_ssize_t q1, float* dys, double* dwp,
                                        double* dbp) {
     cd_rows t;
-    Py_ssize_t a, b, C = g->C, F = g->F, OW = g->OW;
+    Py_ssize_t a, b, C = g->C, F = g->F, OW = g->OW, K = g->KH * g->KW * g->C;
     int copy = y != NULL || F % CD_FB != 0;
+    float* fpart = dys + OW * Fp;       /* (K, Fp), then db's (Fp,) */
+    float* fdb = fpart + K * Fp;
     cd_interior(g, &a, &b);
+    memset(fpart, 0, (size_t)((K + 1) * Fp) * sizeof(float));
     for (Py_ssize_t q = q0; q < q1; q++) {
         Py_ssize_t n = q / g->OH, oh = q - n * g->OH, ldd = F;
         const float* dyr = dy + q * OW * F;
@@ -234,35 +239,48 @@ static CD_TGT void CD_FN(cd_backward)(const float* x, const cd_geom* g, const fl
             ldd = Fp;
         }
         cd_fill_rows(g, x + n * g->H * g->W * C, zrow, oh, &t);
+        /* groups of at most CD_G kernel rows, of balanced sizes (27 rows: 9 + 9 + 9, not
+           12 + 12 + 3, whose last pass would load dy for 3 rows only) */
+        Py_ssize_t ng = (t.n + CD_G - 1) / CD_G;
         for (Py_ssize_t fb = 0; fb < Fp; fb += CD_FB) {
             VF s0 = {0}, s1 = {0};
             for (Py_ssize_t ow = 0; ow < OW; ow++) {
                 s0 += CD_FN(cd_ld)(dyr + ow * ldd + fb);
                 s1 += CD_FN(cd_ld)(dyr + ow * ldd + fb + CD_VL);
             }
-            float s[CD_FB];
-            CD_FN(cd_st)(s, s0);
-            CD_FN(cd_st)(s + CD_VL, s1);
-            for (int i = 0; i < CD_FB; i++)
-                dbp[fb + i] += s[i];
+            CD_FN(cd_st)(fdb + fb, CD_FN(cd_ld)(fdb + fb) + s0);
+            CD_FN(cd_st)(fdb + fb + CD_VL, CD_FN(cd_ld)(fdb + fb + CD_VL) + s1);
             Py_ssize_t r0 = 0;
-            for (; r0 + CD_G <= t.n; r0 += CD_G)
-                CD_BWD_GRP(CD_G);
-            switch (t.n - r0) {
-                case 1: CD_BWD_GRP(1); break;
-                case 2: CD_BWD_GRP(2); break;
-                case 3: CD_BWD_GRP(3); break;
-                case 4: CD_BWD_GRP(4); break;
-                case 5: CD_BWD_GRP(5); break;
+            for (Py_ssize_t i = 0; i < ng; i++) {
+                Py_ssize_t gs = (t.n - r0 + (ng - i) - 1) / (ng - i);
+                switch (gs) {
+                    case 1: CD_BWD_GRP(1); break;
+                    case 2: CD_BWD_GRP(2); break;
+                    case 3: CD_BWD_GRP(3); break;
+                    case 4: CD_BWD_GRP(4); break;
+                    case 5: CD_BWD_GRP(5); break;
+                    case 6: CD_BWD_GRP(6); break;
 #if CD_G > 6
-                case 6: CD_BWD_GRP(6); break;
-                case 7: CD_BWD_GRP(7); break;
-                case 8: CD_BWD_GRP(8); break;
-                case 9: CD_BWD_GRP(9); break;
-                case 10: CD_BWD_GRP(10); break;
-                case 11: CD_BWD_GRP(11); break;
+                    case 7: CD_BWD_GRP(7); break;
+                    case 8: CD_BWD_GRP(8); break;
+                    case 9: CD_BWD_GRP(9); break;
+                    case 10: CD_BWD_GRP(10); break;
+                    case 11: CD_BWD_GRP(11); break;
+                    case 12: CD_BWD_GRP(12); break;
 #endif
-                default: break;
+                    default: break;
+                }
+                r0 += gs;
+            }
+        }
+        if ((q - q0) % CD_FLUSH == CD_FLUSH - 1 || q == q1 - 1) {
+            for (Py_ssize_t i = 0; i < K * Fp; i++) {
+                dwp[i] += fpart[i];
+                fpart[i] = 0.0f;
+            }
+            for (Py_ssize_t i = 0; i < Fp; i++) {
+                dbp[i] += fdb[i];
+                fdb[i] = 0.0f;
             }
         }
     }

@@ -262,8 +262,14 @@ _BEST_ISA = next(i for i in (2, 1, 0) if _cd.isa_ok(i))
 _zero_state = {"z": np.zeros(0, np.float32)}
 
 
-def _isa() -> int:
-    return _BEST_ISA if DIRECT_ISA is None else DIRECT_ISA
+def _isa(f: int) -> int:
+    """The flavour for F filters: AVX-512's F-block is 32 floats, AVX2's 16; when AVX2 pads F
+    less (F = 16, 48, ...) it wins (measured F=16: AVX-512 computed a half-empty block)."""
+    if DIRECT_ISA is not None:
+        return DIRECT_ISA
+    if _BEST_ISA == 2 and _padded_f(f, 1) < _padded_f(f, 2):
+        return 1
+    return _BEST_ISA
 
 
 def _zeros(size: int) -> np.ndarray:
@@ -292,7 +298,7 @@ def _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act):
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
     k = kh * kw * c
-    isa = _isa()
+    isa = _isa(f)
     fp = _padded_f(f, isa)
     # w and b with F padded to the F-block (zeros), read by every task: built once per call
     wp = _workspace("cd_w", k * fp).reshape(k, fp)
@@ -322,7 +328,7 @@ def _backward_direct(x, w, dy, strides, dilation, pads, out_hw, dw_out, db, y):
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
     k = kh * kw * c
-    isa = _isa()
+    isa = _isa(f)
     fp = _padded_f(f, isa)
     dy2 = dy.reshape(n * oh * ow, f)
     y2 = None if y is None else y.reshape(n * oh * ow, f)
@@ -335,7 +341,7 @@ def _backward_direct(x, w, dy, strides, dilation, pads, out_hw, dw_out, db, y):
     def work(task, q_lo, q_hi, nthreads):     # output rows [q_lo, q_hi)
         part = parts[task]
         part.fill(0.0)
-        dys = _workspace("cd_dys", ow * fp)
+        dys = _workspace("cd_dys", (ow + k + 1) * fp)     # dy rows, float partials
         _cd.backward(x, dy2, y2, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q_lo, q_hi, dys,
                      part[:k], part[k], isa)
 
