@@ -121,6 +121,16 @@ static void cd_forward(int isa, const float* x, const cd_geom* g, const float* w
     cd_forward_base(x, g, wp, bp, Fp, zrow, q0, q1, y, relu);
 }
 
+static void cd_conv_pool(int isa, const float* x, const cd_geom* g, const float* wp, const float* bp,
+                         Py_ssize_t Fp, const float* zrow, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t PH,
+                         Py_ssize_t PW, float* scratch, float* yp) {
+#ifdef CD_X86
+    if (isa == 2) { cd_conv_pool_avx512(x, g, wp, bp, Fp, zrow, p0, p1, PH, PW, scratch, yp); return; }
+    if (isa == 1) { cd_conv_pool_avx2(x, g, wp, bp, Fp, zrow, p0, p1, PH, PW, scratch, yp); return; }
+#endif
+    cd_conv_pool_base(x, g, wp, bp, Fp, zrow, p0, p1, PH, PW, scratch, yp);
+}
+
 static void cd_backward(int isa, const float* x, const cd_geom* g, const float* dy, const float* y,
                         const float* zrow, Py_ssize_t Fp, Py_ssize_t q0, Py_ssize_t q1, float* dys,
                         double* dwp, double* dbp) {

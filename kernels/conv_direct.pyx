@@ -21,6 +21,9 @@
 #    multiplied as zeros, not skipped, so NaN/inf behave as with im2col's zero columns.
 #  - F is padded to the F-block (2 vectors) in the weight/bias copies (wp, bp: (K, Fp), (Fp,))
 #    and in the partial gradients; stores write only the F real filters.
+#  - conv_relu_maxpool (inference): the two conv rows of a pooled row go to an L1/L2 scratch,
+#    ReLU'd in registers, then the 2x2 max writes the pooled output: the conv output (4x the
+#    pooled one) never reaches memory.
 #  - instruction sets: the kernels (conv_direct_isa.h, GCC vector extensions) are compiled three
 #    times, for AVX-512F, AVX2+FMA and a portable baseline; the caller picks one with isa_ok()
 #    (__builtin_cpu_supports), so the default build needs no -march=native.
@@ -36,6 +39,9 @@ cdef extern from "conv_direct.h" nogil:
     void cd_forward(int isa, const float* x, const cd_geom* g, const float* wp, const float* bp,
                     Py_ssize_t Fp, const float* zrow, Py_ssize_t q0, Py_ssize_t q1, float* y,
                     int relu)
+    void cd_conv_pool(int isa, const float* x, const cd_geom* g, const float* wp, const float* bp,
+                      Py_ssize_t Fp, const float* zrow, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t PH,
+                      Py_ssize_t PW, float* scratch, float* yp)
     void cd_backward(int isa, const float* x, const cd_geom* g, const float* dy, const float* y,
                      const float* zrow, Py_ssize_t Fp, Py_ssize_t q0, Py_ssize_t q1, float* dys,
                      double* dwp, double* dbp)
@@ -79,6 +85,26 @@ def forward(const float[:, :, :, ::1] x__nhwc,     # IN (N, H, W, C)
     with nogil:
         cd_forward(isa, &x__nhwc[0, 0, 0, 0], &g, &wp__kf[0, 0], &bp__f[0], wp__kf.shape[1],
                    &zrow[0], q0, q1, &y__mf[0, 0], relu)
+
+
+def conv_relu_maxpool(const float[:, :, :, ::1] x__nhwc,   # IN (N, H, W, C)
+                      const float[:, ::1] wp__kf,          # IN (KH*KW*C, Fp) as forward
+                      const float[::1] bp__f,              # IN (Fp,)
+                      const float[::1] zrow,               # IN (>= W*C,) zeros
+                      Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
+                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                      Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t p0, Py_ssize_t p1,
+                      float[::1] scratch,                  # SCRATCH (>= 2*OW*F,)
+                      float[:, :, :, ::1] y__nhwf,         # OUT (N, OH//2, OW//2, F): rows [p0, p1)
+                      int isa):
+    """Pooled rows pr = n*PH + ph in [p0, p1) of maxpool2x2(relu(conv(x, w) + b)) ('valid')."""
+    cdef cd_geom g = _geom(x__nhwc, y__nhwf.shape[3], KH, KW, OH, OW, sh, sw, dh, dw, pt, pl)
+    if p1 <= p0:
+        return
+    with nogil:
+        cd_conv_pool(isa, &x__nhwc[0, 0, 0, 0], &g, &wp__kf[0, 0], &bp__f[0], wp__kf.shape[1],
+                     &zrow[0], p0, p1, y__nhwf.shape[1], y__nhwf.shape[2], &scratch[0],
+                     &y__nhwf[0, 0, 0, 0])
 
 
 def backward(const float[:, :, :, ::1] x__nhwc,    # IN (N, H, W, C)

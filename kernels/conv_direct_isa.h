@@ -101,40 +101,79 @@ static CD_TGT void CD_FN(cd_fwd_px)(const cd_rows* t, Py_ssize_t iw0, Py_ssize_t
     }
 }
 
-#define CD_FWD_BLK(P) CD_FN(cd_fwd_blk)(&t, (ow * g->sw - g->pl) * C, xs, wp, bp, Fp, yq + ow * F, F, relu, P)
+#define CD_FWD_BLK(P) CD_FN(cd_fwd_blk)(t, (ow * g->sw - g->pl) * C, xs, wp, bp, Fp, yq + ow * F, F, relu, P)
+
+/* one output row (its kernel-row table t filled), OW x F floats at yq; [a, b): interior */
+static CD_TGT void CD_FN(cd_fwd_row)(const cd_rows* t, const cd_geom* g, Py_ssize_t a,
+                                      Py_ssize_t b, const float* wp, const float* bp,
+                                      Py_ssize_t Fp, float* yq, int relu) {
+    Py_ssize_t C = g->C, F = g->F, xs = g->sw * g->C, ow;
+    for (ow = 0; ow < a; ow++)
+        CD_FN(cd_fwd_px)(t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu);
+    for (ow = a; ow + CD_PB <= b; ow += CD_PB)
+        CD_FWD_BLK(CD_PB);
+    switch (b - ow) {      /* the rest of the interior in one narrower block */
+        case 1: CD_FWD_BLK(1); break;
+        case 2: CD_FWD_BLK(2); break;
+        case 3: CD_FWD_BLK(3); break;
+        case 4: CD_FWD_BLK(4); break;
+        case 5: CD_FWD_BLK(5); break;
+#if CD_PB > 6
+        case 6: CD_FWD_BLK(6); break;
+        case 7: CD_FWD_BLK(7); break;
+        case 8: CD_FWD_BLK(8); break;
+        case 9: CD_FWD_BLK(9); break;
+        case 10: CD_FWD_BLK(10); break;
+        case 11: CD_FWD_BLK(11); break;
+#endif
+        default: break;
+    }
+    for (ow = b; ow < g->OW; ow++)
+        CD_FN(cd_fwd_px)(t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu);
+}
 
 static CD_TGT void CD_FN(cd_forward)(const float* x, const cd_geom* g, const float* wp,
                                       const float* bp, Py_ssize_t Fp, const float* zrow,
                                       Py_ssize_t q0, Py_ssize_t q1, float* y, int relu) {
     cd_rows t;
-    Py_ssize_t a, b, C = g->C, F = g->F, xs = g->sw * g->C;
+    Py_ssize_t a, b;
     cd_interior(g, &a, &b);
     for (Py_ssize_t q = q0; q < q1; q++) {
-        Py_ssize_t n = q / g->OH, oh = q - n * g->OH, ow;
-        float* yq = y + q * g->OW * F;
-        cd_fill_rows(g, x + n * g->H * g->W * C, zrow, oh, &t);
-        for (ow = 0; ow < a; ow++)
-            CD_FN(cd_fwd_px)(&t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu);
-        for (ow = a; ow + CD_PB <= b; ow += CD_PB)
-            CD_FWD_BLK(CD_PB);
-        switch (b - ow) {      /* the rest of the interior in one narrower block */
-            case 1: CD_FWD_BLK(1); break;
-            case 2: CD_FWD_BLK(2); break;
-            case 3: CD_FWD_BLK(3); break;
-            case 4: CD_FWD_BLK(4); break;
-            case 5: CD_FWD_BLK(5); break;
-#if CD_PB > 6
-            case 6: CD_FWD_BLK(6); break;
-            case 7: CD_FWD_BLK(7); break;
-            case 8: CD_FWD_BLK(8); break;
-            case 9: CD_FWD_BLK(9); break;
-            case 10: CD_FWD_BLK(10); break;
-            case 11: CD_FWD_BLK(11); break;
-#endif
-            default: break;
+        Py_ssize_t n = q / g->OH, oh = q - n * g->OH;
+        cd_fill_rows(g, x + n * g->H * g->W * g->C, zrow, oh, &t);
+        CD_FN(cd_fwd_row)(&t, g, a, b, wp, bp, Fp, y + q * g->OW * g->F, relu);
+    }
+}
+
+/* Fused inference conv + bias + ReLU + 2x2 / stride 2 'valid' max pool: pooled rows
+   pr = n*PH + ph in [p0, p1). The two conv rows of a pooled row go to the scratch (2 x OW x F
+   floats, in L1/L2), then each pooled pixel is the max of its 4 cells in window order, the
+   first NaN winning as np.max / the pool kernels; only the pooled output reaches memory. */
+static CD_TGT void CD_FN(cd_conv_pool)(const float* x, const cd_geom* g, const float* wp,
+                                        const float* bp, Py_ssize_t Fp, const float* zrow,
+                                        Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t PH,
+                                        Py_ssize_t PW, float* scratch, float* yp) {
+    cd_rows t;
+    Py_ssize_t a, b, F = g->F, OW = g->OW;
+    cd_interior(g, &a, &b);
+    for (Py_ssize_t pr = p0; pr < p1; pr++) {
+        Py_ssize_t n = pr / PH, ph = pr - n * PH;
+        for (int i = 0; i < 2; i++) {
+            cd_fill_rows(g, x + n * g->H * g->W * g->C, zrow, 2 * ph + i, &t);
+            CD_FN(cd_fwd_row)(&t, g, a, b, wp, bp, Fp, scratch + i * OW * F, 1);
         }
-        for (ow = b; ow < g->OW; ow++)
-            CD_FN(cd_fwd_px)(&t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu);
+        float* o = yp + pr * PW * F;
+        for (Py_ssize_t pw = 0; pw < PW; pw++) {
+            const float* c0 = scratch + 2 * pw * F;
+            const float* c2 = c0 + OW * F;
+            for (Py_ssize_t f = 0; f < F; f++) {
+                float m = c0[f], v;
+                v = c0[F + f]; m = (m != m || !(v > m || v != v)) ? m : v;
+                v = c2[f]; m = (m != m || !(v > m || v != v)) ? m : v;
+                v = c2[F + f]; m = (m != m || !(v > m || v != v)) ? m : v;
+                o[pw * F + f] = m;
+            }
+        }
     }
 }
 #undef CD_FWD_BLK

@@ -34,7 +34,7 @@ from fastnn.kernels._checks import as_tuple, check_array, check_no_overlap, prep
 from fastnn.kernels._geometry import conv_geometry, resolve_padding
 from fastnn.kernels.threads import get_num_threads
 
-__all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
+__all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward", "conv2d_relu_maxpool2d"]
 
 # Target size of the col buffer of one chunk. Measured on the bench shapes (2-core EPYC, 1 MB
 # L2 per core, OpenBLAS, CPU time of one thread): 0.5-2 MB are best and equal, 4 MB is 3-5% and
@@ -46,11 +46,17 @@ CHUNK_BYTES = 2 << 20
 SERIAL_FLOPS = 4e6
 
 # The direct (im2col-free) kernels of fastnn._kernels.conv_direct, for few input channels.
-# DIRECT: None = automatic (kernel rows KH*KW*C <= DIRECT_MAX_K; forward, and backward with
-# need_dx=False), True = direct whenever it applies (KH*KW*C <= conv_direct.KMAX), False = always
-# im2col + GEMM. Tests and benchmarks set it to force a path.
+# DIRECT: None = automatic (kernel rows KH*KW*C <= DIRECT_MAX_K, and F <= DIRECT_MAX_F in
+# forward; backward only with need_dx=False), True = direct whenever it applies (KH*KW*C <=
+# conv_direct.KMAX), False = always im2col + GEMM. Tests and benchmarks set it to force a path.
+# Measured (bench/test_conv_direct.py and a sweep over C, F, KH at 32x32, batch 64, 2 threads,
+# interleaved): direct/im2col time 0.3-0.7 for K <= 64 with F <= 64 (forward and dw/db), about
+# 1.0 for forward at F = 128 and 1.08 at F = 256 (the GEMM reuses x better over many filters);
+# backward stayed faster up to F = 256. Up to K = 288 it was faster at 32x32 but mixed on
+# smaller images (13x13x32 -> 64: 0.9-1.5), so the automatic rule stops at 64.
 DIRECT = None
 DIRECT_MAX_K = 64
+DIRECT_MAX_F = 128
 # Instruction-set flavour of the direct kernels (0 portable, 1 AVX2+FMA, 2 AVX-512F); None: the
 # best this CPU runs. Tests set it to exercise every flavour.
 DIRECT_ISA = None
@@ -282,15 +288,31 @@ def _zeros(size: int) -> np.ndarray:
     return z
 
 
-def _use_direct(k: int) -> bool:
+def _use_direct(k: int, f: int | None = None) -> bool:
+    """Whether to run the direct kernels for K kernel rows (and f filters, forward)."""
     if DIRECT is False or k > _cd.KMAX:
         return False
-    return DIRECT is True or k <= DIRECT_MAX_K
+    return DIRECT is True or (k <= DIRECT_MAX_K and (f is None or f <= DIRECT_MAX_F))
 
 
 def _padded_f(f: int, isa: int) -> int:
     fb = _cd.block(isa)
     return -(-f // fb) * fb
+
+
+def _direct_weights(w, b, isa):
+    """w as (K, Fp) and b as (Fp,) with F padded to the F-block with zeros, in the caller's
+    workspace (read by every task of the call)."""
+    kh, kw, c, f = w.shape
+    k = kh * kw * c
+    fp = _padded_f(f, isa)
+    wp = _workspace("cd_w", k * fp).reshape(k, fp)
+    wp[:, :f] = w.reshape(k, f)
+    wp[:, f:] = 0.0
+    bp = _workspace("cd_b", fp)
+    bp[:f] = 0.0 if b is None else b
+    bp[f:] = 0.0
+    return wp, bp
 
 
 def _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act):
@@ -299,14 +321,7 @@ def _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act):
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
     k = kh * kw * c
     isa = _isa(f)
-    fp = _padded_f(f, isa)
-    # w and b with F padded to the F-block (zeros), read by every task: built once per call
-    wp = _workspace("cd_w", k * fp).reshape(k, fp)
-    wp[:, :f] = w.reshape(k, f)
-    wp[:, f:] = 0.0
-    bp = _workspace("cd_b", fp)
-    bp[:f] = 0.0 if b is None else b
-    bp[f:] = 0.0
+    wp, bp = _direct_weights(w, b, isa)
     zrow = _zeros(wd * c)
     out2 = out.reshape(n * oh * ow, f)
     relu = act is not None and act[0] == 1 and act[1] == 0 and not any(act[2])
@@ -358,7 +373,7 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
     if n == 0:
         return
-    if _use_direct(kh * kw * c):
+    if _use_direct(kh * kw * c, f):
         _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act)
         return
     k = kh * kw * c
@@ -628,3 +643,53 @@ def conv1d_backward(x, w, dy, stride=1, padding="valid", dilation=1, *, need_dx=
     strides, dilation, pads, out_hw = _geometry_1d(x, w, stride, padding, dilation, fn)
     return _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db,
                             y_shape=(x.shape[0], out_hw[1], w.shape[2]), views=lambda a: a[:, None], y=y)
+
+
+def conv2d_relu_maxpool2d(x, w, b=None, padding="valid", pool=(2, 2), *, strides=(1, 1),
+                          dilation=(1, 1), out=None):
+    """Inference: max_pool2d(relu(conv2d(x, w, b, strides, padding, dilation)), pool, 'valid').
+
+    x (N, H, W, C), w (KH, KW, C, F), b (F,) or None, padding as conv2d -> y (N, OH//2, OW//2, F)
+    where (OH, OW) is conv2d's output; pool must be 2 (or (2, 2)): a 2x2 window, stride 2,
+    'valid' (Keras MaxPooling2D() after Conv2D(activation='relu')). With few input channels
+    (the direct kernels apply) the conv rows stay in cache and only the pooled output is
+    written; otherwise conv2d + max_pool2d. NaN propagates as through the two layers.
+    out: optional C-contiguous writeable float32 (N, OH//2, OW//2, F) buffer.
+    """
+    fn = "conv2d_relu_maxpool2d"
+    x, w = _check_weights(x, w, fn, 2)
+    b = _check_bias(b, w.shape[3], fn)
+    pool_t = as_tuple(pool, 2, "pool", fn)
+    if pool_t != (2, 2):
+        raise ValueError(f"{fn}: pool must be 2 or (2, 2) (a 2x2 window, stride 2, 'valid'); "
+                         f"received {pool!r}. Use conv2d and fastnn.kernels.pool.max_pool2d.")
+    strides, dilation, pads, (oh, ow) = _geometry_2d(x, w, strides, padding, dilation, fn)
+    if oh < 2 or ow < 2:
+        raise ValueError(f"{fn}: the convolution output is {oh}x{ow}, smaller than the 2x2 pool "
+                         f"window ('valid' pooling needs at least 2x2).")
+    n, f = x.shape[0], w.shape[3]
+    ph, pw = oh // 2, ow // 2
+    out = prepare_out(out, (n, ph, pw, f), "out", fn)
+    _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
+    if n == 0:
+        return out
+    kh, kw, c, _ = w.shape
+    if not _use_direct(kh * kw * c, f):
+        from fastnn.kernels import pool as P
+
+        y = np.empty((n, oh, ow, f), np.float32)
+        _forward(x, w, b, strides, dilation, pads, (oh, ow), y, _epilogue("relu", {}, fn))
+        P.max_pool2d(y, (2, 2), out=out)
+        return out
+    (sh, sw), (dh, dw), (pt, _, pl, _) = strides, dilation, pads
+    isa = _isa(f)
+    wp, bp = _direct_weights(w, b, isa)
+    zrow = _zeros(x.shape[2] * c)
+
+    def work(task, p_lo, p_hi, nthreads):     # pooled rows n*PH + ph in [p_lo, p_hi)
+        scratch = _workspace("cd_pool", 2 * ow * f)
+        _cd.conv_relu_maxpool(x, wp, bp, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, p_lo, p_hi,
+                              scratch, out, isa)
+
+    _run(work, n * ph, 2.0 * n * 2 * ph * ow * kh * kw * c * f)
+    return out

@@ -264,3 +264,74 @@ def test_direct_need_dx_stays_correct(rng):
     np.testing.assert_allclose(dx, rdx, **TOL)
     np.testing.assert_allclose(dw, rdw, **TOL)
     np.testing.assert_allclose(db, rdb, **TOL)
+
+
+# ---- fused inference conv + bias + ReLU + 2x2 max pool --------------------------------------
+
+from fastnn.kernels import pool as P  # noqa: E402
+from fastnn.reference import pool as RP  # noqa: E402
+
+
+def _chain_ref(x, w, b, s, p, d):
+    y = np.maximum(R.conv2d(*f64(x, w, b), s, p, d), 0)
+    return RP.max_pool2d(y, (2, 2))[0]
+
+
+@settings(max_examples=80)
+@given(direct_case(), st.booleans(), st.sampled_from(ISAS + [None]), st.sampled_from([None, 1, 2, 3]),
+       st.integers(0, 2**32 - 1))
+def test_conv_relu_maxpool_matches_reference(case, with_bias, isa, threads, seed):
+    xs, ws, s, p, d = case
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, xs), rand(rng, ws)
+    b = rand(rng, ws[3]) if with_bias else None
+    with path(isa is not None, isa, threads):      # isa None: the conv2d + max_pool2d fallback
+        conv_shape = K.conv2d(x[:1], w, b, s, p, d).shape
+        assume(conv_shape[1] >= 2 and conv_shape[2] >= 2)
+        y = K.conv2d_relu_maxpool2d(x, w, b, p, 2, strides=s, dilation=d)
+    ref = _chain_ref(x, w, b, s, p, d)
+    assert y.shape == ref.shape and y.dtype == np.float32
+    np.testing.assert_allclose(y, ref, **TOL)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("xs, ws, p", [((5, 28, 28, 1), (3, 3, 1, 32), "valid"),   # M2: 26x26 -> 13x13
+                                       ((3, 15, 15, 3), (3, 3, 3, 20), "same"),    # odd conv size
+                                       ((2, 9, 12, 2), (2, 2, 2, 40), "valid")])
+def test_conv_relu_maxpool_equals_two_kernels(rng, isa, xs, ws, p):
+    x, w, b = rand(rng, xs), rand(rng, ws), rand(rng, ws[3])
+    out = np.full((xs[0], *[v // 2 for v in K.conv2d(x[:1], w, b, 1, p).shape[1:3]], ws[3]), np.nan,
+                  np.float32)
+    with path(True, isa, threads=2):
+        y = K.conv2d_relu_maxpool2d(x, w, b, p, (2, 2), out=out)
+        expect = P.max_pool2d(K.conv2d(x, w, b, 1, p, activation="relu"), 2)[0]
+    assert y is out
+    np.testing.assert_array_equal(y, expect)      # the same conv kernel, then an exact max
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_conv_relu_maxpool_nan_inf(rng):
+    x, w, b = rand(rng, (2, 10, 10, 1)), rand(rng, (3, 3, 1, 8)), rand(rng, 8)
+    x[0, 3, 3, 0] = np.nan
+    x[1, 6, 2, 0] = np.inf
+    x[1, 0, 9, 0] = -np.inf
+    with path(True):
+        y = K.conv2d_relu_maxpool2d(x, w, b)
+        expect = P.max_pool2d(K.conv2d(x, w, b, activation="relu"), 2)[0]
+    np.testing.assert_array_equal(y, expect)
+    assert np.isnan(y).any() and np.isinf(y).any()
+
+
+def test_conv_relu_maxpool_validation(rng):
+    x, w = rand(rng, (2, 6, 6, 1)), rand(rng, (3, 3, 1, 4))
+    with pytest.raises(ValueError, match=r"conv2d_relu_maxpool2d: pool must be 2 or \(2, 2\)"):
+        K.conv2d_relu_maxpool2d(x, w, pool=(3, 3))
+    with pytest.raises(ValueError, match="conv2d_relu_maxpool2d: the convolution output is 1x4"):
+        K.conv2d_relu_maxpool2d(rand(rng, (2, 3, 6, 1)), w)
+    with pytest.raises(ValueError, match="conv2d_relu_maxpool2d: w has 1 input channels"):
+        K.conv2d_relu_maxpool2d(rand(rng, (2, 6, 6, 2)), w)
+    with pytest.raises(ValueError, match="out"):
+        K.conv2d_relu_maxpool2d(x, w, out=np.empty((2, 2, 2, 5), np.float32))
+    with pytest.raises(TypeError, match="x must have dtype float32"):
+        K.conv2d_relu_maxpool2d(x.astype(np.float64), w)
+    assert K.conv2d_relu_maxpool2d(x[:0], w).shape == (0, 2, 2, 4)
