@@ -72,3 +72,36 @@ def test_conv_direct_backward(benchmark, record, forced, name, impl):
     np.testing.assert_allclose(res[1], dw_ref, rtol=1e-4, atol=1e-4 * np.abs(dw_ref).max())
     np.testing.assert_allclose(res[2], db_ref, rtol=1e-4, atol=1e-4 * np.abs(db_ref).max())
     record(benchmark, flops=flops)
+
+
+FUSED = ["im2col+pool", "direct+pool", "fused"]
+
+
+@pytest.mark.parametrize("impl", FUSED)
+@pytest.mark.parametrize("batch", [128, 256])
+def test_conv_relu_maxpool_predict(benchmark, record, forced, batch, impl):
+    """M2's first two layers in predict: Conv2D(32, 3, relu) -> MaxPooling2D(2)."""
+    from fastnn.kernels import pool as P
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 28, 28, 1), dtype=np.float32)
+    w = rng.standard_normal((3, 3, 1, 32), dtype=np.float32) * np.float32(0.3)
+    b = rng.standard_normal(32, dtype=np.float32) * np.float32(0.1)
+    benchmark.group = f"conv+relu+maxpool M2 predict b{batch}"
+    yc = np.empty((batch, 26, 26, 32), np.float32)
+    yp = np.empty((batch, 13, 13, 32), np.float32)
+    am = np.empty(yp.shape, np.int32)
+    if impl == "fused":
+        forced(None)
+        fn = lambda: K.conv2d_relu_maxpool2d(x, w, b, out=yp)  # noqa: E731
+    else:
+        forced(impl == "direct+pool")
+
+        def fn():
+            K.conv2d(x, w, b, out=yc, activation="relu")
+            return P.max_pool2d(yc, 2, out=yp, argmax=am)[0]
+    y = benchmark(fn)
+    forced(False)
+    expect = P.max_pool2d(K.conv2d(x, w, b, activation="relu"), 2)[0]
+    np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
+    record(benchmark, flops=2.0 * batch * 26 * 26 * 9 * 32)
