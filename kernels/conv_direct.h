@@ -60,7 +60,9 @@ static inline void cd_interior(const cd_geom* g, Py_ssize_t* a, Py_ssize_t* b) {
 #define CD_VL 4
 #define CD_PB 6
 #define CD_G 6
+#define CD_NVMAX 2
 #include "conv_direct_isa.h"
+#undef CD_NVMAX
 #undef CD_SFX
 #undef CD_TGT
 #undef CD_VL
@@ -74,7 +76,9 @@ static inline void cd_interior(const cd_geom* g, Py_ssize_t* a, Py_ssize_t* b) {
 #define CD_VL 8
 #define CD_PB 6
 #define CD_G 6
+#define CD_NVMAX 2
 #include "conv_direct_isa.h"
+#undef CD_NVMAX
 #undef CD_SFX
 #undef CD_TGT
 #undef CD_VL
@@ -86,7 +90,9 @@ static inline void cd_interior(const cd_geom* g, Py_ssize_t* a, Py_ssize_t* b) {
 #define CD_VL 16
 #define CD_PB 12
 #define CD_G 12
+#define CD_NVMAX 4
 #include "conv_direct_isa.h"
+#undef CD_NVMAX
 #undef CD_SFX
 #undef CD_TGT
 #undef CD_VL
@@ -108,8 +114,8 @@ static int cd_isa_ok(int isa) {
     return 0;
 }
 
-/* floats per F-block of flavour isa: F is padded to a multiple of it in wp / bp / dwp */
-static int cd_block(int isa) { return isa == 2 ? 32 : isa == 1 ? 16 : 8; }
+/* floats per vector of flavour isa: F is padded to a multiple of it in wp / bp / dwp */
+static int cd_block(int isa) { return isa == 2 ? 16 : isa == 1 ? 8 : 4; }
 
 static void cd_forward(int isa, const float* x, const cd_geom* g, const float* wp, const float* bp,
                        Py_ssize_t Fp, const float* zrow, Py_ssize_t q0, Py_ssize_t q1, float* y,

@@ -4,16 +4,19 @@
    Written with GCC vector extensions so the same source serves AVX-512F (16 floats), AVX2+FMA
    (8 floats) and the portable baseline (4 floats: SSE2 on x86-64, whatever the target has
    elsewhere); -ffp-contract=fast turns `acc += x * w` into FMAs where the target has them.
-   Register blocking: an F-block is NV = 2 vectors; forward keeps CD_PB output pixels x 2
-   vectors of accumulators, backward CD_G kernel rows x 2 vectors (24 of the 32 zmm registers,
-   12 of the 16 ymm ones), so the inner loops are loads, broadcasts and FMAs only. */
+   Register blocking: F is cut into F-blocks of NV = 4, 2 or 1 vectors (the widest that fits
+   what is left of F, padded to whole vectors; 4 only with 32 registers, CD_NVMAX: with 16,
+   3 x 4 accumulators + 4 weight vectors + the broadcast spilled, measured 20% slower); forward keeps P output pixels x NV vectors of
+   accumulators, backward G kernel rows x NV vectors, P*NV and G*NV up to 2*CD_PB / 2*CD_G (24
+   of the 32 zmm registers, 12 of the 16 ymm ones), so the inner loops are loads, broadcasts
+   and FMAs only. A wider F-block loads each broadcast x for more FMAs (F = 64 on AVX-512: one
+   block of 4 instead of two of 2). The blocking factors are constants after inlining. */
 
 #define CD_CAT2(a, b) a##_##b
 #define CD_CAT(a, b) CD_CAT2(a, b)
 #define CD_FN(name) CD_CAT(name, CD_SFX)
 #define VF CD_FN(cd_vf)
 #define VI CD_FN(cd_vi)
-#define CD_FB (2 * CD_VL)
 #define CD_AI static inline __attribute__((always_inline)) CD_TGT
 
 typedef float VF __attribute__((vector_size(CD_VL * 4)));
@@ -36,100 +39,126 @@ CD_AI VF CD_FN(cd_relu)(VF v) {
     return r + z * neg;
 }
 
-/* the F-block at fb (nf = F - fb floats of it are real) of one output pixel */
-CD_AI void CD_FN(cd_store)(float* y, VF a0, VF a1, Py_ssize_t nf, int relu) {
-    if (relu) {
-        a0 = CD_FN(cd_relu)(a0);
-        a1 = CD_FN(cd_relu)(a1);
-    }
-    if (nf >= CD_FB) {
-        CD_FN(cd_st)(y, a0);
-        CD_FN(cd_st)(y + CD_VL, a1);
-    } else {                   /* F tail: only the real filters are written */
-        float t[CD_FB];
-        CD_FN(cd_st)(t, a0);
-        CD_FN(cd_st)(t + CD_VL, a1);
+/* vector v of an output pixel's F-block (nf = F - its first filter: the real ones) */
+CD_AI void CD_FN(cd_store1)(float* y, VF a, Py_ssize_t nf, int relu) {
+    if (relu)
+        a = CD_FN(cd_relu)(a);
+    if (nf >= CD_VL) {
+        CD_FN(cd_st)(y, a);
+    } else if (nf > 0) {       /* F tail: only the real filters are written */
+        float t[CD_VL];
+        CD_FN(cd_st)(t, a);
         memcpy(y, t, (size_t)nf * sizeof(float));
     }
 }
 
 /* ---------------------------------------------------------------- forward */
 
-/* P interior output pixels (every tap inside the image or on a zero row) starting at the one
-   whose window's first column is iw0; P is a constant after inlining. */
+/* P interior output pixels (every tap inside the image or on a zero row) x the F-block of NV
+   vectors at fb; iw0C = (first pixel's window column) * C, xs = sw * C. */
 CD_AI void CD_FN(cd_fwd_blk)(const cd_rows* t, Py_ssize_t iw0C, Py_ssize_t xs, const float* wp,
                              const float* bp, Py_ssize_t Fp, float* y, Py_ssize_t F, int relu,
-                             const int P) {
-    for (Py_ssize_t fb = 0; fb < Fp; fb += CD_FB) {
-        VF acc[CD_PB][2];
-        VF b0 = CD_FN(cd_ld)(bp + fb), b1 = CD_FN(cd_ld)(bp + fb + CD_VL);
-#pragma GCC unroll 16
-        for (int p = 0; p < P; p++) { acc[p][0] = b0; acc[p][1] = b1; }
-        for (Py_ssize_t r = 0; r < t->n; r++) {
-            const float* wr = wp + r * Fp + fb;
-            VF w0 = CD_FN(cd_ld)(wr), w1 = CD_FN(cd_ld)(wr + CD_VL);
-            const float* xr = t->row[r] + iw0C + t->coff[r];
-#pragma GCC unroll 16
-            for (int p = 0; p < P; p++) {
-                VF xv = CD_FN(cd_bc)(xr[p * xs]);
-                acc[p][0] += xv * w0;
-                acc[p][1] += xv * w1;
-            }
+                             Py_ssize_t fb, const int P, const int NV) {
+    VF acc[CD_PB * 2][4];
+#pragma GCC unroll 32
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[p][v] = CD_FN(cd_ld)(bp + fb + v * CD_VL);
+    for (Py_ssize_t r = 0; r < t->n; r++) {
+        const float* wr = wp + r * Fp + fb;
+        VF wv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            wv[v] = CD_FN(cd_ld)(wr + v * CD_VL);
+        const float* xr = t->row[r] + iw0C + t->coff[r];
+#pragma GCC unroll 32
+        for (int p = 0; p < P; p++) {
+            VF xv = CD_FN(cd_bc)(xr[p * xs]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[p][v] += xv * wv[v];
         }
-#pragma GCC unroll 16
-        for (int p = 0; p < P; p++)
-            CD_FN(cd_store)(y + p * F + fb, acc[p][0], acc[p][1], F - fb, relu);
     }
+#pragma GCC unroll 32
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            CD_FN(cd_store1)(y + p * F + fb + v * CD_VL, acc[p][v], F - fb - v * CD_VL, relu);
 }
 
 /* one border output pixel: taps outside the image read 0 (0 * w, as the zero padding of
    im2col: a NaN weight poisons the output the same way) */
-static CD_TGT void CD_FN(cd_fwd_px)(const cd_rows* t, Py_ssize_t iw0, Py_ssize_t C, Py_ssize_t W,
-                                     const float* wp, const float* bp, Py_ssize_t Fp, float* y,
-                                     Py_ssize_t F, int relu) {
-    for (Py_ssize_t fb = 0; fb < Fp; fb += CD_FB) {
-        VF a0 = CD_FN(cd_ld)(bp + fb), a1 = CD_FN(cd_ld)(bp + fb + CD_VL);
-        for (Py_ssize_t r = 0; r < t->n; r++) {
-            const float* wr = wp + r * Fp + fb;
-            Py_ssize_t iw = iw0 + t->kwd[r];
-            float s = (iw >= 0 && iw < W) ? t->row[r][iw0 * C + t->coff[r]] : 0.0f;
-            VF xv = CD_FN(cd_bc)(s);
-            a0 += xv * CD_FN(cd_ld)(wr);
-            a1 += xv * CD_FN(cd_ld)(wr + CD_VL);
-        }
-        CD_FN(cd_store)(y + fb, a0, a1, F - fb, relu);
+CD_AI void CD_FN(cd_fwd_px)(const cd_rows* t, Py_ssize_t iw0, Py_ssize_t C, Py_ssize_t W,
+                            const float* wp, const float* bp, Py_ssize_t Fp, float* y,
+                            Py_ssize_t F, int relu, Py_ssize_t fb, const int NV) {
+    VF acc[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++)
+        acc[v] = CD_FN(cd_ld)(bp + fb + v * CD_VL);
+    for (Py_ssize_t r = 0; r < t->n; r++) {
+        const float* wr = wp + r * Fp + fb;
+        Py_ssize_t iw = iw0 + t->kwd[r];
+        float s = (iw >= 0 && iw < W) ? t->row[r][iw0 * C + t->coff[r]] : 0.0f;
+        VF xv = CD_FN(cd_bc)(s);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[v] += xv * CD_FN(cd_ld)(wr + v * CD_VL);
     }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++)
+        CD_FN(cd_store1)(y + fb + v * CD_VL, acc[v], F - fb - v * CD_VL, relu);
 }
 
-#define CD_FWD_BLK(P) CD_FN(cd_fwd_blk)(t, (ow * g->sw - g->pl) * C, xs, wp, bp, Fp, yq + ow * F, F, relu, P)
+#define CD_FWD_BLK(P) \
+    if ((P) < PM) CD_FN(cd_fwd_blk)(t, (ow * g->sw - g->pl) * C, xs, wp, bp, Fp, yq + ow * F, F, relu, fb, (P) < PM ? (P) : 1, NV)
 
-/* one output row (its kernel-row table t filled), OW x F floats at yq; [a, b): interior */
-static CD_TGT void CD_FN(cd_fwd_row)(const cd_rows* t, const cd_geom* g, Py_ssize_t a,
-                                      Py_ssize_t b, const float* wp, const float* bp,
-                                      Py_ssize_t Fp, float* yq, int relu) {
+/* the F-block at fb (NV vectors) of one output row: pixel blocks of PM, [a, b) the interior */
+CD_AI void CD_FN(cd_fwd_cols)(const cd_rows* t, const cd_geom* g, Py_ssize_t a, Py_ssize_t b,
+                              const float* wp, const float* bp, Py_ssize_t Fp, float* yq,
+                              int relu, Py_ssize_t fb, const int NV, const int PM) {
     Py_ssize_t C = g->C, F = g->F, xs = g->sw * g->C, ow;
     for (ow = 0; ow < a; ow++)
-        CD_FN(cd_fwd_px)(t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu);
-    for (ow = a; ow + CD_PB <= b; ow += CD_PB)
-        CD_FWD_BLK(CD_PB);
+        CD_FN(cd_fwd_px)(t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu, fb, NV);
+    for (ow = a; ow + PM <= b; ow += PM)
+        CD_FN(cd_fwd_blk)(t, (ow * g->sw - g->pl) * C, xs, wp, bp, Fp, yq + ow * F, F, relu, fb, PM, NV);
     switch (b - ow) {      /* the rest of the interior in one narrower block */
         case 1: CD_FWD_BLK(1); break;
         case 2: CD_FWD_BLK(2); break;
         case 3: CD_FWD_BLK(3); break;
         case 4: CD_FWD_BLK(4); break;
         case 5: CD_FWD_BLK(5); break;
-#if CD_PB > 6
         case 6: CD_FWD_BLK(6); break;
         case 7: CD_FWD_BLK(7); break;
         case 8: CD_FWD_BLK(8); break;
         case 9: CD_FWD_BLK(9); break;
         case 10: CD_FWD_BLK(10); break;
         case 11: CD_FWD_BLK(11); break;
-#endif
         default: break;
     }
     for (ow = b; ow < g->OW; ow++)
-        CD_FN(cd_fwd_px)(t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu);
+        CD_FN(cd_fwd_px)(t, ow * g->sw - g->pl, C, g->W, wp, bp, Fp, yq + ow * F, F, relu, fb, NV);
+}
+#undef CD_FWD_BLK
+
+/* one output row (its kernel-row table t filled), OW x F floats at yq; [a, b): interior */
+static CD_TGT void CD_FN(cd_fwd_row)(const cd_rows* t, const cd_geom* g, Py_ssize_t a,
+                                      Py_ssize_t b, const float* wp, const float* bp,
+                                      Py_ssize_t Fp, float* yq, int relu) {
+    Py_ssize_t fb = 0;
+    while (fb < Fp) {
+        Py_ssize_t nv = (Fp - fb) / CD_VL;
+        if (nv >= 4 && CD_NVMAX >= 4) {
+            CD_FN(cd_fwd_cols)(t, g, a, b, wp, bp, Fp, yq, relu, fb, 4, CD_PB / 2);
+            fb += 4 * CD_VL;
+        } else if (nv >= 2) {
+            CD_FN(cd_fwd_cols)(t, g, a, b, wp, bp, Fp, yq, relu, fb, 2, CD_PB);
+            fb += 2 * CD_VL;
+        } else {
+            CD_FN(cd_fwd_cols)(t, g, a, b, wp, bp, Fp, yq, relu, fb, 1, CD_PB);
+            fb += CD_VL;
+        }
+    }
 }
 
 static CD_TGT void CD_FN(cd_forward)(const float* x, const cd_geom* g, const float* wp,
@@ -176,37 +205,42 @@ static CD_TGT void CD_FN(cd_conv_pool)(const float* x, const cd_geom* g, const f
         }
     }
 }
-#undef CD_FWD_BLK
 
 /* ---------------------------------------------------------------- backward (dw, db) */
 
-/* dw rows [r0, r0 + G) x F-block fb of one output row: register sums over its pixels, then
-   added to the float partial fpart (K, Fp). dyr: the row's OW dy rows, ldd floats apart. */
+/* dw rows [r0, r0 + G) x the F-block at fb (NV vectors) of one output row: register sums over
+   its pixels, then added to the float partial fpart (K, Fp). dyr: the row's OW dy rows, ldd
+   floats apart. */
 CD_AI void CD_FN(cd_bwd_grp)(const cd_rows* t, Py_ssize_t r0, const cd_geom* g, Py_ssize_t a,
                              Py_ssize_t b, const float* dyr, Py_ssize_t ldd, Py_ssize_t fb,
-                             float* fpart, Py_ssize_t Fp, const int G) {
-    VF acc[CD_G][2];
-    const float* row[CD_G];
-    Py_ssize_t coff[CD_G], kwd[CD_G];
+                             float* fpart, Py_ssize_t Fp, const int G, const int NV) {
+    VF acc[CD_G * 2][4];
+    const float* row[CD_G * 2];
+    Py_ssize_t coff[CD_G * 2], kwd[CD_G * 2];
     Py_ssize_t C = g->C, W = g->W, sw = g->sw, pl = g->pl, ow;
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int j = 0; j < G; j++) {
-        acc[j][0] = (VF){0};
-        acc[j][1] = (VF){0};
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[j][v] = (VF){0};
         row[j] = t->row[r0 + j];
         coff[j] = t->coff[r0 + j];
         kwd[j] = t->kwd[r0 + j];
     }
     for (ow = 0; ow < g->OW; ow++) {
+        VF d[4];
         if (ow == a) {     /* interior: no checks */
             for (; ow < b; ow++) {
                 Py_ssize_t base = (ow * sw - pl) * C;
-                VF d0 = CD_FN(cd_ld)(dyr + ow * ldd + fb), d1 = CD_FN(cd_ld)(dyr + ow * ldd + fb + CD_VL);
-#pragma GCC unroll 16
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    d[v] = CD_FN(cd_ld)(dyr + ow * ldd + fb + v * CD_VL);
+#pragma GCC unroll 32
                 for (int j = 0; j < G; j++) {
                     VF xv = CD_FN(cd_bc)(row[j][base + coff[j]]);
-                    acc[j][0] += xv * d0;
-                    acc[j][1] += xv * d1;
+#pragma GCC unroll 4
+                    for (int v = 0; v < NV; v++)
+                        acc[j][v] += xv * d[v];
                 }
             }
             if (ow >= g->OW)
@@ -214,29 +248,62 @@ CD_AI void CD_FN(cd_bwd_grp)(const cd_rows* t, Py_ssize_t r0, const cd_geom* g, 
         }
         /* border pixel: a tap outside the image reads 0 (0 * dy, as im2col's padding) */
         Py_ssize_t iw0 = ow * sw - pl;
-        VF d0 = CD_FN(cd_ld)(dyr + ow * ldd + fb), d1 = CD_FN(cd_ld)(dyr + ow * ldd + fb + CD_VL);
-#pragma GCC unroll 16
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            d[v] = CD_FN(cd_ld)(dyr + ow * ldd + fb + v * CD_VL);
+#pragma GCC unroll 32
         for (int j = 0; j < G; j++) {
             Py_ssize_t iw = iw0 + kwd[j];
             float s = (iw >= 0 && iw < W) ? row[j][iw0 * C + coff[j]] : 0.0f;
             VF xv = CD_FN(cd_bc)(s);
-            acc[j][0] += xv * d0;
-            acc[j][1] += xv * d1;
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[j][v] += xv * d[v];
         }
     }
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int j = 0; j < G; j++) {      /* into the float partial (L1); float64 every few rows */
         float* dst = fpart + (r0 + j) * Fp + fb;
-        CD_FN(cd_st)(dst, CD_FN(cd_ld)(dst) + acc[j][0]);
-        CD_FN(cd_st)(dst + CD_VL, CD_FN(cd_ld)(dst + CD_VL) + acc[j][1]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            CD_FN(cd_st)(dst + v * CD_VL, CD_FN(cd_ld)(dst + v * CD_VL) + acc[j][v]);
     }
 }
 
-#define CD_BWD_GRP(G) CD_FN(cd_bwd_grp)(&t, r0, g, a, b, dyr, ldd, fb, fpart, Fp, G)
+#define CD_BWD_GRP(G) \
+    if ((G) <= GM) CD_FN(cd_bwd_grp)(t, r0, g, a, b, dyr, ldd, fb, fpart, Fp, (G) <= GM ? (G) : 1, NV)
+
+/* all kernel rows x the F-block at fb: groups of at most GM rows, of balanced sizes (27 rows:
+   9 + 9 + 9, not 12 + 12 + 3, whose last pass would load dy for 3 rows only) */
+CD_AI void CD_FN(cd_bwd_rows)(const cd_rows* t, const cd_geom* g, Py_ssize_t a, Py_ssize_t b,
+                              const float* dyr, Py_ssize_t ldd, Py_ssize_t fb, float* fpart,
+                              Py_ssize_t Fp, const int NV, const int GM) {
+    Py_ssize_t ng = (t->n + GM - 1) / GM, r0 = 0;
+    for (Py_ssize_t i = 0; i < ng; i++) {
+        Py_ssize_t gs = (t->n - r0 + (ng - i) - 1) / (ng - i);
+        switch (gs) {
+            case 1: CD_BWD_GRP(1); break;
+            case 2: CD_BWD_GRP(2); break;
+            case 3: CD_BWD_GRP(3); break;
+            case 4: CD_BWD_GRP(4); break;
+            case 5: CD_BWD_GRP(5); break;
+            case 6: CD_BWD_GRP(6); break;
+            case 7: CD_BWD_GRP(7); break;
+            case 8: CD_BWD_GRP(8); break;
+            case 9: CD_BWD_GRP(9); break;
+            case 10: CD_BWD_GRP(10); break;
+            case 11: CD_BWD_GRP(11); break;
+            case 12: CD_BWD_GRP(12); break;
+            default: break;
+        }
+        r0 += gs;
+    }
+}
+#undef CD_BWD_GRP
 
 /* dwp (K, Fp) and dbp (Fp,) float64 += the gradients of output rows [q0, q1). y (or NULL):
    the ReLU-fused forward output, dy is masked by y > 0 (1/0 multiply, NaN of y kept) into the
-   scratch rows dys (OW, Fp), which also take dy when F is not a multiple of the F-block.
+   scratch rows dys (OW, Fp), which also take dy when F is not a multiple of the vector.
    dys holds (OW + K + 1) * Fp floats: the scratch rows, then float partials of dw and db that
    go into the float64 ones every CD_FLUSH output rows (at most CD_FLUSH * OW terms in float). */
 #ifndef CD_FLUSH
@@ -248,7 +315,7 @@ static CD_TGT void CD_FN(cd_backward)(const float* x, const cd_geom* g, const fl
                                        double* dbp) {
     cd_rows t;
     Py_ssize_t a, b, C = g->C, F = g->F, OW = g->OW, K = g->KH * g->KW * g->C;
-    int copy = y != NULL || F % CD_FB != 0;
+    int copy = y != NULL || F % CD_VL != 0;
     float* fpart = dys + OW * Fp;       /* (K, Fp), then db's (Fp,) */
     float* fdb = fpart + K * Fp;
     cd_interior(g, &a, &b);
@@ -277,39 +344,25 @@ static CD_TGT void CD_FN(cd_backward)(const float* x, const cd_geom* g, const fl
             dyr = dys;
             ldd = Fp;
         }
+        for (Py_ssize_t fv = 0; fv < Fp; fv += CD_VL) {
+            VF s0 = {0};
+            for (Py_ssize_t ow = 0; ow < OW; ow++)
+                s0 += CD_FN(cd_ld)(dyr + ow * ldd + fv);
+            CD_FN(cd_st)(fdb + fv, CD_FN(cd_ld)(fdb + fv) + s0);
+        }
         cd_fill_rows(g, x + n * g->H * g->W * C, zrow, oh, &t);
-        /* groups of at most CD_G kernel rows, of balanced sizes (27 rows: 9 + 9 + 9, not
-           12 + 12 + 3, whose last pass would load dy for 3 rows only) */
-        Py_ssize_t ng = (t.n + CD_G - 1) / CD_G;
-        for (Py_ssize_t fb = 0; fb < Fp; fb += CD_FB) {
-            VF s0 = {0}, s1 = {0};
-            for (Py_ssize_t ow = 0; ow < OW; ow++) {
-                s0 += CD_FN(cd_ld)(dyr + ow * ldd + fb);
-                s1 += CD_FN(cd_ld)(dyr + ow * ldd + fb + CD_VL);
-            }
-            CD_FN(cd_st)(fdb + fb, CD_FN(cd_ld)(fdb + fb) + s0);
-            CD_FN(cd_st)(fdb + fb + CD_VL, CD_FN(cd_ld)(fdb + fb + CD_VL) + s1);
-            Py_ssize_t r0 = 0;
-            for (Py_ssize_t i = 0; i < ng; i++) {
-                Py_ssize_t gs = (t.n - r0 + (ng - i) - 1) / (ng - i);
-                switch (gs) {
-                    case 1: CD_BWD_GRP(1); break;
-                    case 2: CD_BWD_GRP(2); break;
-                    case 3: CD_BWD_GRP(3); break;
-                    case 4: CD_BWD_GRP(4); break;
-                    case 5: CD_BWD_GRP(5); break;
-                    case 6: CD_BWD_GRP(6); break;
-#if CD_G > 6
-                    case 7: CD_BWD_GRP(7); break;
-                    case 8: CD_BWD_GRP(8); break;
-                    case 9: CD_BWD_GRP(9); break;
-                    case 10: CD_BWD_GRP(10); break;
-                    case 11: CD_BWD_GRP(11); break;
-                    case 12: CD_BWD_GRP(12); break;
-#endif
-                    default: break;
-                }
-                r0 += gs;
+        Py_ssize_t fb = 0;
+        while (fb < Fp) {
+            Py_ssize_t nv = (Fp - fb) / CD_VL;
+            if (nv >= 4 && CD_NVMAX >= 4) {
+                CD_FN(cd_bwd_rows)(&t, g, a, b, dyr, ldd, fb, fpart, Fp, 4, CD_G / 2);
+                fb += 4 * CD_VL;
+            } else if (nv >= 2) {
+                CD_FN(cd_bwd_rows)(&t, g, a, b, dyr, ldd, fb, fpart, Fp, 2, CD_G);
+                fb += 2 * CD_VL;
+            } else {
+                CD_FN(cd_bwd_rows)(&t, g, a, b, dyr, ldd, fb, fpart, Fp, 1, CD_G);
+                fb += CD_VL;
             }
         }
         if ((q - q0) % CD_FLUSH == CD_FLUSH - 1 || q == q1 - 1) {
@@ -324,12 +377,10 @@ static CD_TGT void CD_FN(cd_backward)(const float* x, const cd_geom* g, const fl
         }
     }
 }
-#undef CD_BWD_GRP
 
 #undef CD_CAT2
 #undef CD_CAT
 #undef CD_FN
 #undef VF
 #undef VI
-#undef CD_FB
 #undef CD_AI

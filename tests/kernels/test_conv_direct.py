@@ -57,7 +57,7 @@ pad_1d = st.one_of(st.sampled_from(["valid", "same"]), st.tuples(st.integers(0, 
 def direct_case(draw):
     n = draw(st.integers(1, 3))
     h, w = draw(st.integers(1, 10)), draw(st.integers(1, 10))
-    c, f = draw(st.integers(1, 4)), draw(st.integers(1, 40))
+    c, f = draw(st.integers(1, 4)), draw(st.one_of(st.integers(1, 40), st.integers(41, 100)))
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
@@ -117,6 +117,8 @@ def test_direct_relu_epilogue_and_masked_backward(case, isa, seed):
     ((4, 32, 32, 3), (3, 3, 3, 32), 1, "same"),      # M3's first layer
     ((3, 17, 19, 3), (5, 5, 3, 24), 2, "same"),      # stride 2, F a multiple of 8 only
     ((2, 15, 16, 2), (3, 3, 2, 40), 2, "valid"),     # F = 40: a partial F-block
+    ((2, 11, 13, 3), (3, 3, 3, 64), 1, "same"),      # F-blocks of 4 vectors (AVX-512)
+    ((2, 11, 13, 1), (3, 2, 1, 100), 1, "same"),     # 4 + 2 + 1 vectors and a tail
     ((2, 12, 12, 4), (1, 1, 4, 7), 1, "valid"),      # 1x1
     ((2, 30, 9, 1), (7, 1, 1, 5), (2, 1), ((3, 3), (0, 0))),
 ])
