@@ -39,6 +39,13 @@ CD_AI VF CD_FN(cd_relu)(VF v) {
     return r + z * neg;
 }
 
+/* the running max m of a pool window taking cell v: v if v > m or v is NaN, m once it is NaN
+   (the first NaN wins, as np.max and the pool kernels) */
+CD_AI VF CD_FN(cd_max_nan)(VF m, VF v) {
+    VI keep = (VI)(m != m) | ~((VI)(v > m) | (VI)(v != v));
+    return (VF)(((VI)m & keep) | ((VI)v & ~keep));
+}
+
 /* vector v of an output pixel's F-block (nf = F - its first filter: the real ones) */
 CD_AI void CD_FN(cd_store1)(float* y, VF a, Py_ssize_t nf, int relu) {
     if (relu)
@@ -195,7 +202,15 @@ static CD_TGT void CD_FN(cd_conv_pool)(const float* x, const cd_geom* g, const f
         for (Py_ssize_t pw = 0; pw < PW; pw++) {
             const float* c0 = scratch + 2 * pw * F;
             const float* c2 = c0 + OW * F;
-            for (Py_ssize_t f = 0; f < F; f++) {
+            Py_ssize_t f = 0;
+            for (; f + CD_VL <= F; f += CD_VL) {     /* (a scalar loop stayed scalar: 2x slower) */
+                VF m = CD_FN(cd_ld)(c0 + f);
+                m = CD_FN(cd_max_nan)(m, CD_FN(cd_ld)(c0 + F + f));
+                m = CD_FN(cd_max_nan)(m, CD_FN(cd_ld)(c2 + f));
+                m = CD_FN(cd_max_nan)(m, CD_FN(cd_ld)(c2 + F + f));
+                CD_FN(cd_st)(o + pw * F + f, m);
+            }
+            for (; f < F; f++) {
                 float m = c0[f], v;
                 v = c0[F + f]; m = (m != m || !(v > m || v != v)) ? m : v;
                 v = c2[f]; m = (m != m || !(v > m || v != v)) ? m : v;

@@ -16,6 +16,12 @@ contiguous share of the batch end to end with single-threaded BLAS and kernels (
 OpenMP and OpenBLAS thread pools do not mix well around every chunk). Smaller batches use the
 OpenMP loops plus multi-threaded BLAS per chunk.
 
+Few input channels (KH*KW*C <= DIRECT_MAX_K): im2col would be the bulk of the work (a GEMM of
+10-28 columns is memory-bound), so forward and the need_dx=False backward run the direct kernels
+of fastnn._kernels.conv_direct instead (no col buffer; bias, ReLU and the y= mask fused; the
+same `_run` shares over output rows). `DIRECT` forces either path. `conv2d_relu_maxpool2d`
+fuses an inference conv + ReLU + 2x2 max pool on them.
+
 The col, weight and partial-gradient buffers live in a per-thread workspace that only grows, so
 a training step at a fixed shape allocates nothing. Every argument is checked here: the compiled
 loops behind trust what they get.

@@ -312,12 +312,14 @@ def test_conv_relu_maxpool_equals_two_kernels(rng, isa, xs, ws, p):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
-def test_conv_relu_maxpool_nan_inf(rng):
-    x, w, b = rand(rng, (2, 10, 10, 1)), rand(rng, (3, 3, 1, 8)), rand(rng, 8)
-    x[0, 3, 3, 0] = np.nan
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("f", [8, 40])        # vector max and scalar tail
+def test_conv_relu_maxpool_nan_inf(rng, isa, f):
+    x, w, b = rand(rng, (2, 10, 10, 1)), rand(rng, (3, 3, 1, f)), rand(rng, f)
+    x[0, 3, 3, 0] = np.nan      # NaN in every cell position of some windows (3x3 conv spread)
     x[1, 6, 2, 0] = np.inf
     x[1, 0, 9, 0] = -np.inf
-    with path(True):
+    with path(True, isa):
         y = K.conv2d_relu_maxpool2d(x, w, b)
         expect = P.max_pool2d(K.conv2d(x, w, b, activation="relu"), 2)[0]
     np.testing.assert_array_equal(y, expect)
