@@ -16,6 +16,12 @@ contiguous share of the batch end to end with single-threaded BLAS and kernels (
 OpenMP and OpenBLAS thread pools do not mix well around every chunk). Smaller batches use the
 OpenMP loops plus multi-threaded BLAS per chunk.
 
+Few input channels (KH*KW*C <= DIRECT_MAX_K): im2col would be the bulk of the work (a GEMM of
+10-28 columns is memory-bound), so forward and the need_dx=False backward run the direct kernels
+of fastnn._kernels.conv_direct instead (no col buffer; bias, ReLU and the y= mask fused; the
+same `_run` shares over output rows). `DIRECT` forces either path. conv2d(pool=(2, 2)) with a
+plain ReLU runs conv + ReLU + 2x2 max pool on them in one pass (inference).
+
 The col, weight and partial-gradient buffers live in a per-thread workspace that only grows, so
 a training step at a fixed shape allocates nothing. Every argument is checked here: the compiled
 loops behind trust what they get.
@@ -29,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastnn._kernels import conv as _k
+from fastnn._kernels import conv_direct as _cd
 from fastnn.kernels._checks import as_tuple, check_array, check_no_overlap, prepare_out
 from fastnn.kernels._geometry import conv_geometry, resolve_padding
 from fastnn.kernels.threads import get_num_threads
@@ -43,6 +50,22 @@ CHUNK_BYTES = 2 << 20
 
 # Below this many flops a call runs in the calling thread (thread start-up would dominate).
 SERIAL_FLOPS = 4e6
+
+# The direct (im2col-free) kernels of fastnn._kernels.conv_direct, for few input channels.
+# DIRECT: None = automatic (kernel rows KH*KW*C <= DIRECT_MAX_K, and F <= DIRECT_MAX_F in
+# forward; backward only with need_dx=False), True = direct whenever it applies (KH*KW*C <=
+# conv_direct.KMAX), False = always im2col + GEMM. Tests and benchmarks set it to force a path.
+# Measured (bench/test_conv_direct.py and a sweep over C, F, KH at 32x32, batch 64, 2 threads,
+# interleaved): direct/im2col time 0.3-0.7 for K <= 64 with F <= 64 (forward and dw/db), about
+# 1.0 for forward at F = 128 and 1.08 at F = 256 (the GEMM reuses x better over many filters);
+# backward stayed faster up to F = 256. Up to K = 288 it was faster at 32x32 but mixed on
+# smaller images (13x13x32 -> 64: 0.9-1.5), so the automatic rule stops at 64.
+DIRECT = None
+DIRECT_MAX_K = 64
+DIRECT_MAX_F = 128
+# Instruction-set flavour of the direct kernels (0 portable, 1 AVX2+FMA, 2 AVX-512F); None: the
+# best this CPU runs. Tests set it to exercise every flavour.
+DIRECT_ISA = None
 
 _tls = threading.local()
 _pool_lock = threading.Lock()
@@ -283,17 +306,148 @@ def _check_pool(pool, out_hw, fn: str):
     return (out_hw[0] // 2, out_hw[1] // 2)
 
 
+_BEST_ISA = next(i for i in (2, 1, 0) if _cd.isa_ok(i))
+_zero_state = {"z": np.zeros(0, np.float32)}
+
+
+def _isa(f: int) -> int:
+    """The flavour for F filters: F is padded to whole vectors, 16 floats with AVX-512, 8 with
+    AVX2; where AVX2 pads less it wins (measured, 1 thread, interleaved: AVX2/AVX-512 time 0.62
+    at F=8, 0.73 at F=24, 0.83 forward / 1.06 backward at F=40), else AVX-512 (F=48: 0.95/1.17)."""
+    if DIRECT_ISA is not None:
+        return DIRECT_ISA
+    if _BEST_ISA == 2 and _padded_f(f, 1) < _padded_f(f, 2):
+        return 1
+    return _BEST_ISA
+
+
+def _zeros(size: int) -> np.ndarray:
+    """A read-only row of >= size zeros (what padded kernel rows of the direct kernels read)."""
+    z = _zero_state["z"]
+    if z.size < size:
+        z = np.zeros(max(size, 2 * z.size), np.float32)
+        z.flags.writeable = False
+        _zero_state["z"] = z
+    return z
+
+
+def _use_direct(k: int, f: int | None = None) -> bool:
+    """Whether to run the direct kernels for K kernel rows (and f filters, forward)."""
+    if DIRECT is False or k > _cd.KMAX:
+        return False
+    return DIRECT is True or (k <= DIRECT_MAX_K and (f is None or f <= DIRECT_MAX_F))
+
+
+def _padded_f(f: int, isa: int) -> int:
+    fb = _cd.block(isa)
+    return -(-f // fb) * fb
+
+
+def _direct_weights(w, b, isa):
+    """w as (K, Fp) and b as (Fp,) with F padded to the F-block with zeros, in the caller's
+    workspace (read by every task of the call)."""
+    kh, kw, c, f = w.shape
+    k = kh * kw * c
+    fp = _padded_f(f, isa)
+    wp = _workspace("cd_w", k * fp).reshape(k, fp)
+    wp[:, :f] = w.reshape(k, f)
+    wp[:, f:] = 0.0
+    bp = _workspace("cd_b", fp)
+    bp[:f] = 0.0 if b is None else b
+    bp[f:] = 0.0
+    return wp, bp
+
+
+def _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act, affine=None):
+    n, h, wd, c = x.shape
+    kh, kw, _, f = w.shape
+    (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
+    k = kh * kw * c
+    isa = _isa(f)
+    wp, bp = _direct_weights(w, b, isa)
+    zrow = _zeros(wd * c)
+    out2 = out.reshape(n * oh * ow, f)
+    relu = affine is None and act == _PLAIN_RELU      # in registers (after an affine it cannot)
+    rest = None if relu else act
+    # an affine map or an activation other than plain ReLU runs on chunks of rows of ~64 KB
+    # while they are in cache
+    rows = n * oh if rest is None and affine is None else max(1, (64 << 10) // max(1, ow * f * 4))
+
+    def work(task, q_lo, q_hi, nthreads):     # output rows q = n*OH + oh in [q_lo, q_hi)
+        for q0 in range(q_lo, q_hi, rows):
+            q1 = min(q0 + rows, q_hi)
+            _cd.forward(x, wp, bp, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, out2, relu, isa)
+            _apply_epilogue(out2[q0 * ow:q1 * ow], rest, nthreads, affine)
+
+    _run(work, n * oh, 2.0 * out2.shape[0] * k * f)
+
+
+def _forward_direct_pooled(x, w, b, strides, dilation, pads, out_hw, out):
+    """conv + bias + ReLU + 2x2 max pool on the direct kernels: each task computes the two
+    conv rows of a pooled row into a scratch pair in cache; only the pooled output is written."""
+    n, h, wd, c = x.shape
+    kh, kw, _, f = w.shape
+    (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
+    ph = oh // 2
+    isa = _isa(f)
+    wp, bp = _direct_weights(w, b, isa)
+    zrow = _zeros(wd * c)
+
+    def work(task, p_lo, p_hi, nthreads):     # pooled rows n*PH + ph in [p_lo, p_hi)
+        scratch = _workspace("cd_pool", 2 * ow * f)
+        _cd.conv_relu_maxpool(x, wp, bp, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, p_lo, p_hi,
+                              scratch, out, isa)
+
+    _run(work, n * ph, 2.0 * n * 2 * ph * ow * kh * kw * c * f)
+
+
+def _backward_direct(x, w, dy, strides, dilation, pads, out_hw, dw_out, db, y):
+    n, h, wd, c = x.shape
+    kh, kw, _, f = w.shape
+    (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
+    k = kh * kw * c
+    isa = _isa(f)
+    fp = _padded_f(f, isa)
+    dy2 = dy.reshape(n * oh * ow, f)
+    y2 = None if y is None else y.reshape(n * oh * ow, f)
+    zrow = _zeros(wd * c)
+    flops = 2.0 * dy2.shape[0] * k * f
+    # one float64 partial [dW; db] (F padded) per task, summed below in a fixed order
+    parts = _workspace("cd_parts", _threads_for(n * oh, flops) * (k + 1) * fp, np.float64)
+    parts = parts.reshape(-1, k + 1, fp)
+
+    def work(task, q_lo, q_hi, nthreads):     # output rows [q_lo, q_hi)
+        part = parts[task]
+        part.fill(0.0)
+        dys = _workspace("cd_dys", (ow + k + 1) * fp)     # dy rows, float partials
+        _cd.backward(x, dy2, y2, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q_lo, q_hi, dys,
+                     part[:k], part[k], isa)
+
+    _run(work, n * oh, flops)
+    for extra in parts[1:]:
+        np.add(parts[0], extra, out=parts[0])
+    dw_out.reshape(k, f)[...] = parts[0][:k, :f]
+    db[...] = parts[0][k, :f]
+
+
 def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=None, pool=None):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
     if n == 0:
         return
+    direct = _use_direct(kh * kw * c, f)
+    if pool is not None:
+        if direct and affine is None and act == _PLAIN_RELU:
+            _forward_direct_pooled(x, w, b, strides, dilation, pads, out_hw, out)
+        else:
+            _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine)
+        return
+    if direct:
+        _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act, affine)
+        return
     k = kh * kw * c
     w2 = w.reshape(k, f)
-    if pool is not None:
-        _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine)
-        return
     out2 = out.reshape(n * oh * ow, f)
     flops = 2.0 * out2.shape[0] * k * f
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads):
@@ -358,20 +512,31 @@ def _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine):
     kh, kw, c, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
     ph, pw = oh // 2, ow // 2
-    # the 1x1 path as _forward has it (x viewed as rows, bias added after the GEMM), so that
-    # both give the same bits
-    one = kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
-    wa = w.reshape(c, f) if one else _weights_with_bias(w.reshape(kh * kw * c, f), b)
+    # the conv rows as _forward computes them, so that both give the same bits: the direct
+    # kernels for few input channels, the 1x1 path (x viewed as rows, bias added after the
+    # GEMM), else im2col with the bias in the GEMM
+    direct = _use_direct(kh * kw * c, f)
+    one = not direct and kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads)
+    if direct:
+        isa = _isa(f)
+        wp, bp = _direct_weights(w, b, isa)
+        zrow = _zeros(x.shape[2] * c)
+        wa = wp
+    else:
+        wa = w.reshape(c, f) if one else _weights_with_bias(w.reshape(kh * kw * c, f), b)
     x2 = x.reshape(-1, c) if one else None
-    ldc = wa.shape[0]
-    rows = _chunk_rows(n * oh, ow, ldc)
+    ldc = 0 if direct else wa.shape[0]
+    rows = _chunk_rows(n * oh, ow, max(ldc, f))
     per_img = rows // oh                      # whole images per chunk (0: pairs of one image)
     pairs = max(1, rows // 2)
-    flops = 2.0 * n * oh * ow * (ldc - (b is not None)) * f
+    flops = 2.0 * n * oh * ow * kh * kw * c * f
 
     def block(q0, q1, col_all, ybuf, nthreads):   # output rows [q0, q1) -> scratch, epilogue
         y2 = ybuf[:(q1 - q0) * ow * f].reshape(-1, f)
-        if one:
+        if direct:
+            _cd.forward(x, wp, bp, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, y2, False,
+                        isa, True)
+        elif one:
             np.matmul(x2[q0 * ow:q1 * ow], wa, out=y2)
             if b is not None:
                 _k.bias_add(y2, b, 1)
@@ -421,6 +586,9 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None)
     if n == 0:
         dw2.fill(0.0)
         db.fill(0.0)
+        return
+    if dx is None and _use_direct(k):
+        _backward_direct(x, w, dy, strides, dilation, pads, out_hw, dw_out, db, y)
         return
     ldc = k + 1
     flops = (4.0 if dx is not None else 2.0) * dy2.shape[0] * k * f

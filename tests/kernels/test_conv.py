@@ -8,6 +8,17 @@ from fastnn.kernels import conv as K
 from fastnn.kernels._geometry import resolve_padding
 from fastnn.reference import conv as R
 
+
+@pytest.fixture(autouse=True, scope="module", params=[None, False], ids=["auto", "im2col"])
+def conv_path(request):
+    """Every test twice: the automatic choice (the direct kernels for few input channels,
+    tests/kernels/test_conv_direct.py) and the im2col + GEMM path forced for every shape."""
+    saved = K.DIRECT
+    K.DIRECT = request.param
+    yield request.param
+    K.DIRECT = saved
+
+
 # float32 kernel vs float64 reference: sums of <= ~100 products of O(1) numbers
 TOL = dict(rtol=1e-4, atol=1e-4)
 
