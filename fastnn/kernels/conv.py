@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastnn._kernels import conv as _k
+from fastnn._kernels import winograd as _wg
 from fastnn.kernels._checks import as_tuple, check_array, check_no_overlap, prepare_out
 from fastnn.kernels._geometry import conv_geometry, resolve_padding
 from fastnn.kernels.threads import get_num_threads
@@ -43,6 +44,14 @@ CHUNK_BYTES = 2 << 20
 
 # Below this many flops a call runs in the calling thread (thread start-up would dominate).
 SERIAL_FLOPS = 4e6
+
+# Winograd F(2x2, 3x3) for 3x3 stride-1 dilation-1 convolutions (see _use_winograd and
+# kernels/winograd.pyx). False (or FASTNN_CONV_WINOGRAD=0 at import) forces im2col + GEMM.
+WINOGRAD = os.environ.get("FASTNN_CONV_WINOGRAD", "1") != "0"
+# Smallest C and F that take the Winograd path (below, its 16 GEMMs are too thin to pay).
+WINO_MIN_CHANNELS = 16
+# Target size of a chunk's V (16, T, C) and M (16, T, F) tile buffers together.
+WINO_CHUNK_BYTES = 768 << 10
 
 _tls = threading.local()
 _pool_lock = threading.Lock()
@@ -247,11 +256,119 @@ def _apply_epilogue(y2, act, nthreads):
         _act.bias_act(y2, _NO_BIAS, False, act[0], act[1], act[2], _SERIAL if nthreads == 1 else A.PARALLEL_MIN)
 
 
+# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+
+def _use_winograd(w, strides, dilation, pads) -> bool:
+    """3x3, stride 1, dilation 1, pads <= 2 (valid, same or explicit), C and F in range."""
+    kh, kw, c, f = w.shape
+    return (WINOGRAD and kh == 3 and kw == 3 and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
+            and all(0 <= p <= 2 for p in pads) and WINO_MIN_CHANNELS <= min(c, f)
+            and max(c, f) <= _wg.CMAX)
+
+
+def _wino_rows(n_rows: int, tw: int, c: int, f: int) -> int:
+    """Tile rows per chunk: V and M stay near WINO_CHUNK_BYTES, chunks of equal size."""
+    rows = max(1, WINO_CHUNK_BYTES // (16 * 4 * tw * (c + f)))
+    nchunks = -(-n_rows // rows)
+    return -(-n_rows // nchunks) if n_rows else 1
+
+
+def _wino_weights(w):
+    """U (16, C, F) = G g G^T in the calling thread's workspace (read by every share)."""
+    c, f = w.shape[2], w.shape[3]
+    u = _workspace("wino_u", 16 * c * f).reshape(16, c, f)
+    _wg.weight_transform(w, u)
+    return u
+
+
+def _wino_forward(x, w, b, pads, out_hw, out, act):
+    # Each thread owns whole images; per chunk of tile rows: input transform, 16 GEMMs
+    # V[xi] @ U[xi], output transform (+ bias) straight into y and the activation while the
+    # chunk's output rows are in cache.
+    n, _, _, c = x.shape
+    f = w.shape[3]
+    pt, pl = pads[0], pads[2]
+    oh, ow = out_hw
+    th, tw = -(-oh // 2), -(-ow // 2)
+    u = _wino_weights(w)
+    bias = _NO_BIAS if b is None else b
+    out2 = out.reshape(n * oh * ow, f)
+
+    def work(task, n_lo, n_hi, nthreads):
+        r_lo, r_hi = n_lo * th, n_hi * th
+        rows = _wino_rows(r_hi - r_lo, tw, c, f)
+        vb = _workspace("wino_v", 16 * rows * tw * c)
+        mb = _workspace("wino_m", 16 * rows * tw * f)
+        for r0 in range(r_lo, r_hi, rows):
+            r1 = min(r0 + rows, r_hi)
+            t = (r1 - r0) * tw
+            v = vb[:16 * t * c].reshape(16, t, c)
+            m = mb[:16 * t * f].reshape(16, t, f)
+            _wg.input_tiles(x, pt, pl, th, tw, r0, r1, v)
+            np.matmul(v, u, out=m)
+            _wg.output_tiles(m, bias, b is not None, th, tw, r0, r1, out)
+            if act is not None:     # output rows q = n*OH + oh of these tile rows
+                q0 = (r0 // th) * oh + 2 * (r0 % th)
+                q1 = (r1 // th) * oh + 2 * (r1 % th)
+                _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads)
+
+    _run(work, n, 18.0 * out2.shape[0] * c * f)
+
+
+def _wino_backward(x, w, dy, pads, out_hw, dx, dw_out, db, y):
+    # Per chunk: V recomputed from x, dM = A dY A^T (masked, db summed), dU += V^T dM; with dx,
+    # dV = dM U^T (into V's buffer, free by then) and dx += B dV B^T. Threads own whole images
+    # (the tiles' dx overlap only within an image): no races. dU and db are per-task partials.
+    n, _, _, c = x.shape
+    f = w.shape[3]
+    pt, pl = pads[0], pads[2]
+    oh, ow = out_hw
+    th, tw = -(-oh // 2), -(-ow // 2)
+    flops = (36.0 if dx is not None else 18.0) * n * oh * ow * c * f
+    ut = None if dx is None else _wino_weights(w).transpose(0, 2, 1)
+    tasks = _threads_for(n, flops)
+    parts = _workspace("wino_parts", tasks * 16 * c * f).reshape(tasks, 16, c, f)
+    dbs = _workspace("wino_db", tasks * f, np.float64).reshape(tasks, f)
+    has_y = y is not None
+    yv = y if has_y else dy
+
+    def work(task, n_lo, n_hi, nthreads):
+        du, dba = parts[task], dbs[task]
+        du.fill(0.0)
+        dba.fill(0.0)
+        r_lo, r_hi = n_lo * th, n_hi * th
+        rows = _wino_rows(r_hi - r_lo, tw, c, f)
+        vb = _workspace("wino_v", 16 * rows * tw * c)
+        mb = _workspace("wino_m", 16 * rows * tw * f)
+        dut = _workspace("wino_dut", 16 * c * f).reshape(16, c, f)
+        for r0 in range(r_lo, r_hi, rows):
+            r1 = min(r0 + rows, r_hi)
+            t = (r1 - r0) * tw
+            v = vb[:16 * t * c].reshape(16, t, c)
+            dm = mb[:16 * t * f].reshape(16, t, f)
+            _wg.input_tiles(x, pt, pl, th, tw, r0, r1, v)
+            _wg.dy_tiles(dy, yv, has_y, th, tw, r0, r1, dm, dba)
+            np.matmul(v.transpose(0, 2, 1), dm, out=dut)
+            np.add(du, dut, out=du)
+            if ut is not None:
+                np.matmul(dm, ut, out=v)
+                _wg.input_adjoint(v, pt, pl, th, tw, r0, r1, dx)
+
+    _run(work, n, flops)
+    for extra in parts[1:]:
+        np.add(parts[0], extra, out=parts[0])
+    _wg.weight_adjoint(parts[0], dw_out)
+    db[...] = dbs.sum(axis=0)
+
+
 def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
     if n == 0:
+        return
+    if _use_winograd(w, strides, dilation, pads):
+        _wino_forward(x, w, b, pads, out_hw, out, act)
         return
     k = kh * kw * c
     w2 = w.reshape(k, f)
@@ -310,6 +427,9 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None)
     if n == 0:
         dw2.fill(0.0)
         db.fill(0.0)
+        return
+    if _use_winograd(w, strides, dilation, pads):
+        _wino_backward(x, w, dy, pads, out_hw, dx, dw_out, db, y)
         return
     ldc = k + 1
     flops = (4.0 if dx is not None else 2.0) * dy2.shape[0] * k * f
