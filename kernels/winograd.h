@@ -27,14 +27,17 @@ static const float wino_zeros[WINO_CMAX];
 static const float wino_ones[WINO_CMAX] = {[0 ... WINO_CMAX - 1] = 1.0f};
 static __thread float wino_sink[WINO_CMAX];
 
-/* V[xi, t, c] (16, T, C), T = (r1 - r0) * tw: B^T d B of the 4x4 input tile of tile t.
+/* The (16, T, C) / (16, T, F) tile buffers take the distance TC / TF (in floats) between their
+ * 16 slices as an argument: the caller pads it off multiples of 4 KB, or the 16 streams of a
+ * tile land in one L1 set (8-way) and thrash (measured: 2-3x slower transforms).
+ *
+ * V[xi, t, c] (16, T, C), T = (r1 - r0) * tw: B^T d B of the 4x4 input tile of tile t.
  * Tile rows R = n*th + ti in [r0, r1), tile (ti, tj) reads x rows 2ti - pt + [0, 4) and
  * columns 2tj - pl + [0, 4). B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]]. */
 WINO_CLONES static void wino_input(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
                                    ptrdiff_t pt, ptrdiff_t pl, ptrdiff_t th, ptrdiff_t tw,
-                                   ptrdiff_t r0, ptrdiff_t r1, float *V)
+                                   ptrdiff_t r0, ptrdiff_t r1, float *V, ptrdiff_t TC)
 {
-    const ptrdiff_t TC = (r1 - r0) * tw * C;
     for (ptrdiff_t R = r0; R < r1; R++) {
         const ptrdiff_t n = R / th, ti = R - n * th;
         for (ptrdiff_t tj = 0; tj < tw; tj++) {
@@ -74,9 +77,8 @@ WINO_CLONES static void wino_input(const float *x, ptrdiff_t H, ptrdiff_t W, ptr
  * A^T = [[1,1,1,0], [0,1,-1,-1]]. bias NULL: none. */
 WINO_CLONES static void wino_output(const float *M, const float *bias, ptrdiff_t OH, ptrdiff_t OW,
                                     ptrdiff_t F, ptrdiff_t th, ptrdiff_t tw, ptrdiff_t r0,
-                                    ptrdiff_t r1, float *y)
+                                    ptrdiff_t r1, float *y, ptrdiff_t TF)
 {
-    const ptrdiff_t TF = (r1 - r0) * tw * F;
     const float *bb = bias ? bias : wino_zeros;
     for (ptrdiff_t R = r0; R < r1; R++) {
         const ptrdiff_t n = R / th, ti = R - n * th;
@@ -163,9 +165,8 @@ WINO_CLONES static void wino_weight_adjoint(const float *dU, ptrdiff_t C, ptrdif
  * (masked) dy in float64. */
 WINO_CLONES static void wino_dy(const float *dy, const float *y, ptrdiff_t OH, ptrdiff_t OW,
                                 ptrdiff_t F, ptrdiff_t th, ptrdiff_t tw, ptrdiff_t r0, ptrdiff_t r1,
-                                float *dM, double *db)
+                                float *dM, ptrdiff_t TF, double *db)
 {
-    const ptrdiff_t TF = (r1 - r0) * tw * F;
     for (ptrdiff_t R = r0; R < r1; R++) {
         const ptrdiff_t n = R / th, ti = R - n * th;
         for (ptrdiff_t tj = 0; tj < tw; tj++) {
@@ -209,9 +210,8 @@ WINO_CLONES static void wino_dy(const float *dy, const float *y, ptrdiff_t OH, p
  * pass whole images in order (one thread per image: no races). */
 WINO_CLONES static void wino_input_adjoint(const float *dV, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
                                            ptrdiff_t pt, ptrdiff_t pl, ptrdiff_t th, ptrdiff_t tw,
-                                           ptrdiff_t r0, ptrdiff_t r1, float *dx)
+                                           ptrdiff_t r0, ptrdiff_t r1, float *dx, ptrdiff_t TC)
 {
-    const ptrdiff_t TC = (r1 - r0) * tw * C;
     for (ptrdiff_t R = r0; R < r1; R++) {
         const ptrdiff_t n = R / th, ti = R - n * th;
         if (ti == 0)

@@ -26,16 +26,18 @@ cdef extern from "winograd.h" nogil:
     enum: WINO_CMAX
     void wino_input(const float* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t pt,
                     Py_ssize_t pl, Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1,
-                    float* V)
+                    float* V, Py_ssize_t ldv)
     void wino_output(const float* M, const float* bias, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
-                     Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1, float* y)
+                     Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1, float* y,
+                     Py_ssize_t ldm)
     void wino_weight(const float* w, Py_ssize_t C, Py_ssize_t F, float* U)
     void wino_weight_adjoint(const float* dU, Py_ssize_t C, Py_ssize_t F, float* dw)
     void wino_dy(const float* dy, const float* y, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
-                 Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1, float* dM, double* db)
+                 Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1, float* dM, Py_ssize_t ldm,
+                 double* db)
     void wino_input_adjoint(const float* dV, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                             Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t th, Py_ssize_t tw,
-                            Py_ssize_t r0, Py_ssize_t r1, float* dx)
+                            Py_ssize_t r0, Py_ssize_t r1, float* dx, Py_ssize_t ldv)
 
 CMAX = WINO_CMAX     # the transforms' zero / sink rows hold this many channels
 
@@ -43,26 +45,27 @@ CMAX = WINO_CMAX     # the transforms' zero / sink rows hold this many channels
 # ---- Python entry points (typed memoryviews; fastnn.kernels.conv has validated them) ----
 # Tile rows R = n*th + ti in [r0, r1), th = ceil(OH / 2) per image, tw = ceil(OW / 2) tiles
 # each; the T = (r1 - r0) * tw tiles of a chunk are numbered row by row. All serial: each is
-# called per chunk from inside one conv worker thread.
+# called per chunk from inside one conv worker thread. A tile buffer is (16, ld): slice xi is
+# its first T*C (or T*F) floats of row xi, a (T, C) matrix; ld is padded (see _tiles in conv.py).
 
 def input_tiles(const float[:, :, :, ::1] x__nhwc,   # IN (N, H, W, C)
                 Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t th, Py_ssize_t tw,
                 Py_ssize_t r0, Py_ssize_t r1,
-                float[:, :, ::1] V):                 # OUT (16, T, C)
+                float[:, ::1] V):                    # OUT (16, >= T*C): slices (T, C)
     """V[xi] = (B^T d B)[xi] of the input tiles of tile rows [r0, r1) (padding reads as 0)."""
     with nogil:
         wino_input(&x__nhwc[0, 0, 0, 0], x__nhwc.shape[1], x__nhwc.shape[2], x__nhwc.shape[3],
-                   pt, pl, th, tw, r0, r1, &V[0, 0, 0])
+                   pt, pl, th, tw, r0, r1, &V[0, 0], V.shape[1])
 
 
-def output_tiles(const float[:, :, ::1] M,           # IN (16, T, F)
+def output_tiles(const float[:, ::1] M,              # IN (16, >= T*F): slices (T, F)
                  const float[::1] b__f, bint has_b,  # IN (F,) bias (ignored unless has_b)
                  Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1,
                  float[:, :, :, ::1] y__nhwf):       # OUT (N, OH, OW, F), the rows of [r0, r1)
     """y = A^T M A (+ b) for the tiles of tile rows [r0, r1), clipped to (OH, OW)."""
     with nogil:
-        wino_output(&M[0, 0, 0], &b__f[0] if has_b else NULL, y__nhwf.shape[1], y__nhwf.shape[2],
-                    y__nhwf.shape[3], th, tw, r0, r1, &y__nhwf[0, 0, 0, 0])
+        wino_output(&M[0, 0], &b__f[0] if has_b else NULL, y__nhwf.shape[1], y__nhwf.shape[2],
+                    y__nhwf.shape[3], th, tw, r0, r1, &y__nhwf[0, 0, 0, 0], M.shape[1])
 
 
 def weight_transform(const float[:, :, :, ::1] w,    # IN (3, 3, C, F)
@@ -82,20 +85,21 @@ def weight_adjoint(const float[:, :, ::1] dU,        # IN (16, C, F)
 def dy_tiles(const float[:, :, :, ::1] dy__nhwf,     # IN (N, OH, OW, F)
              const float[:, :, :, ::1] y__nhwf, bint has_y,   # IN ReLU output (ignored unless has_y)
              Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1,
-             float[:, :, ::1] dM,                    # OUT (16, T, F)
+             float[:, ::1] dM,                       # OUT (16, >= T*F): slices (T, F)
              double[::1] db__f):                     # IN/OUT (F,) float64, += sum of masked dy
     """dM = A dY A^T of the (masked) dy tiles of tile rows [r0, r1); db += their sums."""
     with nogil:
         wino_dy(&dy__nhwf[0, 0, 0, 0], &y__nhwf[0, 0, 0, 0] if has_y else NULL, dy__nhwf.shape[1],
-                dy__nhwf.shape[2], dy__nhwf.shape[3], th, tw, r0, r1, &dM[0, 0, 0], &db__f[0])
+                dy__nhwf.shape[2], dy__nhwf.shape[3], th, tw, r0, r1, &dM[0, 0], dM.shape[1], &db__f[0])
 
 
-def input_adjoint(const float[:, :, ::1] dV,          # IN (16, T, C)
+def input_adjoint(const float[:, ::1] dV,             # IN (16, >= T*C): slices (T, C)
                   Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t th, Py_ssize_t tw,
                   Py_ssize_t r0, Py_ssize_t r1,
                   float[:, :, :, ::1] dx__nhwc):      # IN/OUT (N, H, W, C)
     """dx += B dV B^T of the tiles of tile rows [r0, r1), overlap-added; an image's dx is
     zeroed first when its tile row 0 is among them (pass whole images, in order)."""
     with nogil:
-        wino_input_adjoint(&dV[0, 0, 0], dx__nhwc.shape[1], dx__nhwc.shape[2], dx__nhwc.shape[3],
-                           pt, pl, th, tw, r0, r1, &dx__nhwc[0, 0, 0, 0])
+        wino_input_adjoint(&dV[0, 0], dx__nhwc.shape[1], dx__nhwc.shape[2], dx__nhwc.shape[3],
+                           pt, pl, th, tw, r0, r1, &dx__nhwc[0, 0, 0, 0],
+                           dV.shape[1])
