@@ -73,11 +73,19 @@ WINO_CLONES static void wino_input(const float *x, ptrdiff_t H, ptrdiff_t W, ptr
     }
 }
 
-/* y[n, 2ti + a, 2tj + b, f] = (A^T M A)[a, b] + bias[f] for the outputs inside (OH, OW).
- * A^T = [[1,1,1,0], [0,1,-1,-1]]. bias NULL: none. */
+/* Plain Keras ReLU exactly as activation.pxd's fnn_relu with its default parameters (the
+ * 0 * v term keeps its NaN for v = -inf), so the fused epilogue is bit-identical to bias_act. */
+static inline float wino_relu(float v)
+{
+    const float r = v <= 0.0f ? 0.0f : v;
+    return r + 0.0f * (v < 0.0f ? v : 0.0f);
+}
+
+/* y[n, 2ti + a, 2tj + b, f] = (A^T M A)[a, b] + bias[f] for the outputs inside (OH, OW),
+ * then ReLU when relu != 0. A^T = [[1,1,1,0], [0,1,-1,-1]]. bias NULL: none. */
 WINO_CLONES static void wino_output(const float *M, const float *bias, ptrdiff_t OH, ptrdiff_t OW,
                                     ptrdiff_t F, ptrdiff_t th, ptrdiff_t tw, ptrdiff_t r0,
-                                    ptrdiff_t r1, float *y, ptrdiff_t TF)
+                                    ptrdiff_t r1, float *y, ptrdiff_t TF, int relu)
 {
     const float *bb = bias ? bias : wino_zeros;
     for (ptrdiff_t R = r0; R < r1; R++) {
@@ -99,10 +107,13 @@ WINO_CLONES static void wino_output(const float *M, const float *bias, ptrdiff_t
                     s[j] = m0 + m1 + m2;
                     s[4 + j] = m1 - m2 - m3;
                 }
-                q[0][f] = s[0] + s[1] + s[2] + bb[f];
-                q[1][f] = s[1] - s[2] - s[3] + bb[f];
-                q[2][f] = s[4] + s[5] + s[6] + bb[f];
-                q[3][f] = s[5] - s[6] - s[7] + bb[f];
+                float o[4] = {s[0] + s[1] + s[2] + bb[f], s[1] - s[2] - s[3] + bb[f],
+                              s[4] + s[5] + s[6] + bb[f], s[5] - s[6] - s[7] + bb[f]};
+                if (relu)   /* loop-invariant: gcc unswitches it */
+                    for (int k = 0; k < 4; k++)
+                        o[k] = wino_relu(o[k]);
+                for (int k = 0; k < 4; k++)
+                    q[k][f] = o[k];
             }
         }
     }

@@ -29,7 +29,7 @@ cdef extern from "winograd.h" nogil:
                     float* V, Py_ssize_t ldv)
     void wino_output(const float* M, const float* bias, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
                      Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1, float* y,
-                     Py_ssize_t ldm)
+                     Py_ssize_t ldm, int relu)
     void wino_weight(const float* w, Py_ssize_t C, Py_ssize_t F, float* U)
     void wino_weight_adjoint(const float* dU, Py_ssize_t C, Py_ssize_t F, float* dw)
     void wino_dy(const float* dy, const float* y, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t F,
@@ -61,11 +61,13 @@ def input_tiles(const float[:, :, :, ::1] x__nhwc,   # IN (N, H, W, C)
 def output_tiles(const float[:, ::1] M,              # IN (16, >= T*F): slices (T, F)
                  const float[::1] b__f, bint has_b,  # IN (F,) bias (ignored unless has_b)
                  Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1,
-                 float[:, :, :, ::1] y__nhwf):       # OUT (N, OH, OW, F), the rows of [r0, r1)
-    """y = A^T M A (+ b) for the tiles of tile rows [r0, r1), clipped to (OH, OW)."""
+                 float[:, :, :, ::1] y__nhwf,        # OUT (N, OH, OW, F), the rows of [r0, r1)
+                 bint relu=False):
+    """y = A^T M A (+ b) for the tiles of tile rows [r0, r1), clipped to (OH, OW); then the
+    plain ReLU (bit-identical to activation.bias_act's) when relu."""
     with nogil:
         wino_output(&M[0, 0], &b__f[0] if has_b else NULL, y__nhwf.shape[1], y__nhwf.shape[2],
-                    y__nhwf.shape[3], th, tw, r0, r1, &y__nhwf[0, 0, 0, 0], M.shape[1])
+                    y__nhwf.shape[3], th, tw, r0, r1, &y__nhwf[0, 0, 0, 0], M.shape[1], relu)
 
 
 def weight_transform(const float[:, :, :, ::1] w,    # IN (3, 3, C, F)

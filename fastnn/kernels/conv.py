@@ -302,6 +302,9 @@ def _wino_forward(x, w, b, pads, out_hw, out, act):
     th, tw = -(-oh // 2), -(-ow // 2)
     u = _wino_weights(w)
     bias = _NO_BIAS if b is None else b
+    relu = act is not None and act[:2] == (1, 0) and tuple(act[2]) == (0.0, 0.0, 0.0, 0.0)
+    if relu:    # the plain ReLU is fused into the output transform (the same bits)
+        act = None
     out2 = out.reshape(n * oh * ow, f)
 
     def work(task, n_lo, n_hi, nthreads):
@@ -314,7 +317,7 @@ def _wino_forward(x, w, b, pads, out_hw, out, act):
             mb, m = _tiles("wino_m", rows * tw, t, f)
             _wg.input_tiles(x, pt, pl, th, tw, r0, r1, vb)
             np.matmul(v, u, out=m)
-            _wg.output_tiles(mb, bias, b is not None, th, tw, r0, r1, out)
+            _wg.output_tiles(mb, bias, b is not None, th, tw, r0, r1, out, relu)
             if act is not None:     # output rows q = n*OH + oh of these tile rows
                 q0 = (r0 // th) * oh + 2 * (r0 % th)
                 q1 = (r1 // th) * oh + 2 * (r1 % th)

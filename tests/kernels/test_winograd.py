@@ -221,3 +221,17 @@ def test_workspaces_reused(rng):
     K.conv2d(x, w)
     K.conv2d_backward(x, w, rand(rng, (4, 8, 8, 16)))
     assert K._workspace("wino_v", 1).base is before
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("activation", ["relu", "elu", "relu6"])
+def test_fused_activation_equals_separate(rng, activation):
+    # plain relu is fused into the output transform, others run bias_act per chunk: both must
+    # give the bits of the linear conv followed by activation.apply (inf and NaN included)
+    x, w, b = rand(rng, (3, 9, 8, 16)), rand(rng, (3, 3, 16, 18), 0.3), rand(rng, (18,))
+    x[0, 2, 3, 1], x[1, 5, 5, 4] = np.inf, np.nan
+    with path(True, chunk=1, tasks=2):
+        got = K.conv2d(x, w, b, 1, "same", activation=activation)
+        want = A.apply(activation, K.conv2d(x, w, b, 1, "same"))
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got).any() and (activation == "elu" or (got == 0).any())
