@@ -51,7 +51,7 @@ WINOGRAD = os.environ.get("FASTNN_CONV_WINOGRAD", "1") != "0"
 # Smallest C and F that take the Winograd path (below, its 16 GEMMs are too thin to pay).
 WINO_MIN_CHANNELS = 16
 # Target size of a chunk's V (16, T, C) and M (16, T, F) tile buffers together.
-WINO_CHUNK_BYTES = 768 << 10
+WINO_CHUNK_BYTES = 1536 << 10
 
 _tls = threading.local()
 _pool_lock = threading.Lock()
