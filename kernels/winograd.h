@@ -262,4 +262,99 @@ WINO_CLONES static void wino_input_adjoint(const float *dV, ptrdiff_t H, ptrdiff
     }
 }
 
+/* ---- option (b) of the GEMM stage: a register-blocked AVX-512 microkernel ----------------
+ * Cm (R, N) = A (R, K) @ B (K, N) for the 16 Winograd slices, B (a U[xi], C x F = 8-16 KB)
+ * resident in L1 across the row blocks: per k, NB rows of B are loaded (NB zmm), MR entries of
+ * A broadcast, MR*NB FMAs into MR*NB zmm accumulators (MR*NB <= 24 of the 32 registers).
+ * N must be a multiple of 16 (the caller checks). Compiled only for AVX-512 (picked at run
+ * time); without it the caller uses np.matmul. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define WINO_HAVE_MK 1
+typedef float wino_v16 __attribute__((vector_size(64), aligned(4)));
+
+#define WINO_KERNEL(MR, NB)                                                                     \
+__attribute__((target("avx512f,fma"))) static void wino_mk_##MR##x##NB(                         \
+    const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb, float *Cm, ptrdiff_t ldc,     \
+    ptrdiff_t K)                                                                                \
+{                                                                                               \
+    wino_v16 acc[MR][NB];                                                                       \
+    for (int r = 0; r < MR; r++)                                                                \
+        for (int j = 0; j < NB; j++)                                                            \
+            acc[r][j] = (wino_v16){0};                                                          \
+    for (ptrdiff_t k = 0; k < K; k++) {                                                         \
+        wino_v16 b[NB];                                                                         \
+        for (int j = 0; j < NB; j++)                                                            \
+            b[j] = *(const wino_v16 *)(B + k * ldb + 16 * j);                                   \
+        for (int r = 0; r < MR; r++) {                                                          \
+            const float a = A[r * lda + k];                                                     \
+            for (int j = 0; j < NB; j++)                                                        \
+                acc[r][j] += a * b[j];                                                          \
+        }                                                                                       \
+    }                                                                                           \
+    for (int r = 0; r < MR; r++)                                                                \
+        for (int j = 0; j < NB; j++)                                                            \
+            *(wino_v16 *)(Cm + r * ldc + 16 * j) = acc[r][j];                                   \
+}
+
+WINO_KERNEL(6, 4)
+WINO_KERNEL(8, 3)
+WINO_KERNEL(12, 2)
+WINO_KERNEL(24, 1)
+WINO_KERNEL(1, 4)
+WINO_KERNEL(1, 3)
+WINO_KERNEL(1, 2)
+WINO_KERNEL(1, 1)
+
+typedef void (*wino_mk_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, float *, ptrdiff_t,
+                           ptrdiff_t);
+
+/* Cm[xi] (R, N) = A[xi] (R, K) @ B[xi] (K, N) for xi < 16; slice strides lda16 / ldb16 / ldc16
+ * floats, rows contiguous. */
+__attribute__((target("avx512f,fma"))) static void wino_gemm16_avx512(
+    const float *A, ptrdiff_t lda16, const float *B, ptrdiff_t ldb16, float *Cm, ptrdiff_t ldc16,
+    ptrdiff_t R, ptrdiff_t K, ptrdiff_t N)
+{
+    static const wino_mk_fn full[5] = {0, wino_mk_24x1, wino_mk_12x2, wino_mk_8x3, wino_mk_6x4};
+    static const wino_mk_fn one[5] = {0, wino_mk_1x1, wino_mk_1x2, wino_mk_1x3, wino_mk_1x4};
+    static const int mrs[5] = {0, 24, 12, 8, 6};
+    for (int xi = 0; xi < 16; xi++) {
+        const float *a = A + xi * lda16, *b = B + xi * ldb16;
+        float *c = Cm + xi * ldc16;
+        for (ptrdiff_t j0 = 0; j0 < N; j0 += 64) {
+            const int nb = (int)((N - j0 >= 64 ? 64 : N - j0) / 16);
+            const int mr = mrs[nb];
+            ptrdiff_t r = 0;
+            for (; r + mr <= R; r += mr)
+                full[nb](a + r * K, K, b + j0, N, c + r * N + j0, N, K);
+            for (; r < R; r++)
+                one[nb](a + r * K, K, b + j0, N, c + r * N + j0, N, K);
+        }
+    }
+}
+#endif
+
+/* 1 if the microkernel runs on this CPU (AVX-512F), else 0. */
+static int wino_mk_available(void)
+{
+#ifdef WINO_HAVE_MK
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+/* 0 if done, -1 if the microkernel is not compiled in (the caller checked wino_mk_available). */
+static int wino_gemm16(const float *A, ptrdiff_t lda16, const float *B, ptrdiff_t ldb16, float *Cm,
+                       ptrdiff_t ldc16, ptrdiff_t R, ptrdiff_t K, ptrdiff_t N)
+{
+#ifdef WINO_HAVE_MK
+    wino_gemm16_avx512(A, lda16, B, ldb16, Cm, ldc16, R, K, N);
+    return 0;
+#else
+    (void)A; (void)lda16; (void)B; (void)ldb16; (void)Cm; (void)ldc16; (void)R; (void)K; (void)N;
+    return -1;
+#endif
+}
+
 #endif

@@ -38,6 +38,9 @@ cdef extern from "winograd.h" nogil:
     void wino_input_adjoint(const float* dV, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                             Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t th, Py_ssize_t tw,
                             Py_ssize_t r0, Py_ssize_t r1, float* dx, Py_ssize_t ldv)
+    int wino_mk_available()
+    int wino_gemm16(const float* A, Py_ssize_t lda16, const float* B, Py_ssize_t ldb16, float* Cm,
+                    Py_ssize_t ldc16, Py_ssize_t R, Py_ssize_t K, Py_ssize_t N)
 
 CMAX = WINO_CMAX     # the transforms' zero / sink rows hold this many channels
 
@@ -105,3 +108,16 @@ def input_adjoint(const float[:, ::1] dV,             # IN (16, >= T*C): slices 
         wino_input_adjoint(&dV[0, 0], dx__nhwc.shape[1], dx__nhwc.shape[2], dx__nhwc.shape[3],
                            pt, pl, th, tw, r0, r1, &dx__nhwc[0, 0, 0, 0],
                            dV.shape[1])
+
+
+def microkernel_available():
+    """True if the AVX-512 GEMM microkernel (gemm16) runs on this CPU."""
+    return wino_mk_available() != 0
+
+
+def gemm16(const float[:, ::1] A, const float[:, :, ::1] B, float[:, ::1] Cm, Py_ssize_t R):
+    """Cm[xi] (R, N) = A[xi] (R, K) @ B[xi] (K, N) for the 16 slices (A, Cm: (16, ld) tile
+    buffers; N a multiple of 16; only where microkernel_available())."""
+    with nogil:
+        wino_gemm16(&A[0, 0], A.shape[1], &B[0, 0, 0], B.shape[1] * B.shape[2], &Cm[0, 0],
+                    Cm.shape[1], R, B.shape[1], B.shape[2])
