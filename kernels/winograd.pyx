@@ -18,6 +18,12 @@
 # (relative errors ~1e-4..1e-3 for C = 64, published by Lavin & Gray and others) - beyond the
 # 1e-4 the rest of fastnn guarantees against the float64 reference. F(2,3)'s matrices hold only
 # 0, +-1 and 1/2: its error stays within ~2x of the direct convolution's.
+# The GEMM stage stays np.matmul on the stacked (16, T, C) @ (16, C, F) buffers (OpenBLAS, one
+# thread per share): 97-107 GFLOP/s a core on the bench chunks. A register-blocked AVX-512
+# microkernel with U[xi] in L1 (6x64 .. 24x16 zmm accumulator blocks, commit 'option (b)' in
+# the history) reached 81-98 GFLOP/s on the same chunks (8-20% slower), more than fusing the
+# output transform behind it could win back (the transforms are ~25% of the time), so it was
+# measured and dropped.
 # Padding is handled inside the transforms (tiles over the edge read a static zero row), so x
 # is never copied; outputs beyond (OH, OW) of the last partial tile go to a sink row.
 # No checks here: fastnn.kernels.conv validates every shape first (and C, F <= CMAX).
@@ -38,9 +44,6 @@ cdef extern from "winograd.h" nogil:
     void wino_input_adjoint(const float* dV, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                             Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t th, Py_ssize_t tw,
                             Py_ssize_t r0, Py_ssize_t r1, float* dx, Py_ssize_t ldv)
-    int wino_mk_available()
-    int wino_gemm16(const float* A, Py_ssize_t lda16, const float* B, Py_ssize_t ldb16, float* Cm,
-                    Py_ssize_t ldc16, Py_ssize_t R, Py_ssize_t K, Py_ssize_t N)
 
 CMAX = WINO_CMAX     # the transforms' zero / sink rows hold this many channels
 
@@ -109,15 +112,3 @@ def input_adjoint(const float[:, ::1] dV,             # IN (16, >= T*C): slices 
                            pt, pl, th, tw, r0, r1, &dx__nhwc[0, 0, 0, 0],
                            dV.shape[1])
 
-
-def microkernel_available():
-    """True if the AVX-512 GEMM microkernel (gemm16) runs on this CPU."""
-    return wino_mk_available() != 0
-
-
-def gemm16(const float[:, ::1] A, const float[:, :, ::1] B, float[:, ::1] Cm, Py_ssize_t R):
-    """Cm[xi] (R, N) = A[xi] (R, K) @ B[xi] (K, N) for the 16 slices (A, Cm: (16, ld) tile
-    buffers; N a multiple of 16; only where microkernel_available())."""
-    with nogil:
-        wino_gemm16(&A[0, 0], A.shape[1], &B[0, 0, 0], B.shape[1] * B.shape[2], &Cm[0, 0],
-                    Cm.shape[1], R, B.shape[1], B.shape[2])

@@ -37,10 +37,10 @@ class path:
         self.winograd, self.chunk, self.tasks = winograd, chunk, tasks
 
     def __enter__(self):
-        self.saved = (K.WINOGRAD, K.WINO_MIN_CHANNELS, K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS,
+        self.saved = (K.WINOGRAD, K.WINO_MIN_C, K.WINO_MIN_F, K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS,
                       K.get_num_threads)
         K.WINOGRAD = self.winograd
-        K.WINO_MIN_CHANNELS = 1
+        K.WINO_MIN_C = K.WINO_MIN_F = 1
         if self.chunk is not None:
             K.WINO_CHUNK_BYTES = self.chunk
         if self.tasks is not None:
@@ -49,7 +49,7 @@ class path:
         return self
 
     def __exit__(self, *exc):
-        (K.WINOGRAD, K.WINO_MIN_CHANNELS, K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS,
+        (K.WINOGRAD, K.WINO_MIN_C, K.WINO_MIN_F, K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS,
          K.get_num_threads) = self.saved
 
 
@@ -130,7 +130,8 @@ def test_default_policy_takes_winograd_and_agrees_with_im2col(rng, xs, f, paddin
 
 
 def test_small_channels_stay_on_im2col(rng):
-    for c, f in [(1, 32), (3, 32), (32, 8)]:
+    assert K._use_winograd(np.zeros((3, 3, 8, 4), np.float32), (1, 1), (1, 1), (0, 0, 0, 0))
+    for c, f in [(1, 32), (3, 32), (4, 64), (32, 3), (32, 1)]:
         assert not K._use_winograd(np.zeros((3, 3, c, f), np.float32), (1, 1), (1, 1), (1, 1, 1, 1))
     w = np.zeros((3, 3, 32, 32), np.float32)
     assert not K._use_winograd(w, (2, 2), (1, 1), (1, 1, 1, 1))
