@@ -16,6 +16,13 @@ contiguous share of the batch end to end with single-threaded BLAS and kernels (
 OpenMP and OpenBLAS thread pools do not mix well around every chunk). Smaller batches use the
 OpenMP loops plus multi-threaded BLAS per chunk.
 
+3x3 convolutions with stride 1, dilation 1, pads <= 2 and C >= 8, F >= 4 take the Winograd
+F(2x2, 3x3) path instead (`_wino_forward` / `_wino_backward`, transforms in
+fastnn._kernels.winograd): per chunk of 4x4 input tiles, V = BᵀdB, 16 GEMMs V[xi] @ U[xi]
+(U = GgGᵀ), y = AᵀMA; 16 multiplications per 2x2 outputs instead of 36, measured 1.5-2x faster
+than im2col forward and backward on the bench shapes, as accurate (float32 error ~3e-7 of the
+output's scale). `WINOGRAD = False` (or FASTNN_CONV_WINOGRAD=0) forces im2col everywhere.
+
 The col, weight and partial-gradient buffers live in a per-thread workspace that only grows, so
 a training step at a fixed shape allocates nothing. Every argument is checked here: the compiled
 loops behind trust what they get.
@@ -561,6 +568,10 @@ def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, ou
     out: optional C-contiguous writeable float32 (N, OH, OW, F) buffer, filled and returned.
     activation: any name fastnn.kernels.activation.apply accepts (softmax across F), applied
     to each chunk right after its GEMM while it is in cache (one pass over y fewer).
+    Algorithm: 3x3 kernels with stride 1, dilation 1, pads <= 2, C >= 8 and F >= 4 use
+    Winograd F(2x2, 3x3) (2.25x fewer multiplications; plain ReLU fused into its output
+    transform); everything else im2col + GEMM. Set fastnn.kernels.conv.WINOGRAD = False (or
+    FASTNN_CONV_WINOGRAD=0) to force im2col. Both agree to float32 rounding, not bit for bit.
     """
     fn = "conv2d"
     x, w = _check_weights(x, w, fn, 2)
@@ -584,6 +595,8 @@ def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilation=(1, 1), 
     y: optional (N, OH, OW, F) output of conv2d(..., activation="relu"); dy is then dL/dy of
     that ReLU output and is masked by y > 0 chunk by chunk inside the kernel (bit-identical to
     activation.grad("relu", ...) followed by the plain call, without its pass over memory).
+    Algorithm: as conv2d (Winograd F(2x2, 3x3) for the 3x3 stride-1 cases, the adjoint of each
+    transform; dx is overlap-added image by image), im2col + GEMM otherwise.
     """
     fn = "conv2d_backward"
     x, w = _check_weights(x, w, fn, 2)
