@@ -303,9 +303,10 @@ def _wino_weights(w):
 
 
 def _wino_forward(x, w, b, pads, out_hw, out, act):
-    # Each thread owns whole images; per chunk of tile rows: input transform, 16 GEMMs
-    # V[xi] @ U[xi], output transform (+ bias) straight into y and the activation while the
-    # chunk's output rows are in cache.
+    # Each thread owns a contiguous range of tile rows (n, ti), whose outputs no other tile
+    # row writes, so even a batch of 1 splits; per chunk of tile rows: input transform, 16
+    # GEMMs V[xi] @ U[xi], output transform (+ bias, ReLU) straight into y, and any other
+    # activation while the chunk's output rows are in cache.
     n, _, _, c = x.shape
     f = w.shape[3]
     pt, pl = pads[0], pads[2]
@@ -318,8 +319,7 @@ def _wino_forward(x, w, b, pads, out_hw, out, act):
         act = None
     out2 = out.reshape(n * oh * ow, f)
 
-    def work(task, n_lo, n_hi, nthreads):
-        r_lo, r_hi = n_lo * th, n_hi * th
+    def work(task, r_lo, r_hi, nthreads):
         rows = _wino_rows(r_hi - r_lo, tw, c, f)
         for r0 in range(r_lo, r_hi, rows):
             r1 = min(r0 + rows, r_hi)
@@ -334,7 +334,7 @@ def _wino_forward(x, w, b, pads, out_hw, out, act):
                 q1 = (r1 // th) * oh + 2 * (r1 % th)
                 _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads)
 
-    _run(work, n, 18.0 * out2.shape[0] * c * f)
+    _run(work, n * th, 18.0 * out2.shape[0] * c * f)
 
 
 def _wino_backward(x, w, dy, pads, out_hw, dx, dw_out, db, y):
@@ -381,7 +381,9 @@ def _wino_backward(x, w, dy, pads, out_hw, dx, dw_out, db, y):
     for extra in parts[1:]:
         np.add(parts[0], extra, out=parts[0])
     _wg.weight_adjoint(parts[0], dw_out)
-    db[...] = dbs.sum(axis=0)
+    db_sum = _workspace("wino_dbsum", f, np.float64)
+    np.sum(dbs, axis=0, out=db_sum)
+    db[...] = db_sum
 
 
 def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None):
