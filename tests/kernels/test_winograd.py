@@ -236,3 +236,27 @@ def test_fused_activation_equals_separate(rng, activation):
         want = A.apply(activation, K.conv2d(x, w, b, 1, "same"))
     np.testing.assert_array_equal(got, want)
     assert np.isnan(got).any() and (activation == "elu" or (got == 0).any())
+
+
+def test_read_only_inputs_and_channel_limit(rng):
+    x, w, b = rand(rng, (2, 6, 6, 16)), rand(rng, (3, 3, 16, 8), 0.3), rand(rng, (8,))
+    dy = rand(rng, (2, 6, 6, 8))
+    for a in (x, w, b, dy):
+        a.setflags(write=False)
+    assert K._use_winograd(w, (1, 1), (1, 1), (1, 1, 1, 1))
+    np.testing.assert_allclose(K.conv2d(x, w, b, padding="same"), R.conv2d(*f64(x, w, b), padding="same"), **TOL)
+    for g, r in zip(K.conv2d_backward(x, w, dy, padding="same"), R.conv2d_backward(*f64(x, w, dy), padding="same")):
+        np.testing.assert_allclose(g, r, **TOL)
+    big = np.zeros((3, 3, 8, K._wg.CMAX + 1), np.float32)     # beyond the transforms' zero rows
+    assert not K._use_winograd(big, (1, 1), (1, 1), (1, 1, 1, 1))
+
+
+def test_env_switch_forces_im2col():
+    import os
+    import subprocess
+    import sys
+
+    code = "from fastnn.kernels import conv as K; print(K.WINOGRAD)"
+    env = dict(os.environ, FASTNN_CONV_WINOGRAD="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
