@@ -1,0 +1,68 @@
+"""The benchmark models (bench/peers.py's M1, M2, M3) in steady state: a training step and an
+inference batch allocate no array larger than 64 KiB, on every convolution path they take
+(direct kernels for the first layers, Winograd for the 3x3 ones, the fused inference runs)."""
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import layers as L
+from fastnn.kernels import conv
+
+
+def _m1():
+    return [L.Input((784,)), L.Dense(1024, activation="relu"), L.Dense(1024, activation="relu"),
+            L.Dense(10, activation="softmax")]
+
+
+def _m2():
+    return [L.Input((28, 28, 1)), L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(), L.Dropout(0.5),
+            L.Dense(10, activation="softmax")]
+
+
+def _m3():
+    layers = [L.Input((32, 32, 3))]
+    for f in (32, 64):
+        for _ in range(2):
+            layers += [L.Conv2D(f, 3, padding="same"), L.BatchNormalization(), L.ReLU()]
+        layers.append(L.MaxPooling2D(2))
+    return layers + [L.Flatten(), L.Dense(256, activation="relu"), L.Dense(10, activation="softmax")]
+
+
+def _big_allocations(fn):
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        snap = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    return [str(s) for s in snap.statistics("traceback") if s.size > 64 * 1024][:3]
+
+
+@pytest.mark.parametrize("build, shape", [(_m1, (784,)), (_m2, (28, 28, 1)), (_m3, (32, 32, 3))])
+def test_benchmark_models_allocate_nothing_large(rng, build, shape):
+    assert conv.WINOGRAD and conv.DIRECT is None     # the default paths
+    m = fastnn.models.Sequential(build())
+    m.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = rng.random((32, *shape), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 32)]
+    if build is not _m1:
+        assert m._chains     # inference runs the fused conv chains
+    for _ in range(3):       # warm up: buffers, workspaces, optimizer slots
+        m.train_on_batch(x, y)
+        m.predict_on_batch(x)
+
+    def steps():
+        for _ in range(2):
+            m._train_step([x], y, None)
+    assert not _big_allocations(steps)
+
+    def infer():
+        for _ in range(2):
+            with conv.blas_pinned():
+                m._forward([x], False)
+    assert not _big_allocations(infer)
