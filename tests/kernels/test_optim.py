@@ -50,7 +50,10 @@ def _run_both(kind, hyper, sizes, steps, rng, lr=0.01, grad_scale=1.0, nan_at=No
 
 def _assert_close(a, b, rtol=RTOL):
     (wk, sk), (wr, sr) = a, b
-    np.testing.assert_allclose(wk, wr, rtol=rtol, atol=rtol * 1e-1)
+    # atol: a few float32 ulps of the largest weight (w - lr*update cancels: a weight that ends
+    # near 0 keeps the rounding of the O(1) values it was computed from)
+    wscale = max(1.0, float(np.abs(wr[np.isfinite(wr)]).max(initial=0.0)))
+    np.testing.assert_allclose(wk, wr, rtol=rtol, atol=rtol * 1e-1 * wscale)
     assert sk.keys() == sr.keys()
     for name in sk:
         finite = np.abs(sr[name][np.isfinite(sr[name])])
