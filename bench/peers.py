@@ -312,7 +312,22 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--out", default=os.path.join(HERE, "..", "docs"))
+    p.add_argument("--from-json", metavar="PEERS_JSON",
+                   help="redo the report and chart from a saved peers.json instead of measuring")
     args = p.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as fh:
+            saved = json.load(fh)
+        results = saved["results"]
+        args.ceilings = saved.get("ceilings", {})
+        seen = {r["framework"] for r in results}
+        args.models = [m for m in args.models if any(r["model"] == m for r in results)]
+        args.repeats = max(sum(1 for r in results if (r["framework"], r["model"], r["mode"]) == (
+            results[0]["framework"], results[0]["model"], results[0]["mode"])), 1)
+        args.command = saved.get("command")
+        args.machine_info = saved.get("machine")
+        report(results, args, [f for f in FRAMEWORKS if f in seen])
+        return
     fws = [f for f in args.frameworks if available(f)]
     args.ceilings = ceilings()
     results = []
@@ -341,8 +356,8 @@ def report(results, args, fws):
         agg[(r["model"], r["mode"], r["framework"])].append(r)
     med = {k: {f: statistics.median(x[f] for x in v) for f in ("samples_per_s", "first_step_s", "peak_rss_mb")}
            for k, v in agg.items()}
-    info = machine()
-    cmd = "python bench/peers.py " + " ".join(sys.argv[1:])
+    info = getattr(args, "machine_info", None) or machine()
+    cmd = getattr(args, "command", None) or "python bench/peers.py " + " ".join(sys.argv[1:])
     lines = [f"# fastnn vs peers ({datetime.date.today()})", "",
              f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, "
              + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ". "
@@ -405,17 +420,18 @@ def plot(med, args, fws):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, len(args.modes), figsize=(6.5 * len(args.modes), 8), squeeze=False)
-    peers = [f for f in fws if f != "fastnn"]
+    peers = [f for f in fws if f not in ("fastnn", "reference")]   # the reference's 10-20x in the table
     for col, mode in enumerate(args.modes):
         ax = axes[0][col]
         width = 0.8 / len(fws)
         for j, fw in enumerate(fws):
             vals = [med.get((m, mode, fw), {}).get("samples_per_s", 0) for m in args.models]
-            ax.bar([i + j * width for i in range(len(args.models))], vals, width, label=fw)
+            ax.bar([i + j * width for i in range(len(args.models))], vals, width, label=fw,
+                   color=f"C{FRAMEWORKS.index(fw)}")
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(args.models))], args.models)
         ax.set_ylabel("samples/s (higher is better)")
         ax.set_yscale("log")
-        ax.set_title(f"{mode}: throughput ({machine()['cores']} cores)")
+        ax.set_title(f"{mode}: throughput")
         ax.legend(fontsize=8)
         ax = axes[1][col]
         width = 0.8 / max(1, len(peers))
@@ -426,7 +442,7 @@ def plot(med, args, fws):
                 if f and p:
                     xs.append(i + j * width)
                     vals.append(f["samples_per_s"] / p["samples_per_s"])
-            bars = ax.bar(xs, vals, width, label=peer, color=f"C{fws.index(peer)}")
+            bars = ax.bar(xs, vals, width, label=peer, color=f"C{FRAMEWORKS.index(peer)}")
             ax.bar_label(bars, fmt="%.2f", fontsize=7)
             for i, m in enumerate(args.models):
                 for goal_peer, goal in TARGETS.get((mode, m), ()):
@@ -438,7 +454,8 @@ def plot(med, args, fws):
         ax.set_ylabel("fastnn / peer (black: the issue's target)")
         ax.set_title(f"{mode}: fastnn's speed-up over each peer")
         ax.legend(fontsize=8)
-    fig.suptitle(f"fastnn vs peers, {datetime.date.today()}: {machine()['cpu']}")
+    info = getattr(args, "machine_info", None) or machine()
+    fig.suptitle(f"fastnn vs peers, {datetime.date.today()}: {info['cpu']}, {info['cores']} cores")
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "peers.png"), dpi=100)
 
