@@ -379,7 +379,7 @@ def report(results, args, fws):
                 ratio = f"; x{f['samples_per_s'] / m['samples_per_s']:.2f}" if f else ""
                 row.append(f"{m['samples_per_s']:.0f} ({m['first_step_s']:.2f}s, {m['peak_rss_mb']:.0f} MB{ratio})")
             lines.append("| " + " | ".join(row) + " |")
-    lines += ["", f"GFLOP/s of fastnn (conv and dense FLOPs per sample x samples/s): " + ", ".join(
+    lines += ["", "GFLOP/s of fastnn (conv and dense FLOPs per sample x samples/s): " + ", ".join(
         f"{m} {mode} {med[(m, mode, 'fastnn')]['samples_per_s'] * flops_per_sample(m, mode) / 1e9:.0f}"
         for m in args.models for mode in args.modes if (m, mode, "fastnn") in med) +
         "; the machine's sgemm ceiling (np.matmul, all cores): " +

@@ -484,41 +484,52 @@ def _wino_weights(w):
     return u
 
 
+class _WinoForward:
+    """One Winograd forward call's geometry, transformed weights U and fused epilogue: the
+    plain ReLU rides in the output transform (the same bits) unless an affine map (a following
+    inference batch norm) has to come first; `act` is what is left for _apply_epilogue."""
+
+    def __init__(self, x, w, b, pads, out_hw, act, affine):
+        self.c, self.f = x.shape[3], w.shape[3]
+        self.pt, self.pl = pads[0], pads[2]
+        self.oh, self.ow = out_hw
+        self.th, self.tw = -(-self.oh // 2), -(-self.ow // 2)
+        self.u = _wino_weights(w)
+        self.b, self.bias = b, _NO_BIAS if b is None else b
+        self.relu = affine is None and act == _PLAIN_RELU
+        self.act = None if self.relu else act
+
+    def chunk(self, x, r0, r1, rows, out):
+        """Tile rows [r0, r1) of x (of at most `rows`): input transform, 16 GEMMs V[xi] @ U[xi],
+        output transform (+ bias, fused ReLU) into out (x's images)."""
+        t = (r1 - r0) * self.tw
+        vb, v = _tiles("wino_v", rows * self.tw, t, self.c)
+        mb, m = _tiles("wino_m", rows * self.tw, t, self.f)
+        _wg.input_tiles(x, self.pt, self.pl, self.th, self.tw, r0, r1, vb)
+        np.matmul(v, self.u, out=m)
+        _wg.output_tiles(mb, self.bias, self.b is not None, self.th, self.tw, r0, r1, out, self.relu)
+
+
 def _wino_forward(x, w, b, pads, out_hw, out, act, affine=None):
     # Each thread owns a contiguous range of tile rows (n, ti), whose outputs no other tile
     # row writes, so even a batch of 1 splits; per chunk of tile rows: input transform, 16
     # GEMMs V[xi] @ U[xi], output transform (+ bias, ReLU) straight into y, and any other
     # activation while the chunk's output rows are in cache.
-    n, _, _, c = x.shape
-    f = w.shape[3]
-    pt, pl = pads[0], pads[2]
-    oh, ow = out_hw
-    th, tw = -(-oh // 2), -(-ow // 2)
-    u = _wino_weights(w)
-    bias = _NO_BIAS if b is None else b
-    # the plain ReLU is fused into the output transform (the same bits), unless an affine map
-    # (a following inference batch norm) has to come first
-    relu = affine is None and act == _PLAIN_RELU
-    if relu:
-        act = None
+    g = _WinoForward(x, w, b, pads, out_hw, act, affine)
+    n, oh, ow, th, f, act = x.shape[0], g.oh, g.ow, g.th, g.f, g.act
     out2 = out.reshape(n * oh * ow, f)
 
     def work(task, r_lo, r_hi, nthreads):
-        rows = _wino_rows(r_hi - r_lo, tw, c, f)
+        rows = _wino_rows(r_hi - r_lo, g.tw, g.c, f)
         for r0 in range(r_lo, r_hi, rows):
             r1 = min(r0 + rows, r_hi)
-            t = (r1 - r0) * tw
-            vb, v = _tiles("wino_v", rows * tw, t, c)
-            mb, m = _tiles("wino_m", rows * tw, t, f)
-            _wg.input_tiles(x, pt, pl, th, tw, r0, r1, vb)
-            np.matmul(v, u, out=m)
-            _wg.output_tiles(mb, bias, b is not None, th, tw, r0, r1, out, relu)
+            g.chunk(x, r0, r1, rows, out)
             if act is not None or affine is not None:     # output rows q = n*OH + oh
                 q0 = (r0 // th) * oh + 2 * (r0 % th)
                 q1 = (r1 // th) * oh + 2 * (r1 % th)
                 _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads, affine)
 
-    _run(work, n * th, 18.0 * out2.shape[0] * c * f)
+    _run(work, n * th, 18.0 * out2.shape[0] * g.c * f)
 
 
 def _wino_forward_pooled(x, w, b, pads, out_hw, out, act, affine):
@@ -527,19 +538,11 @@ def _wino_forward_pooled(x, w, b, pads, out_hw, out, act, affine):
     Each tile's arithmetic is _wino_forward's, so the bits are too."""
     from fastnn._kernels import pool as _pool_k
 
-    n, _, _, c = x.shape
-    f = w.shape[3]
-    pt, pl = pads[0], pads[2]
-    oh, ow = out_hw
-    th, tw = -(-oh // 2), -(-ow // 2)
-    u = _wino_weights(w)
-    bias = _NO_BIAS if b is None else b
-    relu = affine is None and act == _PLAIN_RELU
-    if relu:
-        act = None
+    g = _WinoForward(x, w, b, pads, out_hw, act, affine)
+    n, oh, ow, th, f, act = x.shape[0], g.oh, g.ow, g.th, g.f, g.act
 
     def work(task, n_lo, n_hi, nthreads):     # images [n_lo, n_hi)
-        rows = _wino_rows((n_hi - n_lo) * th, tw, c, f)      # tile rows per GEMM chunk
+        rows = _wino_rows((n_hi - n_lo) * th, g.tw, g.c, f)      # tile rows per GEMM chunk
         per = max(1, rows // th)              # images per pooled chunk
         ybuf = _workspace("wino_ypool", min(per, n_hi - n_lo) * oh * ow * f)
         for i0 in range(n_lo, n_hi, per):
@@ -547,17 +550,11 @@ def _wino_forward_pooled(x, w, b, pads, out_hw, out, act, affine):
             xs = x[i0:i1]
             ys = ybuf[:(i1 - i0) * oh * ow * f].reshape(i1 - i0, oh, ow, f)
             for r0 in range(0, (i1 - i0) * th, rows):
-                r1 = min(r0 + rows, (i1 - i0) * th)
-                t = (r1 - r0) * tw
-                vb, v = _tiles("wino_v", rows * tw, t, c)
-                mb, m = _tiles("wino_m", rows * tw, t, f)
-                _wg.input_tiles(xs, pt, pl, th, tw, r0, r1, vb)
-                np.matmul(v, u, out=m)
-                _wg.output_tiles(mb, bias, b is not None, th, tw, r0, r1, ys, relu)
+                g.chunk(xs, r0, min(r0 + rows, (i1 - i0) * th), rows, ys)
             _apply_epilogue(ys.reshape(-1, f), act, 1, affine)
             _pool_k.max_pool2x2_rows(ys, out[i0:i1])
 
-    _run(work, n, 18.0 * n * oh * ow * c * f)
+    _run(work, n, 18.0 * n * oh * ow * g.c * f)
 
 
 def _wino_backward(x, w, dy, pads, out_hw, dx, dw_out, db, y):
@@ -696,7 +693,7 @@ def _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine):
     n = x.shape[0]
     kh, kw, c, f = w.shape
     (sh, sw), (dh, dw), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, out_hw
-    ph, pw = oh // 2, ow // 2
+    ph = oh // 2
     # the conv rows as _forward computes them, so that both give the same bits: the direct
     # kernels for few input channels, the 1x1 path (x viewed as rows, bias added after the
     # GEMM), else im2col with the bias in the GEMM
