@@ -251,12 +251,14 @@ def test_read_only_inputs_and_channel_limit(rng):
     assert not K._use_winograd(big, (1, 1), (1, 1), (1, 1, 1, 1))
 
 
-def test_env_switch_forces_im2col():
+def test_env_switch_forces_im2col(tmp_path):
     import os
     import subprocess
     import sys
 
     code = "from fastnn.kernels import conv as K; print(K.WINOGRAD)"
     env = dict(os.environ, FASTNN_CONV_WINOGRAD="0")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    # outside the source tree: the installed package has the compiled kernels, ./fastnn has not
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=tmp_path)
     assert out.stdout.strip() == "False"
