@@ -1,18 +1,18 @@
 /* One instruction-set flavour of the batch-norm row loops (see norm.h, which includes this file
-   once per flavour with NB_SFX, NB_TGT, NB_VL, NB_NVS defined).
+   once per flavour with NB_SFX, NB_TGT, NB_VL, NB_DL, NB_NVS defined).
 
    GCC vector extensions, as conv_direct_isa.h: VF = NB_VL floats (the elementwise passes),
-   VD = NB_VL/2 doubles (the float64 statistics), VH = NB_VL/2 floats (what one VD converts
-   from). -ffp-contract=fast turns `s += g*d` and `(x - c)*s + h` into FMAs where the target has
-   them (AVX2+FMA, AVX-512), so those flavours round differently from the baseline (SSE2: no FMA,
-   the same bits as the scalar loops this replaced).
+   VD = NB_DL doubles (the float64 statistics), VH = NB_DL floats (what one VD converts from).
+   -ffp-contract=fast turns `s += g*d` and `(x - c)*s + h` into FMAs where the target has them
+   (AVX2+FMA, AVX-512), so those flavours round differently from the baseline (SSE2: no FMA,
+   the same bits as the scalar Cython loops this replaced).
 
    Statistics: the channels are cut into strips of NV <= NB_NVS double vectors (NV*DL channels;
-   DL = NB_VL/2) whose accumulators stay in registers while the strip walks every row of the
+   DL = NB_DL) whose accumulators stay in registers while the strip walks every row of the
    chunk; the channels past the last whole double vector (c % DL) take one partial vector
-   (zeros past c; the elementwise passes do the same with their tail). Each
-   channel's float64 sum runs over the rows in row order, exactly as the scalar loop did: only
-   which channels share an instruction changes. NV is a constant after inlining (a switch picks
+   (zeros past c; the elementwise passes do the same with their tail). Each channel's float64
+   sum runs over the rows in row order, exactly as the scalar loop did: only which channels
+   share an instruction changes. NV is a constant after inlining (a switch picks
    the instantiation), so the accumulators are registers, not memory. */
 
 #define NB_CAT2(a, b) a##_##b
