@@ -4,6 +4,12 @@
 Design note
 - Layout: x is C-contiguous (..., C), seen as M = prod(leading dims) rows of C channels, so
   every row is one contiguous run that the inner loop over channels vectorizes.
+- The row loops live in norm.h / norm_isa.h (C, GCC vector extensions), compiled for AVX-512,
+  AVX2+FMA and the portable baseline and picked once at import (set_isa forces one): the
+  default build has no -mavx2, and the baseline's 2-double SSE2 vectors with accumulators in
+  memory ran the statistics at ~20 GB/s. The statistics walk a chunk's rows per strip of up to
+  64 channels with the float64 accumulators in registers; each channel's sum keeps its row
+  order, so only FMA contraction (AVX flavours) changes the rounding.
 - Statistics (training forward, and backward's two channel sums) are accumulated in float64
   around a per-channel shift (the first row): var = (S2 - S1^2/M)/M with S = sums of (x-shift).
   Double accumulators plus the shift keep the variance exact to float32 precision even when the
@@ -45,110 +51,45 @@ cdef inline Py_ssize_t _n_chunks(Py_ssize_t m, Py_ssize_t c) noexcept nogil:
     return n
 
 
-cdef void _chunk_moments(const float* x__mc, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
-                         const float* shift__c,  # IN
-                         double* s1__c, double* s2__c) noexcept nogil:  # OUT
-    """s1 = sum(x - shift), s2 = sum((x - shift)^2) over rows [r0, r1), in float64."""
-    cdef Py_ssize_t r, j
-    cdef const float* row
-    cdef double d
-    for j in range(c):
-        s1__c[j] = 0.0
-        s2__c[j] = 0.0
-    for r in range(r0, r1):
-        row = x__mc + r * c
-        for j in range(c):
-            d = <double>row[j] - <double>shift__c[j]
-            s1__c[j] += d
-            s2__c[j] += d * d
+cdef extern from "norm.h" nogil:
+    # the row loops, one C definition per instruction-set flavour (norm.h / norm_isa.h)
+    int nb_isa_ok(int isa)
+    void nb_moments(int isa, const float* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
+                    const float* shift, double* s1, double* s2)
+    void nb_grad_sums(int isa, const float* dy, const float* x, const float* y, Py_ssize_t r0,
+                      Py_ssize_t r1, Py_ssize_t c, const float* mean, double* sdy,
+                      double* sdyxc, double* sx)
+    void nb_affine(int isa, const float* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
+                   const float* center, const float* scale, const float* shift, int relu,
+                   float* y)
+    void nb_backward(int isa, const float* dy, const float* x, const float* y, Py_ssize_t r0,
+                     Py_ssize_t r1, Py_ssize_t c, const float* a, const float* b,
+                     const float* d, const float* mean, float* dx)
 
 
-cdef inline float _relu_d(float dy, float y) noexcept nogil:
-    # dy * relu'(z) given y = relu(z), exactly as activation.grad("relu"): 1 for y > 0, 0 for
-    # y == 0, NaN for NaN (so inf*0 and NaN propagate the same way as the unfused pair)
-    cdef float d = 1.0 if y > 0.0 else 0.0
-    d = y if y != y else d   # a select, not a branch, so the row loops stay vectorized
-    return dy * d
+# the flavour every call runs: the best this CPU has, chosen once at import (set_isa: tests)
+cdef int _isa = 2 if nb_isa_ok(2) else (1 if nb_isa_ok(1) else 0)
 
 
-cdef void _chunk_grad_sums(const float* dy__mc, const float* x__mc, Py_ssize_t r0, Py_ssize_t r1,
-                           Py_ssize_t c, const float* mean__c, const float* y__mc,  # IN
-                           double* sdy__c, double* sdyxc__c, double* sx__c) noexcept nogil:  # OUT
-    """sdy = sum(dy), sdyxc = sum(dy*(x - mean)), sx = sum(x - mean) over rows [r0, r1), float64.
-
-    With y__mc (the ReLU-fused forward output, else NULL) dy is masked by y > 0 first."""
-    cdef Py_ssize_t r, j
-    cdef const float* xr
-    cdef const float* gr
-    cdef const float* yr
-    cdef double g, d
-    for j in range(c):
-        sdy__c[j] = 0.0
-        sdyxc__c[j] = 0.0
-        sx__c[j] = 0.0
-    for r in range(r0, r1):
-        xr = x__mc + r * c
-        gr = dy__mc + r * c
-        if y__mc != NULL:
-            yr = y__mc + r * c
-            for j in range(c):
-                g = <double>_relu_d(gr[j], yr[j])
-                d = <double>xr[j] - <double>mean__c[j]
-                sdy__c[j] += g
-                sdyxc__c[j] += g * d
-                sx__c[j] += d
-            continue
-        for j in range(c):
-            g = <double>gr[j]
-            d = <double>xr[j] - <double>mean__c[j]
-            sdy__c[j] += g
-            sdyxc__c[j] += g * d
-            sx__c[j] += d
+def isa_ok(int isa):
+    """True if this CPU runs flavour isa (0 portable, 1 AVX2+FMA, 2 AVX-512F)."""
+    return bool(nb_isa_ok(isa))
 
 
-cdef void _rows_affine(const float* x__mc, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
-                       const float* center__c, const float* scale__c, const float* shift__c,  # IN
-                       int relu, float* y__mc) noexcept nogil:  # OUT
-    """y = (x - center)*scale + shift per channel over rows [r0, r1), then max(y, 0) if relu."""
-    cdef Py_ssize_t r, j
-    cdef const float* xr
-    cdef float* yr
-    cdef float v
-    for r in range(r0, r1):
-        xr = x__mc + r * c
-        yr = y__mc + r * c
-        if relu:
-            for j in range(c):
-                # activation relu's select (v <= 0 -> 0), so NaN survives as in the unfused pair
-                v = (xr[j] - center__c[j]) * scale__c[j] + shift__c[j]
-                yr[j] = 0.0 if v <= 0.0 else v
-            continue
-        for j in range(c):
-            yr[j] = (xr[j] - center__c[j]) * scale__c[j] + shift__c[j]
+def get_isa():
+    """The flavour the kernels run (0 portable, 1 AVX2+FMA, 2 AVX-512F)."""
+    return _isa
 
 
-cdef void _rows_backward(const float* dy__mc, const float* x__mc, Py_ssize_t r0, Py_ssize_t r1,
-                         Py_ssize_t c, const float* a__c, const float* b__c, const float* d__c,
-                         const float* mean__c, const float* y__mc,  # IN
-                         float* dx__mc) noexcept nogil:  # OUT
-    """dx = a*dy + b*(x - mean) + d per channel over rows [r0, r1) (dy masked by y > 0 when
-    y__mc is not NULL)."""
-    cdef Py_ssize_t r, j
-    cdef const float* xr
-    cdef const float* gr
-    cdef const float* yr
-    cdef float* outr
-    for r in range(r0, r1):
-        xr = x__mc + r * c
-        gr = dy__mc + r * c
-        outr = dx__mc + r * c
-        if y__mc != NULL:
-            yr = y__mc + r * c
-            for j in range(c):
-                outr[j] = a__c[j] * _relu_d(gr[j], yr[j]) + b__c[j] * (xr[j] - mean__c[j]) + d__c[j]
-            continue
-        for j in range(c):
-            outr[j] = a__c[j] * gr[j] + b__c[j] * (xr[j] - mean__c[j]) + d__c[j]
+def set_isa(int isa):
+    """Force flavour isa (tests and benchmarks; not thread-safe against running kernels);
+    returns the previous one."""
+    global _isa
+    if isa not in (0, 1, 2) or not nb_isa_ok(isa):
+        raise ValueError(f"set_isa: flavour {isa} is not available on this CPU")
+    cdef int old = _isa
+    _isa = isa
+    return old
 
 
 cdef inline Py_ssize_t _row_blocks(Py_ssize_t m, Py_ssize_t c) noexcept nogil:
@@ -169,8 +110,8 @@ cdef void _affine_parallel(const float* x__mc, Py_ssize_t m, Py_ssize_t c, const
     cdef Py_ssize_t nb = _row_blocks(m, c)
     cdef Py_ssize_t k
     for k in prange(nb, schedule="dynamic", nogil=True):
-        _rows_affine(x__mc, k * m // nb, (k + 1) * m // nb, c, center__c, scale__c, shift__c,
-                     relu, y__mc)
+        nb_affine(_isa, x__mc, k * m // nb, (k + 1) * m // nb, c, center__c, scale__c,
+                  shift__c, relu, y__mc)
 
 
 cdef int batch_norm_train_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
@@ -199,8 +140,8 @@ cdef int _train(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
         return -1
     # pass 1: per-chunk shifted moments (shift = row 0)
     for k in prange(nch, schedule="dynamic", nogil=True):
-        _chunk_moments(x__mc, k * m // nch, (k + 1) * m // nch, c, x__mc,
-                       part + 2 * k * c, part + 2 * k * c + c)
+        nb_moments(_isa, x__mc, k * m // nch, (k + 1) * m // nch, c, x__mc,
+                   part + 2 * k * c, part + 2 * k * c + c)
     for j in range(c):
         s1 = 0.0
         s2 = 0.0
@@ -280,8 +221,8 @@ cdef int _backward(const float* dy__mc, const float* x__mc, Py_ssize_t m,
         return -1
     # pass 1: sum(dy), sum(dy*(x-m32)) and sum(x-m32) per channel
     for k in prange(nch, schedule="dynamic", nogil=True):
-        _chunk_grad_sums(dy__mc, x__mc, k * m // nch, (k + 1) * m // nch, c, mean__c, y__mc,
-                         part + 3 * k * c, part + 3 * k * c + c, part + 3 * k * c + 2 * c)
+        nb_grad_sums(_isa, dy__mc, x__mc, y__mc, k * m // nch, (k + 1) * m // nch, c, mean__c,
+                     part + 3 * k * c, part + 3 * k * c + c, part + 3 * k * c + 2 * c)
     for j in range(c):
         sdy = 0.0
         sdyxc = 0.0
@@ -305,8 +246,8 @@ cdef int _backward(const float* dy__mc, const float* x__mc, Py_ssize_t m,
         dbeta__c[j] = <float>sdy
     # pass 2: dx
     for k in prange(nb, schedule="dynamic", nogil=True):
-        _rows_backward(dy__mc, x__mc, k * m // nb, (k + 1) * m // nb, c,
-                       coef, coef + c, coef + 2 * c, mean__c, y__mc, dx__mc)
+        nb_backward(_isa, dy__mc, x__mc, y__mc, k * m // nb, (k + 1) * m // nb, c,
+                    coef, coef + c, coef + 2 * c, mean__c, dx__mc)
     free(part)
     free(coef)
     return 0
@@ -397,5 +338,5 @@ def affine_rows(float[:, ::1] y__mc,                  # IN/OUT (M, C)
     if m == 0 or c == 0:
         return
     with nogil:
-        _rows_affine(&y__mc[0, 0], 0, m, c, &center__c[0], &scale__c[0], &shift__c[0], relu,
-                     &y__mc[0, 0])
+        nb_affine(_isa, &y__mc[0, 0], 0, m, c, &center__c[0], &scale__c[0], &shift__c[0], relu,
+                  &y__mc[0, 0])

@@ -3,8 +3,20 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from fastnn._kernels import norm as _norm
 from fastnn.kernels import norm, threads
 from fastnn.reference import norm as ref
+
+# every test of this file runs under each instruction-set flavour of the row loops this CPU has
+# (0 portable, 1 AVX2+FMA, 2 AVX-512); module scope, so hypothesis tests may use it too
+ISAS = [i for i in (0, 1, 2) if _norm.isa_ok(i)]
+
+
+@pytest.fixture(scope="module", params=ISAS, ids=lambda i: f"isa{i}", autouse=True)
+def isa(request):
+    old = _norm.set_isa(request.param)
+    yield request.param
+    _norm.set_isa(old)
 
 # float32 kernel vs float64 oracle: a few ulps of the largest magnitude in the computation
 RTOL = 2e-6
@@ -522,3 +534,98 @@ def test_backward_y_validation(rng):
     ro = np.maximum(x, 0)
     ro.flags.writeable = False
     f(dy, x, gamma, mm, mv, y=ro)   # a read-only y is fine
+
+
+# ---- instruction-set flavours -----------------------------------------------------------------
+# channel counts around the vector widths (tails: C % 2, 4, 8 != 0) and M around the chunk and
+# row-block sizes (M*C >= 64K: several statistics chunks)
+FLAVOUR_SHAPES = [(m, c) for c in (1, 3, 7, 9, 15, 17, 33, 40, 63, 65, 100, 130)
+                  for m in (1, 5, 33, 4099)]
+
+
+def _all_outputs(x, dy, gamma, beta, mm, mv, relu):
+    mm, mv = mm.copy(), mv.copy()
+    y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm, mv, 0.9, relu=relu)
+    dx, dg, db = norm.batch_norm_backward(dy, x, gamma, mean, invstd, y=y if relu else None)
+    yi = norm.batch_norm_inference(x, gamma, beta, mm, mv, relu=relu)
+    return [y, mean, invstd, mm, mv, dx, dg, db, yi]
+
+
+@pytest.mark.parametrize("m, c", FLAVOUR_SHAPES, ids=str)
+def test_flavours_agree_with_portable(isa, m, c):
+    """Each flavour vs the portable one: the same sums in the same order per channel, so they
+    differ only by FMA contraction (a few ulps); tails and chunk edges included."""
+    rng = np.random.default_rng(m * 1000 + c)
+    x = (rng.standard_normal((m, c)) * 2 + 100 * rng.standard_normal(c)).astype(np.float32)
+    dy = _data(rng, (m, c))
+    gamma, beta, mm, mv = _params(rng, c)
+    for relu in (False, True):
+        got = _all_outputs(x, dy, gamma, beta, mm, mv, relu)
+        old = _norm.set_isa(0)
+        try:
+            expect = _all_outputs(x, dy, gamma, beta, mm, mv, relu)
+        finally:
+            _norm.set_isa(old)
+        names = ["y", "mean", "invstd", "moving_mean", "moving_var", "dx", "dgamma", "dbeta", "yi"]
+        for name, a, b in zip(names, got, expect):
+            scale = float(np.abs(b).max()) if b.size else 1.0
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * max(scale, 1e-3),
+                                       err_msg=f"{name} relu={relu}")
+        if isa == 0:   # the same code: the same bits
+            for a, b in zip(got, expect):
+                np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("m, c", [(33, 7), (4099, 17), (1000, 40), (513, 130), (64, 32)], ids=str)
+@pytest.mark.parametrize("relu", [False, True])
+def test_affine_rows_equals_inference_in_and_out_of_place(isa, m, c, relu):
+    """conv's BN epilogue (affine_rows, in place) and batch_norm_inference (out of place, and in
+    place) run the same C code on every channel, tails included: the same bits."""
+    rng = np.random.default_rng(c)
+    x = _data(rng, (m, c), loc=2.0)
+    gamma, beta, mm, mv = _params(rng, c)
+    yi = norm.batch_norm_inference(x, gamma, beta, mm, mv, relu=relu)
+    buf = x.copy()
+    norm.batch_norm_inference(buf, gamma, beta, mm, mv, out=buf, relu=relu)
+    scale, shift = norm.inference_fold(gamma, beta, mv)
+    ya = x.copy()
+    _norm.affine_rows(ya, mm, scale, shift, relu)
+    np.testing.assert_array_equal(yi, buf)
+    np.testing.assert_array_equal(yi, ya)
+
+
+@pytest.mark.parametrize("m, c", [(4099, 17), (2000, 33), (513, 130)], ids=str)
+def test_flavour_relu_fusion_and_threads_bit_identical(isa, m, c):
+    """Per flavour: the fused ReLU forward/backward equal the unfused pair bit for bit, with a
+    channel tail and several chunks, for 1 and 2 threads alike."""
+    rng = np.random.default_rng(c)
+    x = _data(rng, (m, c), loc=0.3)
+    dy = _data(rng, (m, c))
+    x[3, c - 1] = np.nan          # a NaN in the tail channel
+    dy[7, c - 1] = np.inf
+    gamma, beta, mm, mv = _params(rng, c)
+    n0 = threads.get_num_threads()
+    res = []
+    try:
+        for n in (1, 2):
+            threads.set_num_threads(n)
+            y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy())
+            r = act.apply("relu", y)
+            yf, _, _ = norm.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy(), relu=True)
+            np.testing.assert_array_equal(r, yf)
+            unfused = norm.batch_norm_backward(act.grad("relu", y, r, dy), x, gamma, mean, invstd)
+            fused = norm.batch_norm_backward(dy, x, gamma, mean, invstd, y=yf)
+            for a, b in zip(unfused, fused):
+                np.testing.assert_array_equal(a, b)
+            res.append((yf, mean, invstd, *fused))
+    finally:
+        threads.set_num_threads(n0)
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(res[0][0][:, c - 1]).all() and np.isfinite(res[0][0][:, 0]).all()
+
+
+def test_set_isa_rejects_unknown_flavour():
+    with pytest.raises(ValueError, match="flavour"):
+        _norm.set_isa(3)
+    assert _norm.get_isa() in ISAS
