@@ -57,15 +57,32 @@ def col2im(col, x_shape, kh_size, kw_size, strides, dilation, geo):
     return img[:, pt:pt + h, pl:pl + w, :]
 
 
-def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1)):
-    """2-D convolution (cross-correlation) of NHWC x with w (KH, KW, C, F) -> (N, OH, OW, F)."""
+def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, activation="linear",
+           affine=None, pool=None, **act_params):
+    """2-D convolution (cross-correlation) of NHWC x with w (KH, KW, C, F) -> (N, OH, OW, F).
+
+    The kernel's epilogues, one after the other: affine (center, scale, shift) -> y = (y -
+    center)*scale + shift, then the activation, then pool=(2, 2) a 2x2 stride-2 max pool.
+    """
     strides, dilation, geo = _pads_2d(x, w, strides, padding, dilation, "reference.conv2d")
     kh, kw, _, f = w.shape
     col = im2col(x, kh, kw, strides, dilation, geo)
     y = col @ w.reshape(-1, f)
     if b is not None:
         y = y + b
-    return y.reshape(x.shape[0], geo[0][2], geo[1][2], f)
+    y = y.reshape(x.shape[0], geo[0][2], geo[1][2], f)
+    if affine is not None:
+        center, scale, shift = (np.asarray(a, np.float64) for a in affine)
+        y = (y - center) * scale + shift
+    if activation != "linear" or act_params:
+        from fastnn.reference import activation as A
+
+        y = A.apply(activation, y, **act_params)
+    if pool is not None:
+        from fastnn.reference import pool as P
+
+        y = P.max_pool2d(y, (2, 2))[0]
+    return y
 
 
 def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilation=(1, 1), *, need_dx=True):

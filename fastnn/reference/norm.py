@@ -43,6 +43,15 @@ def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3):
     return _affine(xhat, gamma, beta).astype(np.float32).reshape(np.shape(x))
 
 
+def inference_fold(gamma, beta, moving_var, epsilon=1e-3):
+    """(scale, shift) of inference-mode batch norm: y = (x - moving_mean)*scale + shift, float32."""
+    scale = 1.0 / np.sqrt(np.asarray(moving_var, np.float64) + epsilon)
+    if gamma is not None:
+        scale = scale * np.asarray(gamma, np.float64)
+    shift = np.zeros_like(scale) if beta is None else np.asarray(beta, np.float64)
+    return scale.astype(np.float32), shift.astype(np.float32)
+
+
 def batch_norm_backward(dy, x, gamma, mean, invstd):
     """Training-mode gradient of float32 (..., C) batch norm -> (dx, dgamma (C,), dbeta (C,)).
 

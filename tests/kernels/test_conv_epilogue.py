@@ -9,7 +9,7 @@ from fastnn import set_num_threads
 from fastnn.kernels import activation, conv, norm, pool
 from fastnn.kernels.threads import get_num_threads
 from fastnn.reference import conv as R
-from fastnn.reference import pool as RP
+from fastnn.reference import norm as RN
 
 
 def rand(rng, shape):
@@ -66,13 +66,12 @@ def test_epilogues_equal_separate_kernels(spec, act, with_bn, with_pool, chunk):
     # tiny or one-column products may round differently for another number of rows: equal to
     # float32 rounding here; bit for bit on the model-sized shapes below.
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
-    # and the float64 textbook chain, within float32 rounding
-    ref = R.conv2d(*[a.astype(np.float64) for a in (x, w, b)], strides, padding)
+    # and the float64 textbook twin (fastnn.reference.conv.conv2d with the same epilogues)
+    ref_affine = None
     if with_bn:
-        ref = (ref - mean) * (gamma / np.sqrt(var.astype(np.float64) + 1e-3)) + beta
-    ref = {"linear": ref, "relu": np.maximum(ref, 0), "sigmoid": 1 / (1 + np.exp(-ref))}[act]
-    if with_pool:
-        ref = RP.max_pool2d(ref, (2, 2))[0]
+        ref_affine = (mean, *RN.inference_fold(gamma, beta, var, 1e-3))
+    ref = R.conv2d(*[a.astype(np.float64) for a in (x, w, b)], strides, padding, activation=act,
+                   affine=ref_affine, pool=(2, 2) if with_pool else None)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
@@ -133,6 +132,8 @@ def test_inference_fold_matches_batch_norm_inference(rng):
     gamma, beta, mean, var = bn_params(rng, 7)
     for g, bb in ((gamma, beta), (None, beta), (gamma, None), (None, None)):
         scale, shift = norm.inference_fold(g, bb, var, 1e-2)
+        for got, ref in zip((scale, shift), RN.inference_fold(g, bb, var, 1e-2)):
+            np.testing.assert_allclose(got, ref, rtol=1e-6)
         want = norm.batch_norm_inference(x, g, bb, mean, var, 1e-2)
         y = conv.conv2d(x.reshape(50, 1, 1, 7), np.eye(7, dtype=np.float32).reshape(1, 1, 7, 7),
                         affine=(mean, scale, shift)).reshape(50, 7)
