@@ -1,0 +1,58 @@
+"""Single-threaded float32 GEMM for the dense layer's per-thread blocks (kernels/gemm.pyx).
+
+matmul(a, b, out, accumulate=False): out = a @ b or out += a @ b, with a and b any 2-D float32
+views (transposed, strided) and out rows contiguous. Pack buffers are per-thread workspaces.
+Use available() first: without AVX-512F this module has no kernel (callers use np.matmul).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn._kernels import gemm as _gemm
+from fastnn.kernels import conv as _conv
+
+__all__ = ["available", "matmul", "VARIANT", "KC", "MC"]
+
+VARIANT = 2     # microkernel: 0 = 14x32, 1 = 12x32, 2 = 6x64
+KC = 392        # K-block
+MC = 392        # M-block (rows of A packed at once); set from the measurements
+
+_OK = _gemm.ok()
+
+
+def available() -> bool:
+    return _OK
+
+
+def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
+    fn = "gemm.matmul"
+    for name, arr in (("a", a), ("b", b), ("out", out)):
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or arr.ndim != 2:
+            raise TypeError(f"{fn}: {name} must be a 2-D float32 ndarray; received "
+                            f"{type(arr).__name__} {getattr(arr, 'dtype', '')} "
+                            f"{getattr(arr, 'shape', '')}.")
+    m, k = a.shape
+    if b.shape[0] != k or out.shape != (m, b.shape[1]):
+        raise ValueError(f"{fn}: shapes do not match: a {a.shape}, b {b.shape}, out {out.shape}.")
+    if not _OK:
+        raise RuntimeError(f"{fn}: this CPU has no AVX-512F; use np.matmul.")
+    if out.shape[1] > 1 and out.strides[1] != 4 or not out.flags.writeable:
+        raise ValueError(f"{fn}: out must be writeable with contiguous rows (column stride 4 bytes).")
+    n = out.shape[1]
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        if not accumulate:
+            out.fill(0.0)
+        return out
+    v = VARIANT if variant is None else variant
+    kcb = KC if kc is None else kc
+    mcb = MC if mc is None else mc
+    nk = -(-k // kcb)
+    kcb = -(-k // nk)       # equal K-blocks (784 -> 2 x 392, not 392 + 392 + 0)
+    mr, nr = _gemm.MR[v], _gemm.NR[v]
+    kk = min(k, kcb)
+    pa = _conv._workspace("gemm_pa", -(-min(m, mcb) // mr) * mr * kk)
+    pb = _conv._workspace("gemm_pb", kk * (-(-n // nr)) * nr)
+    _gemm.sgemm(a, b, out, bool(accumulate), pa, pb, v, kcb, mcb)
+    return out
