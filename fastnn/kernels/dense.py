@@ -11,6 +11,7 @@ import numpy as np
 from fastnn._kernels import activation as _act
 from fastnn.kernels import activation as _activation
 from fastnn.kernels import conv as _conv
+from fastnn.kernels import gemm as _gemm
 from fastnn.kernels._checks import check_array, check_no_overlap, prepare_out
 
 __all__ = ["dense", "dense_backward"]
@@ -34,6 +35,27 @@ _BLOCK = 16            # column shares are cut at multiples of 16 floats (one ca
 # row shares 79-92 (best-of 159-182), BLAS's own threading 168-185. Softmax needs whole rows
 # and keeps row shares.
 SPLIT_FLOPS = 3.2e7
+
+# GEMM of a single-threaded share: "auto" = fastnn's own AVX-512 sgemm (fastnn.kernels.gemm)
+# when the CPU has AVX-512F and the block is large enough, else NumPy's BLAS; "blas" = always
+# np.matmul. Measured on the M1 per-thread blocks (one thread, interleaved, medians, vs
+# OpenBLAS): forward 128 x 784|1024 x 512 1.10x, 256 x ... x 512 1.07-1.08x, dW (392|512) x 128
+# x 1024 1.18-1.20x, dx 128 x 1024 x (400|512) 1.11-1.18x. OpenBLAS packs with a small
+# microkernel for M = 128 and a scalar transposing pack for w.T; ours keeps a 6 x 64 tile in 24
+# zmm and transposes w's rows 16 x 16 in registers. With "auto" results differ from `x @ w` in
+# the last bits (another summation order).
+GEMM = "auto"
+_GEMM_MIN = 32          # smallest m, n, k sent to our kernel (below, tile padding dominates)
+
+
+def _matmul(a, b, out, nthreads):
+    """out = a @ b for one share: our sgemm if GEMM allows it and BLAS would run single-threaded."""
+    m, k = a.shape
+    if (GEMM == "auto" and _gemm.available() and (nthreads == 1 or _conv.pinned())
+            and min(m, k, out.shape[1]) >= _GEMM_MIN):
+        _gemm.matmul(a, b, out)
+    else:
+        np.matmul(a, b, out=out)
 
 
 def _split(work, n_items, flops):
@@ -74,14 +96,14 @@ def dense(x, w, b=None, activation="linear", *, out=None, **act_params):
     par = lambda nthreads: _SERIAL if nthreads == 1 else _activation.PARALLEL_MIN
 
     def work_rows(task, m0, m1, nthreads):   # rows [m0, m1): GEMM, then bias+act while in cache
-        np.matmul(x[m0:m1], w, out=out[m0:m1])
+        _matmul(x[m0:m1], w, out[m0:m1], nthreads)
         if epilogue and m1 > m0:
             _act.bias_act(out[m0:m1], bb, b is not None, max(kind, 0), smax, p, par(nthreads))
 
     def work_cols(task, j0, j1, nthreads):   # column blocks [j0, j1) of w and y
         u0, u1 = min(units, j0 * _BLOCK), min(units, j1 * _BLOCK)
         if u1 > u0:
-            np.matmul(x, w[:, u0:u1], out=out[:, u0:u1])
+            _matmul(x, w[:, u0:u1], out[:, u0:u1], nthreads)
             if epilogue:
                 _act.bias_act(out[:, u0:u1], bb[u0:u1] if b is not None else bb, b is not None,
                               max(kind, 0), 0, p, par(nthreads))
@@ -125,9 +147,9 @@ def dense_backward(x, w, dy, *, need_dx=True, dx=None, dw=None, db=None):
     def work(task, j0, j1, nthreads):   # input features [a, b): rows of dw, columns of dx
         a, b = min(k, j0 * _BLOCK), min(k, j1 * _BLOCK)
         if b > a:
-            np.matmul(x[:, a:b].T, dy, out=dw[a:b])
+            _matmul(x[:, a:b].T, dy, dw[a:b], nthreads)
             if need_dx:
-                np.matmul(dy, w[a:b].T, out=dx[:, a:b])
+                _matmul(dy, w[a:b].T, dx[:, a:b], nthreads)
         if j0 == 0:
             np.sum(dy, axis=0, out=db)
 

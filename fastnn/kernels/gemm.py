@@ -14,8 +14,8 @@ from fastnn.kernels import conv as _conv
 __all__ = ["available", "matmul", "VARIANT", "KC", "MC"]
 
 VARIANT = 2     # microkernel: 0 = 14x32, 1 = 12x32, 2 = 6x64
-KC = 392        # K-block
-MC = 392        # M-block (rows of A packed at once); set from the measurements
+KC = 256        # K-block (equalised: 784 -> 4 x 196); kc x n of packed B stays in L2
+MC = 96         # M-block: A rows packed at once (16 microkernel panels of 6)
 
 _OK = _gemm.ok()
 
@@ -34,13 +34,19 @@ def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
     m, k = a.shape
     if b.shape[0] != k or out.shape != (m, b.shape[1]):
         raise ValueError(f"{fn}: shapes do not match: a {a.shape}, b {b.shape}, out {out.shape}.")
+    if any(st % 4 for arr in (a, b, out) for st in arr.strides):
+        raise ValueError(f"{fn}: strides must be whole floats; received a {a.strides}, "
+                         f"b {b.strides}, out {out.strides}.")
     if not _OK:
         raise RuntimeError(f"{fn}: this CPU has no AVX-512F; use np.matmul.")
-    if out.shape[1] > 1 and out.strides[1] != 4 or not out.flags.writeable:
-        raise ValueError(f"{fn}: out must be writeable with contiguous rows (column stride 4 bytes).")
+    if not out.flags.writeable:
+        raise ValueError(f"{fn}: out must be writeable.")
     n = out.shape[1]
     if m == 0 or n == 0:
         return out
+    if n > 1 and out.strides[1] != 4:
+        raise ValueError(f"{fn}: out must have contiguous rows (column stride 4 bytes); received "
+                         f"strides {out.strides}.")
     if k == 0:
         if not accumulate:
             out.fill(0.0)
