@@ -1,6 +1,7 @@
 """Dense layer kernels on float32 C-contiguous matrices: y = act(x @ w + b) and its backward.
 
-The GEMM goes to the BLAS NumPy links (np.matmul(out=)); the bias and the activation then run
+The GEMM of each single-threaded share goes to fastnn's AVX-512 sgemm (fastnn.kernels.gemm,
+GEMM = "auto" below) or to the BLAS NumPy links (np.matmul(out=)); the bias and the activation then run
 as ONE fused compiled pass over y, row by row while each row is in cache (softmax across the
 last axis included).
 """
