@@ -5,6 +5,7 @@ Each topic is a module with the same name at every level of the project:
     conv        conv2d / conv1d forward and backward (im2col + one GEMM per batch chunk)
     pool        max / average pooling 1D and 2D, global pooling, forward and backward
     dense       matmul-backed dense layer with the bias and activation fused after the GEMM
+    gemm        the AVX-512 sgemm behind dense's per-thread blocks (np.matmul where absent)
     norm        batch normalization (training and inference), forward and backward
     activation  every Keras 3 activation and its derivative
     loss        fused softmax/sigmoid + crossentropy values and gradients
@@ -30,7 +31,7 @@ import importlib
 from fastnn.kernels import threads
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
-TOPICS = ("conv", "pool", "dense", "norm", "activation", "loss", "dropout", "optim")
+TOPICS = ("conv", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim")
 
 __all__ = [*TOPICS, "threads", "set_num_threads", "get_num_threads"]
 
