@@ -1,43 +1,87 @@
-# A/B of fastnn.kernels.gemm vs np.matmul on the M1 per-thread blocks, one thread, interleaved.
-# usage: python bench/gemm_ab.py VARIANT,KC,MC ...  (GFLOP/s best/median, xN = median ratio)
-import time, sys, numpy as np
-from fastnn.kernels import gemm, conv
-rng = np.random.default_rng(0)
-def shapes():
-    out = []
-    for M in (128, 256):
-        for K in (784, 1024):
-            x = rng.standard_normal((M, K), dtype=np.float32); w = rng.standard_normal((K, 1024), dtype=np.float32)
-            y = np.empty((M, 1024), np.float32)
-            out.append((f"fwd {M}x{K}x512", x, w[:, :512], y[:, :512]))
-    for Kr in (392, 512):
-        x = rng.standard_normal((128, 2*Kr), dtype=np.float32); dy = rng.standard_normal((128, 1024), dtype=np.float32)
-        dw = np.empty((2*Kr, 1024), np.float32)
-        out.append((f"dW {Kr}x128x1024", x[:, :Kr].T, dy, dw[:Kr]))
-    for K in (784, 1024):  # dx: dy (128x1024) @ w[a:b].T, w is (K, 1024): block of 512 rows -> dx[:, a:b]
-        dy = rng.standard_normal((128, 1024), dtype=np.float32); w = rng.standard_normal((K, 1024), dtype=np.float32)
-        dx = np.empty((128, K), np.float32); K = 800 if K == 784 else K
-        out.append((f"dx 128x1024x{K//2}", dy, w[:K//2].T, dx[:, :K//2]))
-    return out
-configs = [tuple(map(int, c.split(","))) for c in sys.argv[1:]] or [(0,256,392)]
-REP = 40
-with conv.blas_pinned():
-    for name, a, b, c in shapes():
-        m, k = a.shape; n = b.shape[1]; fl = 2.0*m*n*k
-        ref = a.astype(np.float64) @ b.astype(np.float64)
-        for v, kc, mc in configs:
-            gemm.matmul(a, b, c, variant=v, kc=kc, mc=mc)
-            err = np.abs(c - ref).max() / np.abs(ref).max()
-            assert err < 1e-5, (name, err)
-        t = {("blas",): []}; 
-        for cfg in configs: t[cfg] = []
-        for r in range(REP):
-            t0 = time.perf_counter(); np.matmul(a, b, out=c); t[("blas",)].append(time.perf_counter()-t0)
-            for v, kc, mc in configs:
-                t0 = time.perf_counter(); gemm.matmul(a, b, c, variant=v, kc=kc, mc=mc); t[(v,kc,mc)].append(time.perf_counter()-t0)
-        bb = min(t[("blas",)]); bm = np.median(t[("blas",)])
-        line = f"{name:22s} blas {fl/bb/1e9:6.1f}/{fl/bm/1e9:6.1f}"
-        for cfg in configs:
-            tb = min(t[cfg]); tm = np.median(t[cfg])
-            line += f" | {cfg} {fl/tb/1e9:6.1f}/{fl/tm/1e9:6.1f} x{bm/tm:.2f}"
-        print(line, flush=True)
+"""Interleaved A/B of dense.GEMM = "auto" (fastnn's sgemm) and "blas" (np.matmul), in ONE process
+(the machine is shared: alternating the modes lets both see the same load).
+
+    python bench/gemm_ab.py [--reps 200]
+
+Two parts: dense / dense_backward on M1's shapes inside blas_pinned (two threads, column
+shares), then the M1 training step and inference batch of bench/peers.py. Prints best and
+median per mode and the blas/auto speed-ups. The per-block single-thread comparison is the
+pytest-benchmark suite bench/test_gemm.py.
+"""
+import argparse
+import time
+
+import numpy as np
+
+import fastnn
+from fastnn.kernels import conv as C
+from fastnn.kernels import dense as D
+from peers import INFER_BATCH, MODELS, _data, _keras_like_model
+
+
+def _alternate(fns, reps):
+    """{mode: [seconds]} for each (name, fn) of fns, the two modes alternated rep by rep."""
+    t = {}
+    for r in range(reps):
+        for mode in (("auto", "blas") if r % 2 else ("blas", "auto")):
+            D.GEMM = mode
+            for name, fn in fns:
+                s = time.perf_counter()
+                fn(r)
+                t.setdefault((name, mode), []).append(time.perf_counter() - s)
+    return t
+
+
+def _report(t, names, flops=None):
+    for name in names:
+        a, b = np.array(t[(name, "auto")]), np.array(t[(name, "blas")])
+        rate = "" if flops is None else (f" | blas {flops[name] / np.median(b) / 1e9:.0f} "
+                                         f"auto {flops[name] / np.median(a) / 1e9:.0f} GFLOP/s (median)")
+        print(f"{name:22s} blas best {b.min() * 1e3:6.2f} med {np.median(b) * 1e3:6.2f} ms | auto best "
+              f"{a.min() * 1e3:6.2f} med {np.median(a) * 1e3:6.2f} ms | x{b.min() / a.min():.3f} best "
+              f"x{np.median(b) / np.median(a):.3f} median{rate}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=200)
+    reps = ap.parse_args().reps
+    rng = np.random.default_rng(0)
+    fns, flops = [], {}
+    for m in (128, 256):
+        for k in (784, 1024):
+            x = rng.standard_normal((m, k), dtype=np.float32)
+            w = rng.standard_normal((k, 1024), dtype=np.float32)
+            b, out = np.zeros(1024, np.float32), np.empty((m, 1024), np.float32)
+            name = f"dense fwd {m}x{k}x1024"
+            fns.append((name, lambda r, x=x, w=w, b=b, out=out: D.dense(x, w, b, "relu", out=out)))
+            flops[name] = 2.0 * m * k * 1024
+    for k in (784, 1024):
+        x = rng.standard_normal((128, k), dtype=np.float32)
+        w = rng.standard_normal((k, 1024), dtype=np.float32)
+        dy = rng.standard_normal((128, 1024), dtype=np.float32)
+        dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(1024, np.float32)
+        name = f"dense bwd 128x{k}x1024"
+        fns.append((name, lambda r, x=x, w=w, dy=dy, dx=dx, dw=dw, db=db:
+                    D.dense_backward(x, w, dy, dx=dx, dw=dw, db=db)))
+        flops[name] = 4.0 * 128 * k * 1024
+    saved = D.GEMM
+    try:
+        with C.blas_pinned():
+            _report(_alternate(fns, reps), [n for n, _ in fns], flops)
+        model = _keras_like_model(fastnn, "M1")
+        bt, bi = MODELS["M1"]["batch"], INFER_BATCH
+        x, y = _data("M1", max(bt, bi), 8)
+        for _ in range(5):
+            model.train_on_batch(x[:bt], y[:bt])
+            model.predict_on_batch(x[:bi])
+        steps = [("M1 train step", lambda r: model.train_on_batch(x[r % 8 * bt:(r % 8 + 1) * bt],
+                                                                    y[r % 8 * bt:(r % 8 + 1) * bt])),
+                 ("M1 infer batch", lambda r: model.predict_on_batch(x[r % 8 * bi:(r % 8 + 1) * bi]))]
+        _report(_alternate(steps, reps), [n for n, _ in steps])
+    finally:
+        D.GEMM = saved
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """Interleaved A/B of the two conv2d paths for the 3x3 stride-1 shapes, in ONE process (the
 machine is shared: alternating im2col / Winograd call by call lets both see the same load).
 
-    python bench/winograd_ab.py [--reps 9] [m3a m3b m3c m2 m3a_i m3c_i m2_i]
+    python bench/winograd_ab.py [--reps 9] [SHAPE ...]    (names as in bench/test_winograd.py)
 
 Prints, per shape and direction, best and median milliseconds of each path and the speed-up.
 """
@@ -12,16 +12,7 @@ import numpy as np
 
 from fastnn.kernels import conv as K
 
-# name: x (N, H, W, C), F, padding, fused ReLU (M3: batch 64 training, _i: batch 256 inference)
-SHAPES = {
-    "m3a": ((64, 32, 32, 32), 32, "same", False),
-    "m3b": ((64, 16, 16, 32), 64, "same", False),
-    "m3c": ((64, 16, 16, 64), 64, "same", False),
-    "m2": ((128, 13, 13, 32), 64, "valid", True),
-    "m3a_i": ((256, 32, 32, 32), 32, "same", False),
-    "m3c_i": ((256, 16, 16, 64), 64, "same", False),
-    "m2_i": ((256, 13, 13, 32), 64, "valid", True),
-}
+from test_winograd import SHAPES   # the pytest-benchmark suite's shapes (bench/ is on sys.path)
 
 
 def main():
@@ -56,7 +47,7 @@ def main():
             K.WINOGRAD = saved
         for ph in ("fwd", "bwd"):
             a, g = np.array(res[(False, ph)]) * 1e3, np.array(res[(True, ph)]) * 1e3
-            print(f"{name:6s} {ph} im2col best {a.min():7.2f} med {np.median(a):7.2f} ms | winograd "
+            print(f"{name:32s} {ph} im2col best {a.min():7.2f} med {np.median(a):7.2f} ms | winograd "
                   f"best {g.min():7.2f} med {np.median(g):7.2f} ms | x{a.min() / g.min():.2f} best "
                   f"x{np.median(a) / np.median(g):.2f} median")
 
