@@ -645,13 +645,8 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=Non
         return
     # The bias rides in the GEMM: col gets a column of ones and w a row b, which saves a pass
     # over the output (measured: the same GEMM speed with K+1 columns).
-    ldc = k + 1 if b is not None else k
-    if ldc > k:
-        wa = _workspace("w", ldc * f).reshape(ldc, f)
-        wa[:k] = w2
-        wa[k] = b
-    else:
-        wa = w2
+    wa = _weights_with_bias(w2, b)
+    ldc = wa.shape[0]
     rows = _chunk_rows(n * oh, ow, ldc)
 
     def work(task, q_lo, q_hi, nthreads):     # output rows q = n*OH + oh in [q_lo, q_hi)
