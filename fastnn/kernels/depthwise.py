@@ -1,0 +1,307 @@
+"""Depthwise convolution kernels (Keras DepthwiseConv2D / DepthwiseConv1D): NHWC / NLC float32.
+
+w has Keras's depthwise layout (KH, KW, C, M) (1-D: (K, C, M)), M the depth multiplier: output
+channel c*M + m is input channel c convolved with w[..., c, m], so y has C*M channels, and a
+bias has C*M values. padding: "valid", "same" (Keras's rule: the extra pixel of an even window
+goes bottom/right) or explicit pads; 1-D also "causal".
+
+The compiled loops (fastnn._kernels.depthwise, see its design note) are direct, not im2col:
+vectorised across channels (NHWC keeps them contiguous), register-blocked over output pixels,
+OpenMP threads over rows. Every result is independent of the thread count: forward and dx write
+each output row from one thread, and dw/db sum float64 partials over a chunk grid fixed by the
+shape, in chunk order. AVX-512F / AVX2+FMA / portable flavours are picked at run time (`ISA`
+or the FASTNN_ISA environment variable force one).
+
+Every argument is checked here; the compiled loops trust what they get.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from fastnn._kernels import depthwise as _dk
+from fastnn.kernels._checks import as_tuple, check_array, check_no_overlap, prepare_out
+from fastnn.kernels._geometry import conv_geometry, resolve_padding
+from fastnn.kernels.threads import get_num_threads
+
+__all__ = ["depthwise_conv2d", "depthwise_conv2d_backward", "depthwise_conv1d",
+           "depthwise_conv1d_backward", "ISA"]
+
+_ISA_NAMES = {"portable": 0, "avx2": 1, "avx512": 2}
+
+
+def _env_isa():
+    name = os.environ.get("FASTNN_ISA", "").strip().lower()
+    if not name:
+        return None
+    if name not in _ISA_NAMES:
+        raise ValueError(f"FASTNN_ISA must be one of {sorted(_ISA_NAMES)}; received {name!r}.")
+    isa = _ISA_NAMES[name]
+    if not _dk.isa_ok(isa):
+        raise ValueError(f"FASTNN_ISA={name}: this CPU does not run the {name} flavour.")
+    return isa
+
+
+# Instruction-set flavour: None = the best this CPU runs (0 portable, 1 AVX2+FMA, 2 AVX-512F).
+# Tests set it to exercise every flavour; FASTNN_ISA=avx512|avx2|portable sets it at import.
+ISA = _env_isa()
+_BEST = next(i for i in (2, 1, 0) if _dk.isa_ok(i))
+
+# Below this many multiply-adds a call runs on the calling thread (waking the OpenMP team
+# costs more than it saves).
+SERIAL_MACS = 1 << 17
+# Weight-gradient chunk grid: at most this many chunks, each of >= CHUNK_PIXELS output pixels
+# (each chunk zeroes and adds a float64 (KH*KW + 1) x C*M partial, so fewer for small images).
+MAX_CHUNKS = 32
+CHUNK_PIXELS = 64
+
+_tls = threading.local()
+_zero_state = {"z": np.zeros(0, np.float32)}
+
+
+def _isa() -> int:
+    return _BEST if ISA is None else ISA
+
+
+def _workspace(name: str, size: int, dtype=np.float32) -> np.ndarray:
+    """A flat per-thread scratch buffer of at least `size` elements, reused across calls."""
+    cache = getattr(_tls, "buffers", None)
+    if cache is None:
+        cache = _tls.buffers = {}
+    buf = cache.get(name)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = cache[name] = np.empty(max(size, 1), dtype)
+    return buf[:max(size, 1)]
+
+
+def _zeros(size: int) -> np.ndarray:
+    """A read-only row of >= size zeros (what padded rows and border taps read)."""
+    z = _zero_state["z"]
+    if z.size < size:
+        z = np.zeros(max(size, 2 * z.size), np.float32)
+        z.flags.writeable = False
+        _zero_state["z"] = z
+    return z
+
+
+def _threads(macs: float) -> int:
+    return 1 if macs < SERIAL_MACS else get_num_threads()
+
+
+def chunks(rows: int, ow: int) -> int:
+    """The weight-gradient chunk count for N*OH output rows of OW pixels (shape only)."""
+    return max(1, min(MAX_CHUNKS, rows, rows * ow // CHUNK_PIXELS))
+
+
+# ---------------------------------------------------------------- argument checks
+
+def _check(x, w, fn: str, rank: int):
+    lay = "NHWC (N, H, W, C)" if rank == 2 else "NLC (N, L, C)"
+    klay = "(KH, KW, C, M)" if rank == 2 else "(K, C, M)"
+    x = check_array(x, "x", fn, ndim=rank + 2)
+    w = check_array(w, "w", fn, ndim=rank + 2)
+    if any(s < 1 for s in w.shape):
+        raise ValueError(f"{fn}: w must have shape {klay} with every size >= 1; received shape {w.shape}.")
+    if w.shape[-2] != x.shape[-1]:
+        raise ValueError(f"{fn}: w has {w.shape[-2]} input channels (w.shape[{rank}]) but x ({lay}) has "
+                         f"{x.shape[-1]}; a depthwise kernel is {klay} with C = x.shape[-1] and M the "
+                         f"depth multiplier.")
+    taps = int(np.prod(w.shape[:-2]))
+    if taps > _dk.TMAX:
+        raise ValueError(f"{fn}: the kernel has {taps} taps ({'x'.join(map(str, w.shape[:-2]))}); the depthwise "
+                         f"kernels take at most {_dk.TMAX}. Use fastnn.kernels.conv with groups instead.")
+    return x, w
+
+
+def _geometry_2d(x, w, strides, padding, dilation, fn):
+    strides = as_tuple(strides, 2, "strides", fn)
+    dilation = as_tuple(dilation, 2, "dilation", fn)
+    if isinstance(padding, str) and padding.lower() == "causal":
+        raise ValueError(f"{fn}: padding 'causal' is only defined for depthwise_conv1d; use 'valid', "
+                         f"'same' or ((top, bottom), (left, right)).")
+    if not isinstance(padding, str) and (not isinstance(padding, (tuple, list)) or len(padding) != 2
+                                         or not all(isinstance(p, (tuple, list)) for p in padding)):
+        raise ValueError(f"{fn}: padding must be 'valid', 'same' or ((top, bottom), (left, right)); "
+                         f"received {padding!r}.")
+    (pt, _, oh), (pl, _, ow) = conv_geometry(x.shape[1:3], w.shape[:2], strides, dilation, padding, fn)
+    return strides, dilation, (pt, pl), (oh, ow)
+
+
+def _geometry_1d(x, w, stride, padding, dilation, fn):
+    stride = as_tuple(stride, 1, "stride", fn)[0]
+    dilation = as_tuple(dilation, 1, "dilation", fn)[0]
+    if not isinstance(padding, (str, tuple, list)):
+        raise ValueError(f"{fn}: padding must be 'valid', 'same', 'causal' or (left, right); "
+                         f"received {padding!r}.")
+    left, _, ol = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn)
+    return (1, stride), (1, dilation), (0, left), (1, ol)
+
+
+def _epilogue(activation, act_params, fn):
+    """(relu in registers, or the activation to apply after) of activation=."""
+    from fastnn.kernels import activation as A
+
+    if activation == "linear" and not act_params:
+        return False, None
+    kind, _, axis = A.resolve(activation, act_params, f"{fn}(activation={activation!r})")
+    if kind == 0:
+        return False, None
+    if isinstance(activation, str) and activation.lower() == "relu" and not act_params:
+        return True, None
+    return False, (activation, act_params)
+
+
+# ---------------------------------------------------------------- compute (validated NHWC)
+
+def _forward(x, w, b, strides, dilation, pads, out, relu):
+    n, h, wd, c = x.shape
+    kh, kw, _, m = w.shape
+    oh, ow = out.shape[1:3]
+    if out.size == 0:
+        return
+    ce = c * m
+    nt = _threads(float(out.size) * kh * kw)
+    scratch = _workspace("dw_rows", nt * kh * wd * ce if m > 1 else 1)
+    _dk.forward(x, w.reshape(kh * kw, ce), b, _zeros(wd * ce), kh, kw, *strides, *dilation, *pads,
+                out, relu, scratch, _isa(), nt)
+
+
+def _backward(x, w, dy, strides, dilation, pads, dx, dw, db):
+    n, h, wd, c = x.shape
+    kh, kw, _, m = w.shape
+    oh, ow = dy.shape[1:3]
+    ce = c * m
+    w2 = w.reshape(kh * kw, ce)
+    macs = float(dy.size) * kh * kw
+    nt = _threads(macs)
+    isa = _isa()
+    if dx is not None and dx.size:
+        if dy.size == 0:
+            dx.fill(0.0)
+        else:
+            scratch = _workspace("dw_dx", nt * wd * ce if m > 1 else 1)
+            _dk.backward_data(dy, w2, kh, kw, *strides, *dilation, *pads, dx, scratch, isa, nt)
+    if dy.size == 0:
+        dw.fill(0.0)
+        db.fill(0.0)
+        return
+    nchunks = chunks(n * oh, ow)
+    parts = _workspace("dw_parts", nchunks * (kh * kw + 1) * ce, np.float64).reshape(nchunks, -1)
+    scratch = _workspace("dw_rows", nt * kh * wd * ce if m > 1 else 1)
+    _dk.backward_weights(x, dy, _zeros(wd * ce), kh, kw, *strides, *dilation, *pads, parts,
+                         dw.reshape(kh * kw, ce), db, scratch, isa, nt)
+
+
+# ---------------------------------------------------------------- public API
+
+def depthwise_conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, out=None,
+                     activation="linear", **act_params):
+    """Depthwise 2-D convolution (Keras DepthwiseConv2D) of NHWC float32 x with w (KH, KW, C, M).
+
+    x (N, H, W, C), w (KH, KW, C, M), b (C*M,) or None -> y (N, OH, OW, C*M) float32, output
+    channel c*M + m from input channel c. strides, dilation: int or (h, w) pair, >= 1.
+    padding: "valid", "same" or ((top, bottom), (left, right)). out: optional C-contiguous
+    writeable float32 buffer of y's shape, filled and returned. activation: any name
+    fastnn.kernels.activation.apply accepts; a plain ReLU is applied in registers, the others
+    in a pass over y afterwards.
+    """
+    fn = "depthwise_conv2d"
+    x, w = _check(x, w, fn, 2)
+    ce = w.shape[2] * w.shape[3]
+    if b is not None:
+        b = check_array(b, "b", fn, ndim=1, shape=(ce,))
+    strides, dilation, pads, (oh, ow) = _geometry_2d(x, w, strides, padding, dilation, fn)
+    relu, after = _epilogue(activation, act_params, fn)
+    out = prepare_out(out, (x.shape[0], oh, ow, ce), "out", fn)
+    for name, a in (("x", x), ("w", w), ("b", b)):
+        if a is not None:
+            check_no_overlap(out, a, "out", name, fn)
+    _forward(x, w, b, strides, dilation, pads, out, relu)
+    if after is not None:
+        from fastnn.kernels import activation as A
+
+        A.apply(after[0], out, out=out, **after[1])
+    return out
+
+
+def _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db, views):
+    if not isinstance(need_dx, (bool, np.bool_)):
+        raise TypeError(f"{fn}: need_dx must be True or False; received {need_dx!r}.")
+    ce = w.shape[-2] * w.shape[-1]
+    y_shape = (x.shape[0], *out_hw, ce) if views is None else (x.shape[0], out_hw[1], ce)
+    dy = check_array(dy, "dy", fn, ndim=len(y_shape))
+    if dy.shape != y_shape:
+        raise ValueError(f"{fn}: dy must have the forward output's shape {y_shape}; received shape "
+                         f"{dy.shape}. Pass the same x, w, strides, padding and dilation as the forward call.")
+    dx = prepare_out(dx, x.shape, "dx", fn) if need_dx else None
+    dw = prepare_out(dw, w.shape, "dw", fn)
+    db = prepare_out(db, (ce,), "db", fn)
+    outs = [("dx", dx), ("dw", dw), ("db", db)]
+    for i, (no, o) in enumerate(outs):
+        if o is None:
+            continue
+        for ni, a in [("x", x), ("w", w), ("dy", dy)] + outs[i + 1:]:
+            if a is not None:
+                check_no_overlap(o, a, no, ni, fn)
+    if views is None:
+        _backward(x, w, dy, strides, dilation, pads, dx, dw, db)
+    else:
+        _backward(x[:, None], w[None], dy[:, None], strides, dilation, pads,
+                  None if dx is None else dx[:, None], dw[None], db)
+    return dx, dw, db
+
+
+def depthwise_conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilation=(1, 1), *,
+                              need_dx=True, dx=None, dw=None, db=None):
+    """Gradients of depthwise_conv2d (NHWC float32) w.r.t. x, w and b, given dy = dL/dy.
+
+    x (N, H, W, C), w (KH, KW, C, M), dy (N, OH, OW, C*M) -> (dx (N, H, W, C) or None,
+    dw (KH, KW, C, M), db (C*M,)). Same strides / padding / dilation as the forward call.
+    need_dx=False skips dx (a first layer) and returns None for it. dx, dw, db: optional
+    C-contiguous writeable float32 buffers, overwritten (not accumulated) and returned.
+    """
+    fn = "depthwise_conv2d_backward"
+    x, w = _check(x, w, fn, 2)
+    strides, dilation, pads, out_hw = _geometry_2d(x, w, strides, padding, dilation, fn)
+    return _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db, None)
+
+
+def depthwise_conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out=None,
+                     activation="linear", **act_params):
+    """Depthwise 1-D convolution (Keras DepthwiseConv1D) of NLC float32 x with w (K, C, M).
+
+    x (N, L, C), w (K, C, M), b (C*M,) or None -> y (N, OL, C*M). stride, dilation: int >= 1.
+    padding: "valid", "same", "causal" or (left, right). out, activation: as depthwise_conv2d.
+    """
+    fn = "depthwise_conv1d"
+    x, w = _check(x, w, fn, 1)
+    ce = w.shape[1] * w.shape[2]
+    if b is not None:
+        b = check_array(b, "b", fn, ndim=1, shape=(ce,))
+    strides, dilation, pads, (_, ol) = _geometry_1d(x, w, stride, padding, dilation, fn)
+    relu, after = _epilogue(activation, act_params, fn)
+    out = prepare_out(out, (x.shape[0], ol, ce), "out", fn)
+    for name, a in (("x", x), ("w", w), ("b", b)):
+        if a is not None:
+            check_no_overlap(out, a, "out", name, fn)
+    _forward(x[:, None], w[None], b, strides, dilation, pads, out[:, None], relu)
+    if after is not None:
+        from fastnn.kernels import activation as A
+
+        A.apply(after[0], out, out=out, **after[1])
+    return out
+
+
+def depthwise_conv1d_backward(x, w, dy, stride=1, padding="valid", dilation=1, *, need_dx=True,
+                              dx=None, dw=None, db=None):
+    """Gradients of depthwise_conv1d (NLC float32) w.r.t. x, w and b, given dy = dL/dy.
+
+    x (N, L, C), w (K, C, M), dy (N, OL, C*M) -> (dx (N, L, C) or None, dw (K, C, M),
+    db (C*M,)). Buffers as depthwise_conv2d_backward.
+    """
+    fn = "depthwise_conv1d_backward"
+    x, w = _check(x, w, fn, 1)
+    strides, dilation, pads, out_hw = _geometry_1d(x, w, stride, padding, dilation, fn)
+    return _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db, True)
