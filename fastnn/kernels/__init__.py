@@ -2,7 +2,9 @@
 
 Each topic is a module with the same name at every level of the project:
 
-    conv        conv2d / conv1d forward and backward (im2col + one GEMM per batch chunk)
+    conv        conv2d / conv1d forward and backward (im2col + one GEMM per batch chunk), grouped
+                and transposed (conv2d_transpose / conv1d_transpose)
+    depthwise   depthwise convolution 2D and 1D, forward and backward (direct, not im2col)
     pool        max / average pooling 1D and 2D, global pooling, forward and backward
     dense       matmul-backed dense layer with the bias and activation fused after the GEMM
     gemm        the AVX-512 sgemm behind dense's per-thread blocks (np.matmul where absent)
@@ -31,7 +33,7 @@ import importlib
 from fastnn.kernels import threads
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
-TOPICS = ("conv", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim")
+TOPICS = ("conv", "depthwise", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim")
 
 __all__ = [*TOPICS, "threads", "set_num_threads", "get_num_threads"]
 

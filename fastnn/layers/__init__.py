@@ -5,7 +5,10 @@ docs/layers.md for writing your own.
 """
 from fastnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from fastnn.layers.base import KerasTensor, Layer, Variable
-from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
+from fastnn.layers.convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
+                                         Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
+                                         DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
+                                         SeparableConvolution1D, SeparableConvolution2D)
 from fastnn.layers.core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, Permute,
                                 RepeatVector, Reshape)
 from fastnn.layers.normalization import BatchNormalization

