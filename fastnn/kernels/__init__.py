@@ -14,6 +14,7 @@ Each topic is a module with the same name at every level of the project:
     dropout     inverted dropout with a seeded generator
     optim       fused optimizer updates over one flat float32 parameter buffer
     threads     one threading policy for BLAS, OpenMP and Numba
+    resize      bilinear / nearest image resizing as Keras's Resizing (NumPy gathers)
 
 This package never imports the model layer (fastnn.layers, fastnn.models): other projects can
 use it on its own. Inputs are checked here; bad shapes, dtypes or strides raise ValueError or
@@ -33,7 +34,8 @@ import importlib
 from fastnn.kernels import threads
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
-TOPICS = ("conv", "depthwise", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim")
+TOPICS = ("conv", "depthwise", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim",
+          "resize")
 
 __all__ = [*TOPICS, "threads", "set_num_threads", "get_num_threads"]
 

@@ -65,7 +65,24 @@ CASES = {
         K.layers.ReLU(6.0), K.layers.DepthwiseConv2D(3, padding="same", use_bias=False),
         K.layers.BatchNormalization(), K.layers.ReLU(6.0), K.layers.Conv2D(4, 1, use_bias=False),
         K.layers.BatchNormalization()]),
+    "rescaling": ((6, 6, 2), lambda K: [K.layers.Rescaling(1 / 127.5, -1.0), K.layers.Conv2D(2, 3)]),
+    "rescaling_per_channel_mid": ((5,), lambda K: [K.layers.Dense(3), K.layers.Rescaling([0.5, 2.0, -1.0], 0.25)]),
+    "normalization_adapted": ((4, 3), lambda K: [_adapted(K.layers.Normalization()), K.layers.Conv1D(2, 2)]),
+    "normalization_axes_mid": ((4, 3), lambda K: [K.layers.Conv1D(3, 1), _adapted(K.layers.Normalization(axis=(1, 2)))]),
+    "normalization_const_invert": ((5,), lambda K: [
+        K.layers.Dense(3), K.layers.Normalization(mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 1.0], invert=True)]),
+    "resizing_bilinear_mid": ((6, 7, 2), lambda K: [K.layers.Conv2D(3, 2), K.layers.Resizing(9, 4)]),
+    "resizing_nearest_mid": ((6, 7, 2), lambda K: [K.layers.Conv2D(3, 2), K.layers.Resizing(11, 3, "nearest")]),
+    "resizing_crop_mid": ((6, 9, 2), lambda K: [K.layers.Conv2D(2, 1), K.layers.Resizing(4, 4, crop_to_aspect_ratio=True)]),
+    "resizing_pad_mid": ((6, 9, 2), lambda K: [K.layers.Conv2D(2, 1), K.layers.Resizing(5, 3, pad_to_aspect_ratio=True,
+                                                                                      fill_value=0.5)]),
 }
+
+
+def _adapted(layer):
+    """layer.adapt() on fixed (40, 4, 3) data, the same in both libraries."""
+    layer.adapt(np.random.default_rng(7).standard_normal((40, 4, 3)).astype(np.float32) * 3 + 1)
+    return layer
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -101,3 +118,16 @@ def test_layer_config_matches_keras(case):
     rebuilt = type(kl).from_config({**kl.get_config(), **fc})
     x = np.zeros((1, *shape), np.float32)
     assert tuple(rebuilt(x).shape) == tuple(kl(x).shape)
+
+
+@pytest.mark.parametrize("kw", [{}, {"axis": None}, {"axis": (1, 2)}, {"axis": 1, "invert": True}])
+def test_normalization_adapt_matches_keras(kw, rng):
+    """adapt() on an array gives Keras's mean, variance (and its unused int32 count) and outputs."""
+    data = rng.standard_normal((50, 4, 3)).astype(np.float32) * 3 + 1
+    fl, kl = fastnn.layers.Normalization(**kw), keras.layers.Normalization(**kw)
+    fl.adapt(data)
+    kl.adapt(data)
+    for a, b in zip(fl.get_weights(), kl.get_weights()):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        _close(a, b, rtol=1e-6, what="adapted weights")
+    _close(fl(data), kl(data), rtol=1e-6, atol=1e-6, what="normalized data")
