@@ -69,6 +69,7 @@ static inline void dw_input_rows(const dw_geom* g, const float* x, const float* 
 #define DW_NV 2
 #define DW_G 6
 #define DW_GNV 1
+#define DW_FNV2(KW) ((KW) <= 3)
 #include "depthwise_isa.h"
 #undef DW_SFX
 #undef DW_TGT
@@ -77,6 +78,7 @@ static inline void dw_input_rows(const dw_geom* g, const float* x, const float* 
 #undef DW_NV
 #undef DW_G
 #undef DW_GNV
+#undef DW_FNV2
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define DW_X86 1
@@ -87,6 +89,7 @@ static inline void dw_input_rows(const dw_geom* g, const float* x, const float* 
 #define DW_NV 2
 #define DW_G 6
 #define DW_GNV 1
+#define DW_FNV2(KW) ((KW) <= 3)
 #include "depthwise_isa.h"
 #undef DW_SFX
 #undef DW_TGT
@@ -95,6 +98,7 @@ static inline void dw_input_rows(const dw_geom* g, const float* x, const float* 
 #undef DW_NV
 #undef DW_G
 #undef DW_GNV
+#undef DW_FNV2
 
 #define DW_SFX avx512
 #define DW_TGT __attribute__((target("avx512f,fma")))
@@ -103,6 +107,7 @@ static inline void dw_input_rows(const dw_geom* g, const float* x, const float* 
 #define DW_NV 2
 #define DW_G 9
 #define DW_GNV 2
+#define DW_FNV2(KW) 1
 #include "depthwise_isa.h"
 #undef DW_SFX
 #undef DW_TGT
@@ -111,6 +116,7 @@ static inline void dw_input_rows(const dw_geom* g, const float* x, const float* 
 #undef DW_NV
 #undef DW_G
 #undef DW_GNV
+#undef DW_FNV2
 #endif
 
 /* 1 if this CPU runs flavour isa */
@@ -165,7 +171,8 @@ static void dw_forward(int isa, const dw_geom* g, const float* x, const float* w
    thread, in a fixed order of taps: no races, and the same bits for any thread count).
    scratch: per thread W*Ce floats when M > 1 (the row's gradient before the sum over m). */
 static void dw_backward_data(int isa, const dw_geom* g, const float* dy, const float* wt,
-                             float* dx, float* scratch, Py_ssize_t per_thread, int nthreads) {
+                             const float* wflip, float* dx, float* scratch, Py_ssize_t per_thread,
+                             int nthreads) {
     Py_ssize_t R = g->N * g->H;
     #pragma omp parallel num_threads(nthreads)
     {
@@ -184,7 +191,7 @@ static void dw_backward_data(int isa, const dw_geom* g, const float* dy, const f
                 khs[nk++] = kh;
             }
             float* dst = g->M == 1 ? dx + r * g->W * g->C : s;
-            DW_DISPATCH(isa, dw_dx_row, (g, dyrows, khs, nk, wt, dst));
+            DW_DISPATCH(isa, dw_dx_row, (g, dyrows, khs, nk, wt, wflip, dst));
             if (g->M > 1) {                /* dx[iw, c] = sum over m of the expanded row */
                 float* d = dx + r * g->W * g->C;
                 for (Py_ssize_t i = 0; i < g->W * g->C; i++) {

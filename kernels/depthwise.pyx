@@ -39,8 +39,9 @@ cdef extern from "depthwise.h" nogil:
     void dw_forward(int isa, const dw_geom* g, const float* x, const float* wt, const float* b,
                     const float* zrow, float* y, int relu, float* scratch, Py_ssize_t per_thread,
                     int nthreads)
-    void dw_backward_data(int isa, const dw_geom* g, const float* dy, const float* wt, float* dx,
-                          float* scratch, Py_ssize_t per_thread, int nthreads)
+    void dw_backward_data(int isa, const dw_geom* g, const float* dy, const float* wt,
+                          const float* wflip, float* dx, float* scratch, Py_ssize_t per_thread,
+                          int nthreads)
     void dw_backward_weights(int isa, const dw_geom* g, const float* x, const float* dy,
                              const float* zrow, Py_ssize_t nchunks, double* parts, float* dwt,
                              float* db, float* scratch, Py_ssize_t per_thread, int nthreads)
@@ -96,21 +97,26 @@ def forward(const float[:, :, :, ::1] x__nhwc,     # IN (N, H, W, C)
 
 def backward_data(const float[:, :, :, ::1] dy__nhwf,   # IN (N, OH, OW, C*M)
                   const float[:, ::1] w__tf,            # IN (KH*KW, C*M)
+                  const float[:, ::1] wflip__tf,        # IN (KH*KW, C*M): w[kh, KW-1-kw], or None
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl,
                   float[:, :, :, ::1] dx__nhwc,         # OUT (N, H, W, C): every element
                   float[::1] scratch,                   # SCRATCH nthreads * W*C*M if M > 1
                   int isa, int nthreads):
-    """dx = the gradient of depthwise_conv w.r.t. x, given dy."""
+    """dx = the gradient of depthwise_conv w.r.t. x, given dy (wflip: w with kw reversed, for
+    the 3x3 stride-1 rows that run as a forward on dy; None skips that path)."""
     cdef Py_ssize_t M = w__tf.shape[1] // dx__nhwc.shape[3]
     cdef dw_geom g = _geom(dx__nhwc.shape[0], dx__nhwc.shape[1], dx__nhwc.shape[2],
                            dx__nhwc.shape[3], M, KH, KW, dy__nhwf.shape[1], dy__nhwf.shape[2],
                            sh, sw, dh, dw, pt, pl)
     cdef Py_ssize_t per = g.W * g.Ce if M > 1 else 0
+    cdef const float* pf = NULL
     if g.N * g.H * g.W * g.C == 0:
         return
+    if wflip__tf is not None:
+        pf = &wflip__tf[0, 0]
     with nogil:
-        dw_backward_data(isa, &g, &dy__nhwf[0, 0, 0, 0], &w__tf[0, 0], &dx__nhwc[0, 0, 0, 0],
+        dw_backward_data(isa, &g, &dy__nhwf[0, 0, 0, 0], &w__tf[0, 0], pf, &dx__nhwc[0, 0, 0, 0],
                          &scratch[0], per, nthreads)
 
 

@@ -16,6 +16,8 @@ Every argument is checked here; the compiled loops trust what they get.
 """
 from __future__ import annotations
 
+import functools
+import math
 import os
 import threading
 
@@ -108,7 +110,7 @@ def _check(x, w, fn: str, rank: int):
         raise ValueError(f"{fn}: w has {w.shape[-2]} input channels (w.shape[{rank}]) but x ({lay}) has "
                          f"{x.shape[-1]}; a depthwise kernel is {klay} with C = x.shape[-1] and M the "
                          f"depth multiplier.")
-    taps = int(np.prod(w.shape[:-2]))
+    taps = math.prod(w.shape[:-2])
     if taps > _dk.TMAX:
         raise ValueError(f"{fn}: the kernel has {taps} taps ({'x'.join(map(str, w.shape[:-2]))}); the depthwise "
                          f"kernels take at most {_dk.TMAX}. Use fastnn.kernels.conv with groups instead.")
@@ -116,6 +118,14 @@ def _check(x, w, fn: str, rank: int):
 
 
 def _geometry_2d(x, w, strides, padding, dilation, fn):
+    try:      # the same layer calls with the same arguments every step: remember the answer
+        return _geometry_2d_cached(x.shape[1:3], w.shape[:2], strides, padding, dilation, fn)
+    except TypeError:     # unhashable (lists): compute
+        return _geometry_2d_cached.__wrapped__(x.shape[1:3], w.shape[:2], strides, padding, dilation, fn)
+
+
+@functools.lru_cache(maxsize=256)
+def _geometry_2d_cached(spatial, kernel, strides, padding, dilation, fn):
     strides = as_tuple(strides, 2, "strides", fn)
     dilation = as_tuple(dilation, 2, "dilation", fn)
     if isinstance(padding, str) and padding.lower() == "causal":
@@ -125,7 +135,7 @@ def _geometry_2d(x, w, strides, padding, dilation, fn):
                                          or not all(isinstance(p, (tuple, list)) for p in padding)):
         raise ValueError(f"{fn}: padding must be 'valid', 'same' or ((top, bottom), (left, right)); "
                          f"received {padding!r}.")
-    (pt, _, oh), (pl, _, ow) = conv_geometry(x.shape[1:3], w.shape[:2], strides, dilation, padding, fn)
+    (pt, _, oh), (pl, _, ow) = conv_geometry(spatial, kernel, strides, dilation, padding, fn)
     return strides, dilation, (pt, pl), (oh, ow)
 
 
@@ -182,7 +192,11 @@ def _backward(x, w, dy, strides, dilation, pads, dx, dw, db):
             dx.fill(0.0)
         else:
             scratch = _workspace("dw_dx", nt * wd * ce if m > 1 else 1)
-            _dk.backward_data(dy, w2, kh, kw, *strides, *dilation, *pads, dx, scratch, isa, nt)
+            wflip = None
+            if kh == 3 and kw == 3 and strides[1] == 1 and dilation[1] == 1:   # 3x3 rows as forwards
+                wflip = _workspace("dw_wflip", 9 * ce).reshape(9, ce)
+                np.copyto(wflip.reshape(3, 3, ce), w2.reshape(3, 3, ce)[:, ::-1])
+            _dk.backward_data(dy, w2, wflip, kh, kw, *strides, *dilation, *pads, dx, scratch, isa, nt)
     if dy.size == 0:
         dw.fill(0.0)
         db.fill(0.0)
