@@ -119,20 +119,6 @@ static inline void dw_input_rows(const dw_geom* g, const float* x, const float* 
 #undef DW_FNV2
 #endif
 
-/* 1 if this CPU runs flavour isa */
-static int dw_isa_ok(int isa) {
-    if (isa == 0)
-        return 1;
-#ifdef DW_X86
-    __builtin_cpu_init();
-    if (isa == 1)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (isa == 2)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-#endif
-    return 0;
-}
-
 /* floats per vector of flavour isa (the channel tail below it takes a partial vector) */
 static int dw_vector(int isa) { return isa == 2 ? 16 : isa == 1 ? 8 : 4; }
 

@@ -25,7 +25,8 @@
 #    of output rows. The chunk grid depends on the shape only (never the thread count) and the
 #    partials are summed in chunk order, so dw is the same for any thread count.
 #  - instruction sets: depthwise_isa.h is compiled for AVX-512F, AVX2+FMA and a portable
-#    baseline (GCC vector extensions); the caller picks one (isa_ok), no -march=native needed.
+#    baseline (GCC vector extensions); the caller passes one per call, at most the module's
+#    flavour (fastnn.kernels.isa, env FASTNN_ISA), so no -march=native is needed.
 #  - threads: OpenMP inside each call (rows, dynamic schedule: a descheduled thread holds up one
 #    row, not a share), nthreads from fastnn's policy; no BLAS is involved.
 # No checks here: fastnn.kernels.depthwise validates every shape, dtype and stride first.
@@ -34,7 +35,6 @@ cdef extern from "depthwise.h" nogil:
     enum: DW_TMAX
     ctypedef struct dw_geom:
         Py_ssize_t N, H, W, C, M, Ce, KH, KW, OH, OW, sh, sw, dh, dw, pt, pl
-    int dw_isa_ok(int isa)
     int dw_vector(int isa)
     void dw_forward(int isa, const dw_geom* g, const float* x, const float* wt, const float* b,
                     const float* zrow, float* y, int relu, float* scratch, Py_ssize_t per_thread,
@@ -49,9 +49,16 @@ cdef extern from "depthwise.h" nogil:
 TMAX = DW_TMAX
 
 
-def isa_ok(int isa):
-    """True if this CPU runs flavour isa (0 portable, 1 AVX2+FMA, 2 AVX-512F)."""
-    return bool(dw_isa_ok(isa))
+cdef void _apply_isa(int isa) noexcept nogil:
+    pass        # the caller passes a flavour per call; the entry points cap it at _isa
+
+include "isa.pxi"     # _isa, isa_supported, get_isa, set_isa (FASTNN_ISA via fastnn.kernels.isa)
+
+
+cdef inline void _check_isa(int isa) except *:
+    # a body of a flavour the CPU lacks would die on an illegal instruction: refuse it
+    if isa < 0 or isa > _isa:
+        raise ValueError(f"depthwise: flavour {isa} is above this module's flavour {_isa}")
 
 
 def vector(int isa):
@@ -81,6 +88,7 @@ def forward(const float[:, :, :, ::1] x__nhwc,     # IN (N, H, W, C)
             float[::1] scratch,                    # SCRATCH nthreads * KH*W*C*M if M > 1
             int isa, int nthreads):
     """y = depthwise_conv(x, w) + b (ReLU'd if relu), every output row."""
+    _check_isa(isa)
     cdef Py_ssize_t M = w__tf.shape[1] // x__nhwc.shape[3]
     cdef dw_geom g = _geom(x__nhwc.shape[0], x__nhwc.shape[1], x__nhwc.shape[2], x__nhwc.shape[3],
                            M, KH, KW, y__nhwf.shape[1], y__nhwf.shape[2], sh, sw, dh, dw, pt, pl)
@@ -105,6 +113,7 @@ def backward_data(const float[:, :, :, ::1] dy__nhwf,   # IN (N, OH, OW, C*M)
                   int isa, int nthreads):
     """dx = the gradient of depthwise_conv w.r.t. x, given dy (wflip: w with kw reversed, for
     the 3x3 stride-1 rows that run as a forward on dy; None skips that path)."""
+    _check_isa(isa)
     cdef Py_ssize_t M = w__tf.shape[1] // dx__nhwc.shape[3]
     cdef dw_geom g = _geom(dx__nhwc.shape[0], dx__nhwc.shape[1], dx__nhwc.shape[2],
                            dx__nhwc.shape[3], M, KH, KW, dy__nhwf.shape[1], dy__nhwf.shape[2],
@@ -131,6 +140,7 @@ def backward_weights(const float[:, :, :, ::1] x__nhwc,   # IN (N, H, W, C)
                      float[::1] scratch,                  # SCRATCH nthreads * KH*W*C*M if M > 1
                      int isa, int nthreads):
     """dw (and db) of depthwise_conv given x and dy, over parts.shape[0] fixed chunks of rows."""
+    _check_isa(isa)
     cdef Py_ssize_t M = dw__tf.shape[1] // x__nhwc.shape[3]
     cdef dw_geom g = _geom(x__nhwc.shape[0], x__nhwc.shape[1], x__nhwc.shape[2], x__nhwc.shape[3],
                            M, KH, KW, dy__nhwf.shape[1], dy__nhwf.shape[2], sh, sw, dh, dw, pt, pl)

@@ -9,8 +9,8 @@ The compiled loops (fastnn._kernels.depthwise, see its design note) are direct, 
 vectorised across channels (NHWC keeps them contiguous), register-blocked over output pixels,
 OpenMP threads over rows. Every result is independent of the thread count: forward and dx write
 each output row from one thread, and dw/db sum float64 partials over a chunk grid fixed by the
-shape, in chunk order. AVX-512F / AVX2+FMA / portable flavours are picked at run time (`ISA`
-or the FASTNN_ISA environment variable force one).
+shape, in chunk order. AVX-512F / AVX2+FMA / portable bodies run the flavour of
+fastnn.kernels.isa (FASTNN_ISA=avx512|avx2|portable or isa.set_isa force one).
 
 Every argument is checked here; the compiled loops trust what they get.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import threading
 
 import numpy as np
@@ -31,25 +30,10 @@ from fastnn.kernels.threads import get_num_threads
 __all__ = ["depthwise_conv2d", "depthwise_conv2d_backward", "depthwise_conv1d",
            "depthwise_conv1d_backward", "ISA"]
 
-_ISA_NAMES = {"portable": 0, "avx2": 1, "avx512": 2}
-
-
-def _env_isa():
-    name = os.environ.get("FASTNN_ISA", "").strip().lower()
-    if not name:
-        return None
-    if name not in _ISA_NAMES:
-        raise ValueError(f"FASTNN_ISA must be one of {sorted(_ISA_NAMES)}; received {name!r}.")
-    isa = _ISA_NAMES[name]
-    if not _dk.isa_ok(isa):
-        raise ValueError(f"FASTNN_ISA={name}: this CPU does not run the {name} flavour.")
-    return isa
-
-
-# Instruction-set flavour: None = the best this CPU runs (0 portable, 1 AVX2+FMA, 2 AVX-512F).
-# Tests set it to exercise every flavour; FASTNN_ISA=avx512|avx2|portable sets it at import.
-ISA = _env_isa()
-_BEST = next(i for i in (2, 1, 0) if _dk.isa_ok(i))
+# Instruction-set flavour: None = the flavour in force (fastnn.kernels.isa: the best this CPU
+# runs, or FASTNN_ISA=avx512|avx2|portable, or isa.set_isa); 0 portable, 1 AVX2+FMA, 2 AVX-512F
+# (at most the one in force) force one for a test or a benchmark.
+ISA = None
 
 # Below this many multiply-adds a call runs on the calling thread (waking the OpenMP team
 # costs more than it saves).
@@ -64,7 +48,7 @@ _zero_state = {"z": np.zeros(0, np.float32)}
 
 
 def _isa() -> int:
-    return _BEST if ISA is None else ISA
+    return _dk.get_isa() if ISA is None else ISA
 
 
 def _workspace(name: str, size: int, dtype=np.float32) -> np.ndarray:

@@ -279,3 +279,23 @@ def test_transpose_validation(call, err, match):
     x, w = np.zeros((1, 4, 4, 2), np.float32), np.zeros((3, 3, 4, 2), np.float32)
     with pytest.raises(err, match=match):
         call(x, w)
+
+
+@pytest.mark.parametrize("chunk", [600, K.CHUNK_BYTES])
+def test_grouped_and_transposed_do_not_depend_on_the_thread_count(rng, chunk):
+    """Bit for bit with 1, 2 and 3 threads (calls split as finely as the grid allows)."""
+    x, wg, bg = rand(rng, (3, 9, 8, 6)), rand(rng, (3, 3, 2, 9)), rand(rng, 9)
+    wt, bt = rand(rng, (3, 3, 4, 6)), rand(rng, 4)
+    dyg, dyt = rand(rng, (3, 9, 8, 9)), rand(rng, (3, 18, 16, 4))
+    x1 = rand(rng, (1, 9, 8, 6))         # a batch smaller than the threads (the dcol path)
+    runs = []
+    for threads in (1, 2, 3):
+        with forced_split(chunk, threads):
+            runs.append([K.conv2d(x, wg, bg, 1, "same", groups=3),
+                         *K.conv2d_backward(x, wg, dyg, 1, "same", groups=3),
+                         K.conv2d_transpose(x, wt, bt, 2, "same"),
+                         *K.conv2d_transpose_backward(x, wt, dyt, 2, "same"),
+                         K.conv2d_transpose(x1, wt, bt, 2, "same")])
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)

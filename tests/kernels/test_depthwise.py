@@ -1,5 +1,6 @@
-"""fastnn.kernels.depthwise against the NumPy reference (every instruction-set flavour, thread
-count and chunk grid), numerical gradients, thread-count independence, buffers and checks."""
+"""fastnn.kernels.depthwise against the NumPy reference (every thread count and chunk grid; the
+whole file runs under each instruction-set flavour the CPU has, tests/kernels/conftest.py),
+numerical gradients, thread-count independence, buffers and checks."""
 import os
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from fastnn.kernels import depthwise as K
 from fastnn.kernels._geometry import resolve_padding
 from fastnn.reference import depthwise as R
 
-ISAS = [i for i in (0, 1, 2) if DK.isa_ok(i)]
 
 # float32 kernel vs float64 reference, error relative to the largest |value| of the result: sums
 # of <= 25 (taps) or <= N*OH*OW (dw) products of O(1) numbers; measured worst 2.9e-7 (db) over
@@ -47,8 +47,9 @@ def fits(n, k, s, d, p):
 
 
 class setting:
-    """Force a flavour (isa), a thread count (threads: every call parallel, even tiny ones) and a
-    fine chunk grid (chunks: up to that many weight-gradient chunks of one output pixel)."""
+    """Force a flavour (isa: at most the one in force), a thread count (threads: every call
+    parallel, even tiny ones) and a fine chunk grid (chunks: up to that many weight-gradient
+    chunks of one output pixel)."""
 
     def __init__(self, isa=None, threads=None, chunks=None):
         self.isa, self.threads, self.chunks = isa, threads, chunks
@@ -88,10 +89,9 @@ def depthwise_case(draw):
         pw = (0, 0) if pw == "valid" else (1, 1) if pw == "same" else pw
         padding = (ph, pw)
     assume(fits(h, kh, s[0], d[0], ph) and fits(w, kw, s[1], d[1], pw))
-    isa = draw(st.sampled_from(ISAS))
     threads = draw(st.sampled_from([None, 1, 2, 3]))
     chunks = draw(st.sampled_from([None, 1, 5]))
-    return (n, h, w, c), (kh, kw, c, m), s, padding, d, (isa, threads, chunks)
+    return (n, h, w, c), (kh, kw, c, m), s, padding, d, (None, threads, chunks)
 
 
 @given(depthwise_case(), st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
@@ -119,12 +119,12 @@ def test_depthwise2d_matches_reference(case, with_bias, need_dx, seed):
 @given(st.integers(1, 3), st.integers(1, 14), st.sampled_from([1, 3, 8, 17, 32]), st.sampled_from([1, 2]),
        st.integers(1, 5), st.integers(1, 3), st.integers(1, 3),
        st.one_of(st.sampled_from(["valid", "same", "causal"]), st.tuples(st.integers(0, 3), st.integers(0, 3))),
-       st.sampled_from(ISAS), st.sampled_from([None, 2]), st.integers(0, 2**32 - 1))
-def test_depthwise1d_matches_reference(n, length, c, m, k, s, d, p, isa, threads, seed):
+       st.sampled_from([None, 2]), st.integers(0, 2**32 - 1))
+def test_depthwise1d_matches_reference(n, length, c, m, k, s, d, p, threads, seed):
     assume(fits(length, k, s, d, p))
     rng = np.random.default_rng(seed)
     x, w, b = rand(rng, (n, length, c)), rand(rng, (k, c, m)), rand(rng, c * m)
-    with setting(isa, threads):
+    with setting(None, threads):
         y = K.depthwise_conv1d(x, w, b, s, p, d)
         dy = rand(rng, y.shape)
         dx, dw, db = K.depthwise_conv1d_backward(x, w, dy, s, p, d)
@@ -134,7 +134,6 @@ def test_depthwise1d_matches_reference(n, length, c, m, k, s, d, p, isa, threads
         close(got, want, what=what)
 
 
-@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("shape,k,s,p", [((4, 28, 28, 96), 3, 1, "same"), ((2, 29, 27, 48), 3, 2, "same"),
                                          ((3, 14, 14, 40), 5, 2, "same"), ((2, 9, 9, 1152), 3, 1, "same"),
                                          ((2, 11, 10, 24), 7, 1, "valid")])
@@ -152,7 +151,6 @@ def test_mobilenet_shapes(rng, isa, shape, k, s, p):
 
 # ---------------------------------------------------------------- determinism
 
-@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("m", [1, 2])
 def test_results_do_not_depend_on_the_thread_count(rng, isa, m):
     """Bit for bit: forward and dx rows are each written by one thread, dw sums a chunk grid
@@ -185,11 +183,12 @@ def test_weight_gradient_sums_a_fixed_chunk_grid_in_order():
     assert len(got) == 1, got
 
 
-def test_flavours_agree(rng):
+def test_flavours_agree(rng, isa):
+    """The flavour in force and the ones below it (selected per call) agree to rounding."""
     x, w = rand(rng, (2, 12, 13, 37)), rand(rng, (3, 3, 37, 2))
     dy = rand(rng, (2, 12, 13, 74))
     outs = []
-    for isa in ISAS:
+    for isa in range(isa + 1):
         with setting(isa):
             outs.append((K.depthwise_conv2d(x, w, None, 1, "same"),
                          *K.depthwise_conv2d_backward(x, w, dy, 1, "same")))
@@ -198,17 +197,32 @@ def test_flavours_agree(rng):
             close(a, b.astype(np.float64))
 
 
-def test_fastnn_isa_environment_forces_a_flavour():
+def test_fastnn_isa_switch_forces_the_flavour():
+    """fastnn.kernels.isa (FASTNN_ISA, set_isa) moves the depthwise kernels with the others."""
+    from fastnn.kernels import isa
+
+    for name in isa.supported():
+        with isa.forced(name):
+            assert K._isa() == isa.FLAVOURS.index(name)
     code = "from fastnn.kernels import depthwise as K; print(K._isa())"
-    for name, isa in (("portable", 0), ("avx2", 1), ("avx512", 2)):
-        if isa not in ISAS:
-            continue
+    for name in isa.supported():
         out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FASTNN_ISA": name},
                              capture_output=True, text=True, check=True, cwd="/")
-        assert out.stdout.strip() == str(isa)
+        assert out.stdout.strip() == str(isa.FLAVOURS.index(name))
     bad = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FASTNN_ISA": "sse9"},
                          capture_output=True, text=True, cwd="/")
-    assert bad.returncode != 0 and "FASTNN_ISA must be one of" in bad.stderr
+    assert bad.returncode != 0 and "unknown instruction-set flavour" in bad.stderr
+
+
+def test_a_flavour_above_the_module_flavour_is_refused(rng):
+    from fastnn.kernels import isa
+
+    if len(isa.supported()) < 2:
+        pytest.skip("one flavour only on this CPU")
+    x, w = rand(rng, (1, 4, 4, 8)), rand(rng, (3, 3, 8, 1))
+    with isa.forced(isa.supported()[-1]), setting(isa=isa.FLAVOURS.index(isa.supported()[0])):
+        with pytest.raises(ValueError, match="above this module's flavour"):
+            K.depthwise_conv2d(x, w)
 
 
 # ---------------------------------------------------------------- numerical gradients
@@ -260,7 +274,6 @@ def test_gradients_numerically(rng, case):
 
 # ---------------------------------------------------------------- epilogue, groups, buffers
 
-@pytest.mark.parametrize("isa", ISAS)
 def test_fused_relu_is_bit_identical_and_other_activations_apply(rng, isa):
     x, w, b = rand(rng, (2, 9, 9, 21)), rand(rng, (3, 3, 21, 1)), rand(rng, 21)
     x[0, 0, 0, :3] = [np.nan, -np.inf, np.inf]
