@@ -31,6 +31,13 @@ DW_AI VF DW_FN(dw_ldp)(const float* p, Py_ssize_t nf) {
     return v;
 }
 DW_AI void DW_FN(dw_stp)(float* p, VF v, Py_ssize_t nf) { memcpy(p, &v, (size_t)nf * sizeof(float)); }
+/* dst[0, n) (float64) += the first n lanes of v */
+DW_AI void DW_FN(dw_add64)(double* dst, VF v, Py_ssize_t n) {
+    float t[DW_VL];
+    DW_FN(dw_st)(t, v);
+    for (Py_ssize_t i = 0; i < n; i++)
+        dst[i] += t[i];
+}
 
 /* fnn_relu of activation.pxd with its default parameters, bit for bit (as conv_direct's):
    (v <= 0 ? 0 : v) + 0 * (v < 0 ? v : 0), so NaN stays NaN and -inf gives NaN. */
@@ -436,14 +443,8 @@ DW_AI void DW_FN(dw_wgrp)(const dw_geom* g, const float* const* rows, const floa
 #pragma GCC unroll 16
     for (int j = 0; j < G; j++)
 #pragma GCC unroll 16
-        for (int v = 0; v < NV; v++) {
-            float tmp[DW_VL];
-            DW_FN(dw_st)(tmp, acc[j][v]);
-            double* dst = part + (t0 + j) * Ce + cb + v * DW_VL;
-            Py_ssize_t n = PART ? nf : DW_VL;
-            for (Py_ssize_t i = 0; i < n; i++)
-                dst[i] += tmp[i];
-        }
+        for (int v = 0; v < NV; v++)
+            DW_FN(dw_add64)(part + (t0 + j) * Ce + cb + v * DW_VL, acc[j][v], PART ? nf : DW_VL);
 }
 
 /* 3x3, dilation 1, stride 1 or 2, one whole channel vector at cb: the 9 tap sums of one output
@@ -494,13 +495,8 @@ DW_AI void DW_FN(dw_w3_grad)(const dw_geom* g, const float* const* rows, const f
         }
     }
     VF sums[10] = {s0, s1, s2, s3, s4, s5, s6, s7, s8, sb};
-    for (int t = 0; t < 10; t++) {
-        float tmp[DW_VL];
-        DW_FN(dw_st)(tmp, sums[t]);
-        double* dst = part + t * Ce + cb;
-        for (int i = 0; i < DW_VL; i++)
-            dst[i] += tmp[i];
-    }
+    for (int t = 0; t < 10; t++)
+        DW_FN(dw_add64)(part + t * Ce + cb, sums[t], DW_VL);
 }
 
 #define DW_GRP(S) case S: if ((S) <= DW_G) DW_FN(dw_wgrp)(g, rows, zrow, dyr, a, e, t0, part, cb, nf, (S) <= DW_G ? (S) : 1, NV, PART); break;
@@ -524,12 +520,7 @@ DW_AI void DW_FN(dw_wtaps)(const dw_geom* g, const float* const* rows, const flo
         VF s = {0};
         for (Py_ssize_t ow = 0; ow < g->OW; ow++)
             s += DW_LD(dyr + ow * g->Ce + cb + v * DW_VL);
-        float tmp[DW_VL];
-        DW_FN(dw_st)(tmp, s);
-        double* dst = part + T * g->Ce + cb + v * DW_VL;
-        Py_ssize_t n = PART ? nf : DW_VL;
-        for (Py_ssize_t i = 0; i < n; i++)
-            dst[i] += tmp[i];
+        DW_FN(dw_add64)(part + T * g->Ce + cb + v * DW_VL, s, PART ? nf : DW_VL);
     }
 }
 #undef DW_GRP

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 
 import numpy as np
 
 from fastnn._kernels import depthwise as _dk
-from fastnn.kernels._checks import as_tuple, check_array, check_no_overlap, prepare_out
+from fastnn.kernels import conv as _conv
+from fastnn.kernels._checks import as_tuple, check_array, prepare_out
 from fastnn.kernels._geometry import conv_geometry, resolve_padding
 from fastnn.kernels.threads import get_num_threads
 
@@ -43,33 +43,11 @@ SERIAL_MACS = 1 << 17
 MAX_CHUNKS = 32
 CHUNK_PIXELS = 64
 
-_tls = threading.local()
-_zero_state = {"z": np.zeros(0, np.float32)}
+_workspace, _zeros = _conv._workspace, _conv._zeros    # per-thread scratch; read-only zero rows
 
 
 def _isa() -> int:
     return _dk.get_isa() if ISA is None else ISA
-
-
-def _workspace(name: str, size: int, dtype=np.float32) -> np.ndarray:
-    """A flat per-thread scratch buffer of at least `size` elements, reused across calls."""
-    cache = getattr(_tls, "buffers", None)
-    if cache is None:
-        cache = _tls.buffers = {}
-    buf = cache.get(name)
-    if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = cache[name] = np.empty(max(size, 1), dtype)
-    return buf[:max(size, 1)]
-
-
-def _zeros(size: int) -> np.ndarray:
-    """A read-only row of >= size zeros (what padded rows and border taps read)."""
-    z = _zero_state["z"]
-    if z.size < size:
-        z = np.zeros(max(size, 2 * z.size), np.float32)
-        z.flags.writeable = False
-        _zero_state["z"] = z
-    return z
 
 
 def _threads(macs: float) -> int:
@@ -213,9 +191,7 @@ def depthwise_conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1,
     strides, dilation, pads, (oh, ow) = _geometry_2d(x, w, strides, padding, dilation, fn)
     relu, after = _epilogue(activation, act_params, fn)
     out = prepare_out(out, (x.shape[0], oh, ow, ce), "out", fn)
-    for name, a in (("x", x), ("w", w), ("b", b)):
-        if a is not None:
-            check_no_overlap(out, a, "out", name, fn)
+    _conv._no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
     _forward(x, w, b, strides, dilation, pads, out, relu)
     if after is not None:
         from fastnn.kernels import activation as A
@@ -236,13 +212,8 @@ def _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx,
     dx = prepare_out(dx, x.shape, "dx", fn) if need_dx else None
     dw = prepare_out(dw, w.shape, "dw", fn)
     db = prepare_out(db, (ce,), "db", fn)
-    outs = [("dx", dx), ("dw", dw), ("db", db)]
-    for i, (no, o) in enumerate(outs):
-        if o is None:
-            continue
-        for ni, a in [("x", x), ("w", w), ("dy", dy)] + outs[i + 1:]:
-            if a is not None:
-                check_no_overlap(o, a, no, ni, fn)
+    _conv._no_overlap([("dx", dx), ("dw", dw), ("db", db)],
+                      [("x", x), ("w", w), ("dy", dy), ("dx", dx), ("dw", dw), ("db", db)], fn)
     if views is None:
         _backward(x, w, dy, strides, dilation, pads, dx, dw, db)
     else:
@@ -281,9 +252,7 @@ def depthwise_conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out
     strides, dilation, pads, (_, ol) = _geometry_1d(x, w, stride, padding, dilation, fn)
     relu, after = _epilogue(activation, act_params, fn)
     out = prepare_out(out, (x.shape[0], ol, ce), "out", fn)
-    for name, a in (("x", x), ("w", w), ("b", b)):
-        if a is not None:
-            check_no_overlap(out, a, "out", name, fn)
+    _conv._no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
     _forward(x[:, None], w[None], b, strides, dilation, pads, out[:, None], relu)
     if after is not None:
         from fastnn.kernels import activation as A

@@ -64,6 +64,12 @@ def _check_input(layer, input_shape):
                          f"channels; received shape {shape_str(input_shape)}.")
 
 
+def _weight_args(layer, *weights):
+    """{w_initializer, w_regularizer, w_constraint} of each named weight, serialized for get_config."""
+    return {f"{w}_{kind}": serialize_obj(getattr(layer, f"{w}_{kind}"))
+            for kind in ("initializer", "regularizer", "constraint") for w in weights}
+
+
 def _conv_spatial(layer, input_shape):
     """The output's spatial sizes of a convolution window over input_shape (None stays None)."""
     fn = f"{type(layer).__name__} '{layer.name}'"
@@ -176,12 +182,7 @@ class BaseConv(_ActivationMixin, Layer):
         c.update(filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
                  padding=self.padding, data_format="channels_last", dilation_rate=list(self.dilation_rate),
                  groups=self.groups, activation=self._act_name, use_bias=self.use_bias,
-                 kernel_initializer=serialize_obj(self.kernel_initializer),
-                 bias_initializer=serialize_obj(self.bias_initializer),
-                 kernel_regularizer=serialize_obj(self.kernel_regularizer),
-                 bias_regularizer=serialize_obj(self.bias_regularizer),
-                 kernel_constraint=serialize_obj(self.kernel_constraint),
-                 bias_constraint=serialize_obj(self.bias_constraint))
+                 **_weight_args(self, "kernel", "bias"))
         return c
 
 
@@ -286,12 +287,7 @@ class BaseDepthwiseConv(_ReluFusedMixin, _ActivationMixin, Layer):
         c.update(depth_multiplier=self.depth_multiplier, kernel_size=list(self.kernel_size),
                  strides=list(self.strides), padding=self.padding, data_format="channels_last",
                  dilation_rate=list(self.dilation_rate), activation=self._act_name, use_bias=self.use_bias,
-                 depthwise_initializer=serialize_obj(self.depthwise_initializer),
-                 bias_initializer=serialize_obj(self.bias_initializer),
-                 depthwise_regularizer=serialize_obj(self.depthwise_regularizer),
-                 bias_regularizer=serialize_obj(self.bias_regularizer),
-                 depthwise_constraint=serialize_obj(self.depthwise_constraint),
-                 bias_constraint=serialize_obj(self.bias_constraint))
+                 **_weight_args(self, "depthwise", "bias"))
         return c
 
 
@@ -388,15 +384,7 @@ class BaseSeparableConv(_ReluFusedMixin, _ActivationMixin, Layer):
         c.update(depth_multiplier=self.depth_multiplier, filters=self.filters, kernel_size=list(self.kernel_size),
                  strides=list(self.strides), padding=self.padding, data_format="channels_last",
                  dilation_rate=list(self.dilation_rate), activation=self._act_name, use_bias=self.use_bias,
-                 depthwise_initializer=serialize_obj(self.depthwise_initializer),
-                 pointwise_initializer=serialize_obj(self.pointwise_initializer),
-                 bias_initializer=serialize_obj(self.bias_initializer),
-                 depthwise_regularizer=serialize_obj(self.depthwise_regularizer),
-                 pointwise_regularizer=serialize_obj(self.pointwise_regularizer),
-                 bias_regularizer=serialize_obj(self.bias_regularizer),
-                 depthwise_constraint=serialize_obj(self.depthwise_constraint),
-                 pointwise_constraint=serialize_obj(self.pointwise_constraint),
-                 bias_constraint=serialize_obj(self.bias_constraint))
+                 **_weight_args(self, "depthwise", "pointwise", "bias"))
         return c
 
 
@@ -509,12 +497,7 @@ class BaseConvTranspose(_ActivationMixin, Layer):
                  padding=self.padding,
                  output_padding=None if self.output_padding is None else list(self.output_padding),
                  data_format="channels_last", dilation_rate=list(self.dilation_rate), activation=self._act_name,
-                 use_bias=self.use_bias, kernel_initializer=serialize_obj(self.kernel_initializer),
-                 bias_initializer=serialize_obj(self.bias_initializer),
-                 kernel_regularizer=serialize_obj(self.kernel_regularizer),
-                 bias_regularizer=serialize_obj(self.bias_regularizer),
-                 kernel_constraint=serialize_obj(self.kernel_constraint),
-                 bias_constraint=serialize_obj(self.bias_constraint))
+                 use_bias=self.use_bias, **_weight_args(self, "kernel", "bias"))
         return c
 
 

@@ -152,22 +152,31 @@ def _transpose_crops(n, k, s, d, padding, output_padding):
     return k_eff - 1 - left, k_eff - 1 - right
 
 
+def _transpose_setup(x, w, strides, padding, output_padding, dilation, fn):
+    """(the full output's (H, W), the per-axis crops, the per-offset slices of the full output
+    that input pixels (h, w) land on) of a transposed convolution."""
+    strides = as_tuple(strides, 2, "strides", fn)
+    dilation = as_tuple(dilation, 2, "dilation", fn)
+    ops = output_padding if isinstance(output_padding, (tuple, list)) else (output_padding,) * 2
+    (_, h, wd, _), (kh_size, kw_size) = x.shape, w.shape[:2]
+    (sh, sw), (dh, dw) = strides, dilation
+    full = ((h - 1) * sh + (kh_size - 1) * dh + 1, (wd - 1) * sw + (kw_size - 1) * dw + 1)
+    crops = [_transpose_crops(size, k, s, d, padding, op)
+             for size, k, s, d, op in zip((h, wd), (kh_size, kw_size), strides, dilation, ops)]
+    taps = {(kh, kw): (slice(None), slice(kh * dh, kh * dh + (h - 1) * sh + 1, sh),
+                       slice(kw * dw, kw * dw + (wd - 1) * sw + 1, sw))
+            for kh in range(kh_size) for kw in range(kw_size)}
+    return full, crops, taps
+
+
 def conv2d_transpose(x, w, b=None, strides=(1, 1), padding="valid", output_padding=None, dilation=(1, 1), *,
                      activation="linear", **act_params):
     """Transposed convolution of NHWC x with w (KH, KW, F, C) -> (N, OH, OW, F)."""
-    strides = as_tuple(strides, 2, "strides", "reference.conv2d_transpose")
-    dilation = as_tuple(dilation, 2, "dilation", "reference.conv2d_transpose")
-    ops = output_padding if isinstance(output_padding, (tuple, list)) else (output_padding,) * 2
-    n, h, wd, c = x.shape
-    kh_size, kw_size, f, _ = w.shape
-    (sh, sw), (dh, dw) = strides, dilation
-    full = np.zeros((n, (h - 1) * sh + (kh_size - 1) * dh + 1, (wd - 1) * sw + (kw_size - 1) * dw + 1, f),
-                    np.result_type(x, w))
-    for kh in range(kh_size):
-        for kw in range(kw_size):
-            full[:, kh * dh:kh * dh + (h - 1) * sh + 1:sh, kw * dw:kw * dw + (wd - 1) * sw + 1:sw] += x @ w[kh, kw].T
-    crops = [_transpose_crops(size, k, s, d, padding, op)
-             for size, k, s, d, op in zip((h, wd), (kh_size, kw_size), strides, dilation, ops)]
+    (fh, fw), crops, taps = _transpose_setup(x, w, strides, padding, output_padding, dilation,
+                                             "reference.conv2d_transpose")
+    full = np.zeros((x.shape[0], fh, fw, w.shape[2]), np.result_type(x, w))
+    for (kh, kw), s in taps.items():
+        full[s] += x @ w[kh, kw].T
     for axis, (left, right) in zip((1, 2), crops):      # a negative crop appends zeros
         pad = [(0, 0)] * 4
         pad[axis] = (0, max(-right, 0))
@@ -188,24 +197,17 @@ def conv2d_transpose_backward(x, w, dy, strides=(1, 1), padding="valid", output_
                               dilation=(1, 1), *, need_dx=True):
     """Gradients of conv2d_transpose w.r.t. x (N,H,W,C), w (KH,KW,F,C), b (F,) given dy (N,OH,OW,F):
     the transposed scatter's adjoint, gathered back per filter offset."""
-    strides = as_tuple(strides, 2, "strides", "reference.conv2d_transpose_backward")
-    dilation = as_tuple(dilation, 2, "dilation", "reference.conv2d_transpose_backward")
-    ops = output_padding if isinstance(output_padding, (tuple, list)) else (output_padding,) * 2
-    n, h, wd, c = x.shape
-    kh_size, kw_size, f, _ = w.shape
-    (sh, sw), (dh, dw) = strides, dilation
-    crops = [_transpose_crops(size, k, s, d, padding, op)
-             for size, k, s, d, op in zip((h, wd), (kh_size, kw_size), strides, dilation, ops)]
-    fh, fw = (h - 1) * sh + (kh_size - 1) * dh + 1, (wd - 1) * sw + (kw_size - 1) * dw + 1
-    dfull = np.zeros((n, fh + max(-crops[0][1], 0), fw + max(-crops[1][1], 0), f), dy.dtype)
+    (fh, fw), crops, taps = _transpose_setup(x, w, strides, padding, output_padding, dilation,
+                                             "reference.conv2d_transpose_backward")
+    f = w.shape[2]
+    dfull = np.zeros((x.shape[0], fh + max(-crops[0][1], 0), fw + max(-crops[1][1], 0), f), dy.dtype)
     dfull[:, crops[0][0]:crops[0][0] + dy.shape[1], crops[1][0]:crops[1][0] + dy.shape[2]] = dy
     dx = np.zeros(x.shape, np.result_type(dy, w))
     dwt = np.zeros(w.shape, np.result_type(x, dy))
-    for kh in range(kh_size):
-        for kw in range(kw_size):
-            d = dfull[:, kh * dh:kh * dh + (h - 1) * sh + 1:sh, kw * dw:kw * dw + (wd - 1) * sw + 1:sw]
-            dx += d @ w[kh, kw]
-            dwt[kh, kw] = np.einsum("nhwf,nhwc->fc", d, x)
+    for (kh, kw), s in taps.items():
+        d = dfull[s]
+        dx += d @ w[kh, kw]
+        dwt[kh, kw] = np.einsum("nhwf,nhwc->fc", d, x)
     return (dx if need_dx else None), dwt, dy.reshape(-1, f).sum(axis=0)
 
 

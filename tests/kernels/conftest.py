@@ -6,6 +6,7 @@ keeps it usable from hypothesis tests. FASTNN_ISA=<flavour> in the environment r
 flavour only."""
 import os
 
+import numpy as np
 import pytest
 
 from fastnn.kernels import isa as _isa
@@ -27,3 +28,26 @@ def flavour(request):
 def isa(flavour):
     """The flavour in force as the compiled modules number it (0 portable, 1 avx2, 2 avx512)."""
     return LEVELS[flavour]
+
+
+def _numgrad(f, a, eps=1e-6):
+    """Central differences of the scalar f() w.r.t. every element of a (changed in place and
+    restored): (f(a + eps) - f(a - eps)) / 2 eps."""
+    g = np.zeros_like(a)
+    it = np.nditer(a, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = a[i]
+        a[i] = old + eps
+        fp = f()
+        a[i] = old - eps
+        fm = f()
+        a[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+@pytest.fixture
+def numgrad():
+    """numgrad(f, a): the numerical gradient of f() w.r.t. the float64 array a."""
+    return _numgrad

@@ -193,21 +193,6 @@ def test_output_sizes_follow_keras(n, k, s, d, p, op, out):
 
 # ---------------------------------------------------------------- numerical gradients
 
-def _numgrad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    it = np.nditer(a, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = a[i]
-        a[i] = old + eps
-        fp = f()
-        a[i] = old - eps
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
-
 GRAD_CASES = [
     ("groups", (2, 5, 5, 4), (3, 3, 2, 4), dict(strides=(1, 1), padding="same", groups=2)),
     ("groups", (1, 6, 5, 3), (2, 2, 1, 6), dict(strides=(2, 1), padding="valid", groups=3)),
@@ -218,7 +203,7 @@ GRAD_CASES = [
 
 
 @pytest.mark.parametrize("case", GRAD_CASES)
-def test_gradients_numerically(rng, case):
+def test_gradients_numerically(rng, numgrad, case):
     kind, xs, ws, kw = case
     if kind == "groups":
         fwd, bwd, kbwd = R.conv2d, R.conv2d_backward, K.conv2d_backward
@@ -232,7 +217,7 @@ def test_gradients_numerically(rng, case):
     def loss():
         return float(np.sum(fwd(x, w, b, **kw) * g))
 
-    num = [_numgrad(loss, a) for a in (x, w, b)]
+    num = [numgrad(loss, a) for a in (x, w, b)]
     for n_, a_ in zip(num, bwd(x, w, g, **kw)):
         np.testing.assert_allclose(a_, n_, rtol=1e-6, atol=1e-7)
     got = kbwd(*(a.astype(np.float32) for a in (x, w, g)), **kw)

@@ -227,21 +227,6 @@ def test_a_flavour_above_the_module_flavour_is_refused(rng):
 
 # ---------------------------------------------------------------- numerical gradients
 
-def _numgrad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    it = np.nditer(a, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = a[i]
-        a[i] = old + eps
-        fp = f()
-        a[i] = old - eps
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
-
 GRAD_CASES = [
     ("2d", (2, 5, 6, 3), (3, 3, 3, 1), (1, 1), "same", (1, 1)),
     ("2d", (1, 7, 6, 2), (3, 2, 2, 2), (2, 2), "same", (1, 1)),
@@ -253,7 +238,7 @@ GRAD_CASES = [
 
 
 @pytest.mark.parametrize("case", GRAD_CASES)
-def test_gradients_numerically(rng, case):
+def test_gradients_numerically(rng, numgrad, case):
     kind, xs, ws, s, p, d = case
     fwd, bwd = (R.depthwise_conv2d, R.depthwise_conv2d_backward) if kind == "2d" else \
         (R.depthwise_conv1d, R.depthwise_conv1d_backward)
@@ -264,7 +249,7 @@ def test_gradients_numerically(rng, case):
     def loss():
         return float(np.sum(fwd(x, w, b, s, p, d) * g))
 
-    num = [_numgrad(loss, a) for a in (x, w, b)]
+    num = [numgrad(loss, a) for a in (x, w, b)]
     for n_, a_ in zip(num, bwd(x, w, g, s, p, d)):    # the float64 reference, up to the FD error
         np.testing.assert_allclose(a_, n_, rtol=1e-6, atol=1e-7)
     got = kbwd(*(a.astype(np.float32) for a in (x, w, g)), s, p, d)

@@ -1,7 +1,8 @@
 """Keras 3 parity of the mobile-conv, grouped, transposed and preprocessing layers: the same model
 in Keras (torch backend) and fastnn, fastnn's weights copied into Keras (so the weight order and
 shapes must be Keras's); predictions, training losses, the weights after several optimizer steps
-and evaluate must agree (rtol 1e-5; measured worst 3e-6 relative on these cases)."""
+and evaluate must agree (rtol 1e-5, atol 1e-6; measured: every difference below 0.19 of that
+allowance, so the bound is ~5x the worst seen)."""
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -65,7 +66,7 @@ CASES = {
         K.layers.ReLU(6.0), K.layers.DepthwiseConv2D(3, padding="same", use_bias=False),
         K.layers.BatchNormalization(), K.layers.ReLU(6.0), K.layers.Conv2D(4, 1, use_bias=False),
         K.layers.BatchNormalization()]),
-    "rescaling": ((6, 6, 2), lambda K: [K.layers.Rescaling(1 / 127.5, -1.0), K.layers.Conv2D(2, 3)]),
+    "rescaling": ((6, 6, 2), lambda K: [K.layers.Rescaling(0.5, -0.25), K.layers.Conv2D(2, 3)]),
     "rescaling_per_channel_mid": ((5,), lambda K: [K.layers.Dense(3), K.layers.Rescaling([0.5, 2.0, -1.0], 0.25)]),
     "normalization_adapted": ((4, 3), lambda K: [_adapted(K.layers.Normalization()), K.layers.Conv1D(2, 2)]),
     "normalization_axes_mid": ((4, 3), lambda K: [K.layers.Conv1D(3, 1), _adapted(K.layers.Normalization(axis=(1, 2)))]),
@@ -93,6 +94,8 @@ def test_layer_forward_and_training_match_keras(case, rng):
         return [K.Input(shape), *make(K), K.layers.Flatten(), K.layers.Dense(3)]
 
     fm, km = _both(build)
+    assert fm.count_params() == km.count_params()
+    assert [l.name.split("_")[0] for l in fm.layers] == [l.name.split("_")[0] for l in km.layers]
     x = rng.standard_normal((10, *shape)).astype(np.float32)
     y = rng.standard_normal((10, 3)).astype(np.float32)
     _close(fm.predict(x, verbose=0), km.predict(x, verbose=0), what="predict")
