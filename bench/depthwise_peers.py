@@ -51,16 +51,18 @@ def _cases(name, batch, seed=0):
 def _fastnn_fns(x, w, s):
     from fastnn.kernels import depthwise as D
 
-    y = D.depthwise_conv2d(x, w, None, s, "same")
+    p = w.shape[0] // 2
+    pad = ((p, p), (p, p))        # PyTorch's symmetric padding (Keras's MobileNetV2 pads so too)
+    y = D.depthwise_conv2d(x, w, None, s, pad)
     dy = np.ones_like(y)
     dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(w.shape[2], np.float32)
 
     def infer():
-        D.depthwise_conv2d(x, w, None, s, "same", out=y)
+        D.depthwise_conv2d(x, w, None, s, pad, out=y)
 
     def train():
-        D.depthwise_conv2d(x, w, None, s, "same", out=y)
-        D.depthwise_conv2d_backward(x, w, dy, s, "same", dx=dx, dw=dw, db=db)
+        D.depthwise_conv2d(x, w, None, s, pad, out=y)
+        D.depthwise_conv2d_backward(x, w, dy, s, pad, dx=dx, dw=dw, db=db)
     return infer, train, y
 
 

@@ -194,8 +194,13 @@ static void dw_backward_data(int isa, const dw_geom* g, const float* dy, const f
 /* dw (KH*KW, Ce) and db (Ce,) (db may be NULL) over a fixed grid of nchunks chunks of output
    rows: chunk k sums its rows into its own float64 partial parts[k] ((KH*KW + 1) * Ce: dw, then
    db), the chunks run on any thread, and the partials are summed in chunk order. The grid
-   depends on the shape only, so the result does not depend on the thread count.
-   scratch: per thread KH*W*Ce floats when M > 1. */
+   depends on the shape only, so the result does not depend on the thread count. A row's sums
+   go into a float partial (vector adds) that goes into the float64 one every DW_FLUSH rows
+   (adding each row's sums in float64 lane by lane cost more than the row itself on 7x7 and
+   14x14 images). scratch: per thread (KH*KW + 1)*Ce floats, then KH*W*Ce when M > 1. */
+#ifndef DW_FLUSH
+#define DW_FLUSH 16
+#endif
 static void dw_backward_weights(int isa, const dw_geom* g, const float* x, const float* dy,
                                 const float* zrow, Py_ssize_t nchunks, double* parts,
                                 float* dwt, float* db, float* scratch, Py_ssize_t per_thread,
@@ -203,16 +208,24 @@ static void dw_backward_weights(int isa, const dw_geom* g, const float* x, const
     Py_ssize_t Q = g->N * g->OH, T = g->KH * g->KW, Ce = g->Ce, L = (T + 1) * Ce;
     #pragma omp parallel num_threads(nthreads)
     {
-        float* s = scratch + (Py_ssize_t)omp_get_thread_num() * per_thread;
+        float* fpart = scratch + (Py_ssize_t)omp_get_thread_num() * per_thread;
+        float* s = fpart + L;
         const float* rows[DW_TMAX];
         Py_ssize_t k, i;
         #pragma omp for schedule(dynamic, 1)
         for (k = 0; k < nchunks; k++) {
             double* part = parts + k * L;
+            Py_ssize_t q0 = Q * k / nchunks, q1 = Q * (k + 1) / nchunks;
             memset(part, 0, (size_t)L * sizeof(double));
-            for (Py_ssize_t q = Q * k / nchunks; q < Q * (k + 1) / nchunks; q++) {
+            memset(fpart, 0, (size_t)L * sizeof(float));
+            for (Py_ssize_t q = q0; q < q1; q++) {
                 dw_input_rows(g, x, zrow, q, s, rows);
-                DW_DISPATCH(isa, dw_dw_row, (g, rows, zrow, dy + q * g->OW * Ce, part));
+                DW_DISPATCH(isa, dw_dw_row, (g, rows, zrow, dy + q * g->OW * Ce, fpart));
+                if ((q - q0) % DW_FLUSH == DW_FLUSH - 1 || q == q1 - 1) {
+                    for (Py_ssize_t j = 0; j < L; j++)
+                        part[j] += fpart[j];
+                    memset(fpart, 0, (size_t)L * sizeof(float));
+                }
             }
         }
         #pragma omp for schedule(static)

@@ -20,9 +20,9 @@
 #    blocks (dy read with pixel step C*M, dx written with step sw*C). Each dx row is written by
 #    one thread, in a fixed tap order: no atomics, the same bits for any thread count. M > 1
 #    gathers into an expanded scratch row and sums its M copies per channel.
-#  - dw, db: per output row, G taps x NV vectors of accumulators summed over the row's pixels
-#    (one dy load per pixel, one x load + FMA per tap), added into a float64 partial per chunk
-#    of output rows. The chunk grid depends on the shape only (never the thread count) and the
+#  - dw, db: per output row, the taps' sums over the row's pixels in registers (3x3: all 9
+#    with a rolling input window; else G taps x NV vectors, one x load + FMA per tap), added to
+#    a float partial that goes into the chunk's float64 partial every 16 rows. The chunk grid depends on the shape only (never the thread count) and the
 #    partials are summed in chunk order, so dw is the same for any thread count.
 #  - instruction sets: depthwise_isa.h is compiled for AVX-512F, AVX2+FMA and a portable
 #    baseline (GCC vector extensions); the caller passes one per call, at most the module's
@@ -129,6 +129,12 @@ def backward_data(const float[:, :, :, ::1] dy__nhwf,   # IN (N, OH, OW, C*M)
                          &scratch[0], per, nthreads)
 
 
+def weights_scratch(Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t W, Py_ssize_t C, Py_ssize_t M):
+    """Floats of backward_weights' scratch per thread: a float partial of dw and db, then the
+    expanded input rows when M > 1."""
+    return (KH * KW + 1) * C * M + (KH * W * C * M if M > 1 else 0)
+
+
 def backward_weights(const float[:, :, :, ::1] x__nhwc,   # IN (N, H, W, C)
                      const float[:, :, :, ::1] dy__nhwf,  # IN (N, OH, OW, C*M)
                      const float[::1] zrow,               # IN (>= W*C*M,) zeros
@@ -137,14 +143,14 @@ def backward_weights(const float[:, :, :, ::1] x__nhwc,   # IN (N, H, W, C)
                      double[:, ::1] parts,                # SCRATCH (nchunks, (KH*KW + 1)*C*M)
                      float[:, ::1] dw__tf,                # OUT (KH*KW, C*M)
                      float[::1] db__f,                    # OUT (C*M,) or None
-                     float[::1] scratch,                  # SCRATCH nthreads * KH*W*C*M if M > 1
+                     float[::1] scratch,                  # SCRATCH nthreads * weights_scratch(...)
                      int isa, int nthreads):
     """dw (and db) of depthwise_conv given x and dy, over parts.shape[0] fixed chunks of rows."""
     _check_isa(isa)
     cdef Py_ssize_t M = dw__tf.shape[1] // x__nhwc.shape[3]
     cdef dw_geom g = _geom(x__nhwc.shape[0], x__nhwc.shape[1], x__nhwc.shape[2], x__nhwc.shape[3],
                            M, KH, KW, dy__nhwf.shape[1], dy__nhwf.shape[2], sh, sw, dh, dw, pt, pl)
-    cdef Py_ssize_t per = KH * g.W * g.Ce if M > 1 else 0
+    cdef Py_ssize_t per = weights_scratch(KH, KW, g.W, g.C, M)
     cdef float* pdb = NULL
     if db__f is not None:
         pdb = &db__f[0]

@@ -31,12 +31,12 @@ DW_AI VF DW_FN(dw_ldp)(const float* p, Py_ssize_t nf) {
     return v;
 }
 DW_AI void DW_FN(dw_stp)(float* p, VF v, Py_ssize_t nf) { memcpy(p, &v, (size_t)nf * sizeof(float)); }
-/* dst[0, n) (float64) += the first n lanes of v */
-DW_AI void DW_FN(dw_add64)(double* dst, VF v, Py_ssize_t n) {
-    float t[DW_VL];
-    DW_FN(dw_st)(t, v);
-    for (Py_ssize_t i = 0; i < n; i++)
-        dst[i] += t[i];
+/* dst[0, n) += the first n lanes of v (n = DW_VL: one vector load, add and store) */
+DW_AI void DW_FN(dw_addf)(float* dst, VF v, Py_ssize_t n) {
+    if (n == DW_VL)
+        DW_FN(dw_st)(dst, DW_FN(dw_ld)(dst) + v);
+    else
+        DW_FN(dw_stp)(dst, DW_FN(dw_ldp)(dst, n) + v, n);
 }
 
 /* fnn_relu of activation.pxd with its default parameters, bit for bit (as conv_direct's):
@@ -399,11 +399,11 @@ static DW_TGT void DW_FN(dw_dx_row)(const dw_geom* g, const float* const* dyrows
 /* ---------------------------------------------------------------- backward: dw, db */
 
 /* taps [t0, t0 + G) x NV vectors at channel cb, summed over one output row's pixels:
-   part[t*Ce + cb ...] (float64) += sum over ow of x(t, ow) * dy[ow]; x(t, ow) = rb[t] + ow*xs +
+   part[t*Ce + cb ...] += sum over ow of x(t, ow) * dy[ow]; x(t, ow) = rb[t] + ow*xs +
    xo[t] in the interior [a, e), checked against the width (zrow outside) elsewhere. */
 DW_AI void DW_FN(dw_wgrp)(const dw_geom* g, const float* const* rows, const float* zrow,
                           const float* dyr, Py_ssize_t a, Py_ssize_t e, Py_ssize_t t0,
-                          double* part, Py_ssize_t cb, Py_ssize_t nf, const int G,
+                          float* part, Py_ssize_t cb, Py_ssize_t nf, const int G,
                           const int NV, const int PART) {
     VF acc[DW_G][DW_GNV];
     const float* rb[DW_G];
@@ -444,14 +444,14 @@ DW_AI void DW_FN(dw_wgrp)(const dw_geom* g, const float* const* rows, const floa
     for (int j = 0; j < G; j++)
 #pragma GCC unroll 16
         for (int v = 0; v < NV; v++)
-            DW_FN(dw_add64)(part + (t0 + j) * Ce + cb + v * DW_VL, acc[j][v], PART ? nf : DW_VL);
+            DW_FN(dw_addf)(part + (t0 + j) * Ce + cb + v * DW_VL, acc[j][v], PART ? nf : DW_VL);
 }
 
 /* 3x3, dilation 1, stride 1 or 2, one whole channel vector at cb: the 9 tap sums of one output
    row in registers, the input window rolling along the row (3 loads per pixel for stride 1, 6 for
-   stride 2, plus dy's), border pixels checked; added into part (float64) afterwards. */
+   stride 2, plus dy's), border pixels checked; added into part afterwards. */
 DW_AI void DW_FN(dw_w3_grad)(const dw_geom* g, const float* const* rows, const float* zrow,
-                             const float* dyr, Py_ssize_t a, Py_ssize_t e, double* part, Py_ssize_t cb,
+                             const float* dyr, Py_ssize_t a, Py_ssize_t e, float* part, Py_ssize_t cb,
                              const int S) {
     Py_ssize_t Ce = g->Ce, pl = g->pl, W = g->W;
     VF s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0}, s7 = {0}, s8 = {0}, sb = {0};
@@ -496,13 +496,13 @@ DW_AI void DW_FN(dw_w3_grad)(const dw_geom* g, const float* const* rows, const f
     }
     VF sums[10] = {s0, s1, s2, s3, s4, s5, s6, s7, s8, sb};
     for (int t = 0; t < 10; t++)
-        DW_FN(dw_add64)(part + t * Ce + cb, sums[t], DW_VL);
+        DW_FN(dw_addf)(part + t * Ce + cb, sums[t], DW_VL);
 }
 
 #define DW_GRP(S) case S: if ((S) <= DW_G) DW_FN(dw_wgrp)(g, rows, zrow, dyr, a, e, t0, part, cb, nf, (S) <= DW_G ? (S) : 1, NV, PART); break;
 /* all taps at channel cb: groups of at most DW_G taps, of balanced sizes */
 DW_AI void DW_FN(dw_wtaps)(const dw_geom* g, const float* const* rows, const float* zrow,
-                           const float* dyr, Py_ssize_t a, Py_ssize_t e, double* part,
+                           const float* dyr, Py_ssize_t a, Py_ssize_t e, float* part,
                            Py_ssize_t cb, Py_ssize_t nf, const int NV, const int PART) {
     Py_ssize_t T = g->KH * g->KW, ng = (T + DW_G - 1) / DW_G, t0 = 0;
     for (Py_ssize_t i = 0; i < ng; i++) {
@@ -520,14 +520,14 @@ DW_AI void DW_FN(dw_wtaps)(const dw_geom* g, const float* const* rows, const flo
         VF s = {0};
         for (Py_ssize_t ow = 0; ow < g->OW; ow++)
             s += DW_LD(dyr + ow * g->Ce + cb + v * DW_VL);
-        DW_FN(dw_add64)(part + T * g->Ce + cb + v * DW_VL, s, PART ? nf : DW_VL);
+        DW_FN(dw_addf)(part + T * g->Ce + cb + v * DW_VL, s, PART ? nf : DW_VL);
     }
 }
 #undef DW_GRP
 
-/* part ((KH*KW + 1) x Ce, float64) += dw and db of one output row (rows: its KH input rows) */
+/* part ((KH*KW + 1) x Ce, float) += dw and db of one output row (rows: its KH input rows) */
 static DW_TGT void DW_FN(dw_dw_row)(const dw_geom* g, const float* const* rows,
-                                     const float* zrow, const float* dyr, double* part) {
+                                     const float* zrow, const float* dyr, float* part) {
     Py_ssize_t Ce = g->Ce, a, e, cb = 0;
     dw_interior(g, &a, &e);
     if (g->KH == 3 && g->KW == 3 && g->dw == 1 && (g->sw == 1 || g->sw == 2)) {

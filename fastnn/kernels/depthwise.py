@@ -41,7 +41,7 @@ SERIAL_MACS = 1 << 17
 # Weight-gradient chunk grid: at most this many chunks, each of >= CHUNK_PIXELS output pixels
 # (each chunk zeroes and adds a float64 (KH*KW + 1) x C*M partial, so fewer for small images).
 MAX_CHUNKS = 32
-CHUNK_PIXELS = 64
+CHUNK_PIXELS = 256
 
 _workspace, _zeros = _conv._workspace, _conv._zeros    # per-thread scratch; read-only zero rows
 
@@ -165,7 +165,7 @@ def _backward(x, w, dy, strides, dilation, pads, dx, dw, db):
         return
     nchunks = chunks(n * oh, ow)
     parts = _workspace("dw_parts", nchunks * (kh * kw + 1) * ce, np.float64).reshape(nchunks, -1)
-    scratch = _workspace("dw_rows", nt * kh * wd * ce if m > 1 else 1)
+    scratch = _workspace("dw_wscratch", nt * _dk.weights_scratch(kh, kw, wd, c, m))
     _dk.backward_weights(x, dy, _zeros(wd * ce), kh, kw, *strides, *dilation, *pads, parts,
                          dw.reshape(kh * kw, ce), db, scratch, isa, nt)
 
