@@ -279,7 +279,8 @@ class Layer:
         shape = tuple(shape)
         buf = slot.get(shape)
         if buf is None or buf.dtype != dtype:
-            buf = np.empty(shape, dtype)
+            from fastnn.kernels._checks import empty_aligned
+            buf = empty_aligned(shape, dtype)     # cache-line aligned: whole-vector loads
             slot[shape] = buf
             if len(slot) > 2:
                 slot.popitem(last=False)
