@@ -102,10 +102,22 @@ def _install_failure_handlers(c):
     def excepthook(kind, value, tb):
         previous(kind, value, tb)
         if not issubclass(kind, KeyboardInterrupt):
-            c.fail(f"stopped on an uncaught {kind.__name__} (traceback above)")
+            c.fail(f"stopped on an uncaught {kind.__name__}: {value}"
+                   f"{' (in ' + c.busy + (', ' + c.where if c.where else '') + ')' if c.busy else ''}")
         c.comm.Abort(1)
+        os._exit(1)
 
     sys.excepthook = excepthook
+
+    def at_exit():
+        # sys.exit() or the end of the script in the middle of a data-parallel call: the others
+        # would wait for this process in their next collective
+        if c.busy:
+            c.fail(f"is exiting in the middle of {c.busy}"
+                   f"{' (' + c.where + ')' if c.where else ''} while the others go on")
+
+    import atexit
+    atexit.register(at_exit)
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         def on_term(signum, frame):
             sys.stderr.write(f"fastnn.distribution: process {c.rank} of {c.size} stopped by the launcher "

@@ -93,6 +93,7 @@ class Comm:
         self.local_size = local.Get_size()
         local.Free()
         self.where = ""       # set by the trainer: "epoch 3, step 17", shown in a timeout error
+        self.busy = ""        # the data-parallel call under way ("fit"), "" between calls
 
     # ------------------------------------------------------------------ waiting, failing
     def wait(self, reqs, what: str):
@@ -111,16 +112,17 @@ class Comm:
                 if time.monotonic() - t0 > self.timeout:
                     self.fail(f"waited {self.timeout:.0f} s for the others in {what}"
                               f"{' (' + self.where + ')' if self.where else ''}; another process has "
-                              f"died or hangs")
+                              f"died or hangs", hint=True)
 
-    def fail(self, message: str):
+    def fail(self, message: str, hint=False):
         """Print `message` for this process and stop every process of the job (MPI_Abort)."""
         sys.stdout.flush()
+        more = f" (set {ENV_TIMEOUT} in seconds to wait longer for slow steps)" if hint else ""
         sys.stderr.write(f"fastnn.distribution: process {self.rank} of {self.size} {message}. "
-                         f"Stopping all {self.size} processes (set {ENV_TIMEOUT} in seconds to wait "
-                         f"longer for slow steps).\n")
+                         f"Stopping all {self.size} processes{more}.\n")
         sys.stderr.flush()
         self.comm.Abort(1)
+        os._exit(1)     # MPI_Abort may return before the launcher ends this process
 
     # ------------------------------------------------------------------ collectives
     def allreduce_(self, buf, what="an all-reduce"):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import sys
 import time
 
 import numpy as np
@@ -167,6 +168,7 @@ class Replica:
         """Check the models, broadcast process 0's state, wire the layers; returns the callbacks
         this process runs (the writers and the progress bar only on process 0)."""
         model = self.model
+        self.comm.busy = fn
         key = (id(model._arena), train)
         if not (once and self._synced_arena == key):
             self._check_same_model(fn, train)
@@ -197,7 +199,12 @@ class Replica:
         model._activity_rows = None
         self.phantom = False
         _random.set_batch_row_offset(0)
-        self.comm.where = ""
+        if sys.exc_info()[0] is None:
+            # ended normally; with an exception on its way (sys.exit in a callback, a bug) the
+            # call stays marked, so exiting the script stops the job instead of leaving the
+            # other processes waiting in their next collective
+            self.comm.where = ""
+            self.comm.busy = ""
 
     # ------------------------------------------------------------------ same model everywhere
     def _signature(self, train):

@@ -57,11 +57,18 @@ def main():
     x, y = data(203, 0)              # 203 = 6 batches of 32 + 11, with a 0.15 validation split
     callbacks = [keras.callbacks.CSVLogger(os.path.join(out, "log.csv")),
                  keras.callbacks.ModelCheckpoint(os.path.join(out, "ckpt.weights.h5"), save_weights_only=True)]
-    if scenario == "dead":
+    if scenario in ("dead", "kill", "exit", "raise"):
         class Die(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
-                if rank == 1 and batch == 2:
-                    os._exit(3)          # dies without a word, mid-epoch
+                if rank == 1 and batch == 2:         # mid-epoch
+                    if scenario == "dead":
+                        os._exit(3)                  # without a word
+                    if scenario == "kill":
+                        import signal
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    if scenario == "exit":
+                        sys.exit(0)
+                    raise RuntimeError("a bug on process 1")
         callbacks.append(Die())
     if scenario == "hang":
         class Hang(keras.callbacks.Callback):
@@ -70,17 +77,28 @@ def main():
                     import time
                     time.sleep(600)
         callbacks.append(Hang())
+    if scenario == "train":
+        class Disagree(keras.callbacks.Callback):
+            # a decision only process 1 takes: process 0's (go on, keep the rate) must win
+            def on_epoch_end(self, epoch, logs=None):
+                if rank == 1:
+                    self.model.stop_training = True
+                    self.model.optimizer.learning_rate = 0.5
+        callbacks.append(Disagree())
     hist = model.fit(x, y, batch_size=32, epochs=2, validation_split=0.15, verbose=2 if rank == 0 else 0,
                      callbacks=callbacks)
     xt, yt = data(37, 1)
     ev = model.evaluate(xt, yt, batch_size=16, verbose=0, return_dict=True)
     pred = model.predict(xt, batch_size=8, verbose=0)
     model.save(os.path.join(out, "model.keras"))
+    model.save_weights(os.path.join(out, f"from_process{rank}.weights.h5"))   # only process 0 writes
     np.savez(os.path.join(out, f"rank{rank}.npz"), pred=pred, *model.get_weights())
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump({"history": {k: [float(v) for v in vs] for k, vs in hist.history.items()},
                    "evaluate": {k: float(v) for k, v in ev.items()},
                    "processes": distribution.process_count(),
+                   "learning_rate": float(model.optimizer.learning_rate),
+                   "devices": distribution.list_devices(),
                    "threads": keras.get_num_threads()}, f)
 
 
