@@ -8,9 +8,11 @@ backward pass moves while later layers still compute) and gives up after `timeou
     all-reduce (epoch 3, step 17); another process has died or hangs. ...
 
 then aborts the whole job (MPI_Abort), so a hung or silently dead process never leaves the
-others waiting forever. The wait spins for a few hundred polls, then sleeps between polls
-(10 us growing to 1 ms): a process that is ahead gives its core back to the one it waits for,
-which matters when processes share cores.
+others waiting forever. The wait polls a few dozen times (yielding the core in between, so a
+peer on a shared core runs), then blocks in MPI's own wait while a watchdog thread holds the
+deadline. Measured on a 4.4 MB all-reduce between two processes: polling from Python with
+sleeps took 7.5 ms, with sched_yield 3.8 ms, MPI's blocking wait 1.4 ms (MPI moves a large
+message in pipelined pieces, each needing a poll).
 
 Sums that must come out bit-identical on every process (metric states, small statistics) are
 taken as an all-gather followed by a sum in process order; the gradient arena uses MPI's own
@@ -25,6 +27,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import threading
 import time
 
 import numpy as np
@@ -58,10 +61,8 @@ def import_mpi():
             "fastnn.distribution needs mpi4py and an MPI library to run over several processes; "
             'install them with: pip install "fastnn[mpi]" (mpi4py and the MPICH wheel, mpiexec '
             "included), or on a cluster: pip install mpi4py against the system MPI.") from None
-    if "mpi4py.MPI" not in sys.modules:
-        # only the main thread calls MPI: the lighter thread level, and no atexit finalize
-        # races with a process that is being aborted
-        mpi4py.rc.thread_level = "funneled"
+    # mpi4py's default thread level (multiple): the watchdog thread may call MPI_Abort while the
+    # main thread waits in MPI
     from mpi4py import MPI
     return MPI
 
@@ -92,27 +93,40 @@ class Comm:
         self.local_rank = local.Get_rank()
         self.local_size = local.Get_size()
         local.Free()
+        self._deadline = None   # (monotonic time, message) of the blocking wait under way
+        threading.Thread(target=self._watch, name="fastnn.distribution watchdog", daemon=True).start()
         self.where = ""       # set by the trainer: "epoch 3, step 17", shown in a timeout error
         self.busy = ""        # the data-parallel call under way ("fit"), "" between calls
 
     # ------------------------------------------------------------------ waiting, failing
     def wait(self, reqs, what: str):
-        """Wait for the requests `reqs` (a list), polling; abort the job after `timeout` s."""
+        """Wait for the requests `reqs` (a list); abort the job after `timeout` s."""
         testall = self.MPI.Request.Testall
-        if testall(reqs):
-            return
-        spins = 0
-        pause = 1e-5
-        t0 = time.monotonic()
-        while not testall(reqs):
-            spins += 1
-            if spins > 200:
-                time.sleep(pause)
-                pause = min(pause * 1.5, 1e-3)
-                if time.monotonic() - t0 > self.timeout:
-                    self.fail(f"waited {self.timeout:.0f} s for the others in {what}"
-                              f"{' (' + self.where + ')' if self.where else ''}; another process has "
-                              f"died or hangs", hint=True)
+        yield_ = os.sched_yield
+        for _ in range(64):
+            # most collectives of a step end within microseconds: poll, giving the core to any
+            # runnable process in between (a peer on a shared core)
+            if testall(reqs):
+                return
+            yield_()
+        # then MPI's own blocking wait (its C polling loop moves large pipelined transfers 2.7x
+        # faster than polling from Python), under the watchdog's deadline
+        self._deadline = (time.monotonic() + self.timeout,
+                          f"waited {self.timeout:.0f} s for the others in {what}"
+                          f"{' (' + self.where + ')' if self.where else ''}; another process has died or hangs")
+        try:
+            self.MPI.Request.Waitall(reqs)
+        finally:
+            self._deadline = None
+
+    def _watch(self):
+        """The watchdog thread: stops the job when a wait outlives its deadline."""
+        period = min(1.0, self.timeout / 10)
+        while True:
+            time.sleep(period)
+            d = self._deadline
+            if d is not None and time.monotonic() > d[0]:
+                self.fail(d[1], hint=True)
 
     def fail(self, message: str, hint=False):
         """Print `message` for this process and stop every process of the job (MPI_Abort)."""

@@ -79,9 +79,12 @@ class StatsSync:
         self.root = replica.comm.rank == 0
 
     def sum_(self, buf):
+        t0 = time.perf_counter()
         if self._replica.phantom:
             buf.fill(0.0)
-        return self._replica.comm.ordered_sum_(buf, "the BatchNormalization statistics")
+        self._replica.comm.ordered_sum_(buf, "the BatchNormalization statistics")
+        self._replica.stats["other"] += time.perf_counter() - t0
+        return buf
 
 
 class GradientBuckets:
@@ -161,7 +164,9 @@ class Replica:
         self._synced_arena = None
         self._buckets = None
         self._stats = StatsSync(self)
-        self.stats = {"grad_wait": 0.0, "logs": 0.0, "steps": 0}
+        # seconds spent in collectives: the gradient all-reduce's exposed wait, and the others
+        # (BatchNormalization statistics, metric sums, decisions)
+        self.stats = {"grad_wait": 0.0, "other": 0.0, "steps": 0}
 
     # ------------------------------------------------------------------ start and end
     def begin(self, fn, callbacks=None, train=False, once=False):
@@ -304,7 +309,7 @@ class Replica:
         for i, m in enumerate(metrics):
             for k in names[i]:
                 setattr(m, k, _sum_states([e[2][i][k] if i < len(e[2]) else None for e in everyone]))
-        self.stats["logs"] += time.perf_counter() - t0
+        self.stats["other"] += time.perf_counter() - t0
         try:
             yield
         finally:
@@ -315,6 +320,7 @@ class Replica:
 
     def agree(self, model, lr=False):
         """Process 0's stop_training (and learning rate, at an epoch end), on every process."""
+        t0 = time.perf_counter()
         opt = model.optimizer
         mine = [bool(getattr(model, "stop_training", False))]
         if lr:
@@ -323,6 +329,11 @@ class Replica:
         model.stop_training = theirs[0]
         if lr and theirs[1] is not None and isinstance(opt._learning_rate, float):
             opt._learning_rate = theirs[1]
+        self.stats["other"] += time.perf_counter() - t0
+
+    def comm_time(self):
+        """Seconds spent so far in the collectives other than the gradient all-reduce."""
+        return self.stats["other"]
 
     # ------------------------------------------------------------------ predict
     def predict_range(self, n):

@@ -40,6 +40,11 @@ def run(out, n, scenario="train", env=None, flags=(), timeout=RUN_TIMEOUT):
     cmd = [sys.executable, SCRIPT, str(out), scenario]
     if n:
         cmd = [_mpiexec(), *flags, "-n", str(n), *cmd]
+    return spawn(cmd, env, timeout)
+
+
+def spawn(cmd, env=None, timeout=RUN_TIMEOUT):
+    """Run cmd in a session of its own, killed whole if it outlives `timeout`."""
     e = dict(os.environ)
     e.pop("FASTNN_NUM_THREADS", None)
     e.update(env or {})
@@ -151,3 +156,17 @@ def test_vanished_process_ends_the_job_under_the_default_launcher(tmp_path):
     assert rc in (3, 9), output
     assert not os.path.exists(tmp_path / "rank0.npz")
     assert t < 90
+
+
+def test_fastnn_train_runs_under_mpiexec(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "fastnn")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "fastnn.cli"]
+    cmd = [_mpiexec(), "-n", "2", *cmd, "train", "--dataset", "digits", "--epochs", "2", "--seed", "1",
+           "--out", str(tmp_path)]
+    pytest.importorskip("sklearn")
+    rc, output, _ = spawn(cmd)
+    assert rc == 0, output[-3000:]
+    assert output.count("test accuracy") == 1 and "x 2 processes (data parallel)" in output
+    with open(tmp_path / "digits_convnet_digits.json") as f:
+        summary = json.load(f)
+    assert summary["processes"] == 2 and summary["test_accuracy"] > 0.5
