@@ -18,7 +18,9 @@ The scaling model for 8-64 machines (`model`) takes the arena bytes and the sing
 step time at 2 threads (fastnn's median in docs/peers.json, measured on a quiet machine by
 bench/peers.py) and computes a ring all-reduce,
 2(N-1) messages of arena/N bytes each way: t = 2(N-1)/N * bytes / bandwidth + 2(N-1) * latency,
-at 10, 25 and 100 Gb/s with a 10 us per-message latency (MPI over TCP). Results go to
+at 10, 25 and 100 Gb/s with a 10 us per-message latency (MPI over TCP), plus the step's small
+collectives (BatchNormalization statistics, metric sum, stop decision) at ceil(log2 N)
+latencies each. The ring all-reduce time printed includes them. Results go to
 docs/distributed.json and docs/distributed.png.
 """
 from __future__ import annotations
@@ -28,6 +30,8 @@ import json
 import os
 import statistics
 import subprocess
+
+import numpy as np
 import sys
 import time
 
@@ -40,6 +44,7 @@ CONFIGS = [("1 process", 0, {}), ("2 processes, overlapped", 2, {}),
 LATENCY = 10e-6                  # seconds per message of the ring (MPI over TCP on 10-100 GbE)
 BANDWIDTHS = (10, 25, 100)       # Gb/s
 MACHINES = (1, 2, 4, 8, 16, 32, 64)
+STRONG = 8                       # strong scaling: the global batch is 8 x the benchmark batch
 
 
 # ----------------------------------------------------------------------------- one measurement
@@ -123,27 +128,46 @@ def _peers_step_ms(model_name):
     return statistics.median(r["median_step_s"] for r in runs) * 1e3
 
 
+def small_collectives(model_name):
+    """Latency-bound collectives per training step besides the gradient all-reduce: two per
+    BatchNormalization layer (statistics forward, sums backward), the metric sum, the stop
+    decision."""
+    import fastnn
+    from peers import _keras_like_model
+
+    model = _keras_like_model(fastnn, model_name)
+    return 2 * sum(hasattr(layer, "_sync_stats") for layer in model.layers) + 2
+
+
 def scaling_model(measured):
     """Weak scaling (each machine keeps the benchmark batch) and strong scaling (the global
-    batch fixed at 64 x the benchmark batch) from the arena bytes and the 2-thread step."""
+    batch fixed at STRONG x the benchmark batch, split over the machines) from the arena bytes
+    and the 2-thread step (compute per sample taken as constant: small per-machine batches run
+    less efficiently than that, so the strong figures are an upper bound)."""
     out = {}
     for name, m in measured.items():
         per_sample = m["step_ms_2_threads"] / 1e3 / m["batch"]
+        k = small_collectives(name)
         rows = []
         for n in MACHINES:
             row = {"machines": n}
+            # each small collective: ceil(log2 n) rounds of one latency (recursive doubling)
+            small = k * int(np.ceil(np.log2(n))) * LATENCY if n > 1 else 0.0
+            row["small_collectives_ms"] = small * 1e3
             for gbps in BANDWIDTHS:
-                ar = ring_allreduce_s(m["arena_bytes"], n, gbps)
+                ar = ring_allreduce_s(m["arena_bytes"], n, gbps) + small
                 weak = per_sample * m["batch"]
-                strong = per_sample * m["batch"] * 64 / n
+                strong = per_sample * m["batch"] * STRONG / n
                 row[f"allreduce_ms_{gbps}"] = ar * 1e3
                 row[f"weak_speedup_{gbps}"] = n * weak / (weak + ar)
-                row[f"strong_speedup_{gbps}"] = (per_sample * m["batch"] * 64) / (strong + ar)
+                row[f"strong_speedup_{gbps}"] = (per_sample * m["batch"] * STRONG) / (strong + ar)
             row["compute_ms_weak"] = per_sample * m["batch"] * 1e3
-            row["compute_ms_strong"] = per_sample * m["batch"] * 64 / n * 1e3
+            row["compute_ms_strong"] = per_sample * m["batch"] * STRONG / n * 1e3
             rows.append(row)
-        out[name] = {"arena_bytes": m["arena_bytes"], "batch": m["batch"],
-                     "step_ms_2_threads": m["step_ms_2_threads"], "rows": rows}
+        out[name] = {"arena_bytes": m["arena_bytes"], "batch": m["batch"], "strong_batch": STRONG * m["batch"],
+                     "small_collectives_per_step": k,
+                     "step_ms_2_threads": m["step_ms_2_threads"], "rows": rows,
+                     "latency_s": LATENCY}
     return out
 
 
@@ -160,7 +184,7 @@ def plot(model, path):
             ax.plot(ns, [r[f"weak_speedup_{gbps}"] for r in m["rows"]], "o-", color=color,
                     label=f"{gbps} Gb/s, {m['batch']} per machine")
             ax.plot(ns, [r[f"strong_speedup_{gbps}"] for r in m["rows"]], "s--", color=color,
-                    label=f"{gbps} Gb/s, global batch {64 * m['batch']}")
+                    label=f"{gbps} Gb/s, global batch {STRONG * m['batch']}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xticks(ns, [str(n) for n in ns])
@@ -247,11 +271,14 @@ def report(doc):
                   f"{100 * r.get('collective_wait_share', nan):.1f}% |")
     for m, mod in doc["model"].items():
         print(f"\n{m}: arena {mod['arena_bytes']} bytes, 2-thread step {mod['step_ms_2_threads']:.1f} ms / {mod['batch']}")
-        print("| machines | compute ms (weak / strong) | ring all-reduce ms 10 / 25 / 100 Gb/s | "
+        print(f"(strong scaling: global batch {mod['strong_batch']}; {mod['small_collectives_per_step']} small "
+              f"collectives per step)")
+        print("| machines | compute ms (weak / strong) | small collectives ms | ring all-reduce ms 10 / 25 / 100 Gb/s | "
               "speed-up weak 10 / 25 / 100 | speed-up strong 10 / 25 / 100 |")
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|")
         for r in mod["rows"]:
             print(f"| {r['machines']} | {r['compute_ms_weak']:.1f} / {r['compute_ms_strong']:.1f} | "
+                  f"{r['small_collectives_ms']:.2f} | "
                   + " / ".join(f"{r[f'allreduce_ms_{g}']:.2f}" for g in BANDWIDTHS) + " | "
                   + " / ".join(f"{r[f'weak_speedup_{g}']:.1f}" for g in BANDWIDTHS) + " | "
                   + " / ".join(f"{r[f'strong_speedup_{g}']:.1f}" for g in BANDWIDTHS) + " |")
