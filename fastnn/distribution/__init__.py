@@ -88,9 +88,9 @@ def _start(force=False):
 def _set_threads(c):
     # each process of a host takes an equal share of its cores (the kernels' thread policy)
     from fastnn.kernels import threads
-    if os.environ.get("FASTNN_NUM_THREADS"):
-        return
     cores = threads._default_threads()
+    if os.environ.get("FASTNN_NUM_THREADS") or threads._state["n"] not in (None, cores):
+        return      # the user's choice (environment, or set_num_threads before initialize)
     threads.set_num_threads(max(1, cores // max(1, c.local_size)))
 
 

@@ -332,7 +332,7 @@ class Trainer(DataChecks):
             cbs.append(callbacks_module.ProgbarLogger())
         cbs.append(history)
         params = {"verbose": verbose_v, "epochs": epochs, "steps": steps}
-        replica = self._replica_begin(fn, train=True)
+        replica = self._replica_begin()
         if replica is not None:   # data parallel: writers and the progress bar on process 0 only
             try:
                 cbs = replica.begin(fn, cbs, train=True)
@@ -384,7 +384,7 @@ class Trainer(DataChecks):
         self.history = history
         return history
 
-    def _replica_begin(self, fn, train=False):
+    def _replica_begin(self):
         """Data parallel: this process's Replica for the call (None in plain training)."""
         from fastnn import distribution
         self._replica = distribution.replica_for(self)
@@ -427,7 +427,7 @@ class Trainer(DataChecks):
         cbs = list(callbacks or [])
         if verbose_v:
             cbs.append(callbacks_module.ProgbarLogger())
-        replica = self._replica_begin(fn)
+        replica = self._replica_begin()
         try:
             if replica is not None:
                 cbs = replica.begin(fn, cbs)
@@ -457,7 +457,7 @@ class Trainer(DataChecks):
         cbs = list(callbacks or [])
         if verbose_v:
             cbs.append(callbacks_module.ProgbarLogger())
-        replica = self._replica_begin(fn)
+        replica = self._replica_begin()
         if replica is not None:
             # data parallel: each process predicts a contiguous share of the rows
             try:
@@ -496,18 +496,7 @@ class Trainer(DataChecks):
         n = self._check_x_shapes(xs, fn)
         y = self._prepare_y(y, n, fn)
         sw = self._sample_weights(y, sample_weight, class_weight, n, fn)
-        replica = self._replica_begin(fn, train=True)
-        try:
-            if replica is not None:   # data parallel: this process's rows of the batch
-                replica.begin(fn, train=True, once=True)
-                sl = replica.local_slice(slice(0, n), fn)
-                xs, y, sw = [a[sl] for a in xs], y[sl], None if sw is None else sw[sl]
-            self.reset_metrics()
-            self._train_step(xs, y, sw)
-            logs = self._logs()
-        finally:
-            self._replica_end()
-        return logs if return_dict else self._flat_logs(logs)
+        return self._one_batch(fn, self._train_step, xs, y, sw, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         fn = "test_on_batch"
@@ -516,14 +505,18 @@ class Trainer(DataChecks):
         n = self._check_x_shapes(xs, fn)
         y = self._prepare_y(y, n, fn)
         sw = self._sample_weights(y, sample_weight, None, n, fn)
-        replica = self._replica_begin(fn)
+        return self._one_batch(fn, self._test_step, xs, y, sw, return_dict)
+
+    def _one_batch(self, fn, step, xs, y, sw, return_dict):
+        """train_on_batch / test_on_batch after their checks: metrics reset, one step, the logs."""
+        replica = self._replica_begin()
         try:
             if replica is not None:   # data parallel: this process's rows of the batch
-                replica.begin(fn, once=True)
-                sl = replica.local_slice(slice(0, n), fn)
+                replica.begin(fn, train=step == self._train_step, once=True)
+                sl = replica.local_slice(slice(0, len(y)), fn)
                 xs, y, sw = [a[sl] for a in xs], y[sl], None if sw is None else sw[sl]
             self.reset_metrics()
-            self._test_step(xs, y, sw)
+            step(xs, y, sw)
             logs = self._logs()
         finally:
             self._replica_end()
