@@ -224,8 +224,8 @@ def test_all_mirrors_corrupt_is_a_clear_error(tmp_path, monkeypatch):
 
 # --- digits -----------------------------------------------------------------------------------
 
-def test_digits_keras_style_and_deterministic():
-    pytest.importorskip("sklearn")
+def test_digits_keras_style_and_deterministic(require):
+    require("sklearn")
     (xtr, ytr), (xte, yte) = digits.load_data()
     assert xtr.shape == (1437, 8, 8) and xte.shape == (360, 8, 8)
     assert xtr.dtype == np.uint8 and ytr.dtype == np.uint8

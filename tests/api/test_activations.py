@@ -9,11 +9,6 @@ import fastnn.activations as A
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
-@pytest.fixture(scope="module")
-def keras():
-    return pytest.importorskip("keras")
-
-
 CASES = [  # (name, params)
     ("linear", {}), ("relu", {}), ("relu", {"negative_slope": 0.1}), ("relu", {"max_value": 1.5}),
     ("relu", {"threshold": 0.3}), ("relu", {"negative_slope": 0.2, "max_value": 2.0, "threshold": 0.5}),

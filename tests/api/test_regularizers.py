@@ -9,11 +9,6 @@ import fastnn.regularizers as R
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
-@pytest.fixture(scope="module")
-def keras():
-    return pytest.importorskip("keras")
-
-
 def _w(shape=(7, 5), seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 

@@ -1,5 +1,4 @@
 """fastnn.kernels.loss against the NumPy reference, closed forms, finite differences and Keras."""
-import os
 
 import numpy as np
 import pytest
@@ -294,19 +293,10 @@ def test_validation_messages():
 
 # ----------------------------------------------------------------------------------- Keras
 
-def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    try:
-        import keras
-    except Exception:
-        pytest.skip("Keras 3 is not importable")
-    return keras
-
 
 @pytest.mark.keras
 @pytest.mark.parametrize("from_logits,ls", FLAGS)
-def test_matches_keras(from_logits, ls, rng):
-    keras = _keras()
+def test_matches_keras(keras, from_logits, ls, rng):
     conv = keras.ops.convert_to_numpy
     z, labels, onehot = problem(rng, 64, 10, 4.0)
     z[0, :2] = [40.0, -40.0]                     # saturated row: Keras's clip shows

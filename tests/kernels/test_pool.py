@@ -1,5 +1,4 @@
 """fastnn.kernels.pool against the im2col NumPy reference, numerical gradients and Keras."""
-import os
 
 import numpy as np
 import pytest
@@ -408,9 +407,8 @@ def test_backward_output_may_not_alias_inputs():
 # ---- Keras itself as the oracle for the padding rules ----
 
 @pytest.mark.keras
-def test_matches_keras(rng):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    ops = pytest.importorskip("keras").ops
+def test_matches_keras(keras, rng):
+    ops = keras.ops
     x = _x(rng, (2, 7, 7, 3))
     checked_avg_same = 0
     for pool, strides in [((3, 3), (2, 2)), ((3, 3), (1, 1)), ((2, 3), (1, 2)), ((2, 2), (3, 3))]:

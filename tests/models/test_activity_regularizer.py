@@ -60,8 +60,7 @@ def test_config_round_trip():
 
 
 @pytest.mark.keras
-def test_matches_keras_training():
-    keras = pytest.importorskip("keras")
+def test_matches_keras_training(keras):
     x, y = _data(2)
     fm = fastnn.Sequential(_model(fastnn, fastnn.regularizers.L2(0.05), fastnn.regularizers.L1(0.02)))
     km = keras.Sequential(_model(keras, keras.regularizers.L2(0.05), keras.regularizers.L1(0.02)))
