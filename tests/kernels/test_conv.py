@@ -1,4 +1,6 @@
 """fastnn.kernels.conv against the NumPy reference, numerical gradients, and every check."""
+import collections
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -9,14 +11,51 @@ from fastnn.kernels._geometry import resolve_padding
 from fastnn.reference import conv as R
 
 
-@pytest.fixture(autouse=True, scope="module", params=[None, False], ids=["auto", "im2col"])
+# the bodies of the paths other than im2col + GEMM, by the name conv2d / conv2d_backward call
+PATHS = {"direct": ("_forward_direct", "_forward_direct_pooled", "_backward_direct"),
+         "winograd": ("_wino_forward", "_wino_forward_pooled", "_wino_backward")}
+
+
+class record_paths:
+    """Count, inside the block, the calls of the direct and Winograd bodies (im2col is the rest)."""
+
+    def __init__(self, forbid=False):
+        self.forbid = forbid
+
+    def _wrap(self, kind, name, body):
+        def spy(*args, **kwargs):
+            if self.forbid:
+                raise AssertionError(f"the im2col variant ran the {kind} path ({name})")
+            self.calls[kind] += 1
+            return body(*args, **kwargs)
+        return spy
+
+    def __enter__(self):
+        self.calls = collections.Counter()
+        self.saved = {name: getattr(K, name) for names in PATHS.values() for name in names}
+        for kind, names in PATHS.items():
+            for name in names:
+                setattr(K, name, self._wrap(kind, name, self.saved[name]))
+        return self.calls
+
+    def __exit__(self, *exc):
+        for name, body in self.saved.items():
+            setattr(K, name, body)
+
+
+@pytest.fixture(autouse=True, scope="module", params=["auto", "im2col"])
 def conv_path(request):
-    """Every test twice: the automatic choice (the direct kernels for few input channels,
-    tests/kernels/test_conv_direct.py) and the im2col + GEMM path forced for every shape."""
-    saved = K.DIRECT
-    K.DIRECT = request.param
-    yield request.param
-    K.DIRECT = saved
+    """Every test twice: the automatic choice (direct kernels for few input channels, Winograd
+    for 3x3 stride-1 with C >= 8, tests/kernels/test_conv_direct.py and test_winograd.py) and
+    im2col + GEMM forced for every shape (a call of another path fails the test)."""
+    saved = K.DIRECT, K.WINOGRAD
+    if request.param == "im2col":
+        K.DIRECT = K.WINOGRAD = False
+    try:
+        with record_paths(forbid=request.param == "im2col"):
+            yield request.param
+    finally:
+        K.DIRECT, K.WINOGRAD = saved
 
 
 # float32 kernel vs float64 reference: sums of <= ~100 products of O(1) numbers
@@ -72,20 +111,22 @@ def conv2d_case(draw):
 
 class forced_split:
     """Small chunks and/or a forced task count, so tiny shapes take every code path: several
-    chunks per call, the batch split over 1-3 tasks (uneven ranges) and the N < tasks fallback."""
+    chunks per call (im2col's CHUNK_BYTES; Winograd's chunks scaled alike), the batch split over
+    1-3 tasks (uneven ranges) and the N < tasks fallback."""
 
     def __init__(self, chunk, threads):
         self.chunk, self.threads = chunk, threads
 
     def __enter__(self):
-        self.saved = K.CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads
+        self.saved = K.CHUNK_BYTES, K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads
         K.CHUNK_BYTES = self.chunk
+        K.WINO_CHUNK_BYTES = self.chunk * self.saved[1] // self.saved[0]
         if self.threads is not None:
             K.SERIAL_FLOPS = 0.0
             K.get_num_threads = lambda: self.threads
 
     def __exit__(self, *exc):
-        K.CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads = self.saved
+        K.CHUNK_BYTES, K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads = self.saved
 
 
 @given(conv2d_case(), st.booleans(), st.integers(0, 2**32 - 1))
@@ -144,16 +185,22 @@ def test_known_values_and_keras_same_rule():
 
 
 @pytest.mark.parametrize("n,threads", [(5, 2), (1, 2), (2, 3)])
-def test_realistic_shape_with_chunks(rng, n, threads):
+def test_realistic_shape_with_chunks(rng, n, threads, conv_path):
     # several chunks per call, the batch split over tasks (n >= threads) or the output rows and
     # then the input rows split (batch smaller than the thread count)
     x, w, b = rand(rng, (n, 17, 15, 8)), rand(rng, (3, 3, 8, 16)), rand(rng, 16)
+    # the automatic choice: Winograd where it applies (3x3, stride 1, pads <= 2), else im2col;
+    # the im2col variant: im2col everywhere (the conv_path fixture fails any other call)
+    winograd = {(1, "same"): conv_path == "auto"}
     with forced_split(20_000, threads):
         for s, p in [(1, "same"), (2, "same"), (2, "valid"), (1, ((2, 0), (1, 3)))]:
-            y = K.conv2d(x, w, b, s, p)
+            with record_paths() as calls:
+                y = K.conv2d(x, w, b, s, p)
+                dy = rand(rng, y.shape)
+                grads = K.conv2d_backward(x, w, dy, s, p)
+            assert calls == (collections.Counter(winograd=2) if winograd.get((s, p)) else {}), (s, p)
             np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
-            dy = rand(rng, y.shape)
-            for got, want in zip(K.conv2d_backward(x, w, dy, s, p), R.conv2d_backward(*f64(x, w, dy), s, p)):
+            for got, want in zip(grads, R.conv2d_backward(*f64(x, w, dy), s, p)):
                 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
