@@ -42,7 +42,7 @@ def test_gradient_check_with_activity_regularizer():
     m.compile("sgd", "categorical_crossentropy")
     m.predict(x, verbose=0)
     report = fastnn.utils.gradient_check(m, x, y)
-    assert max(report.values()) < 1e-2, report
+    assert max(report.values()) < 1e-3, report   # measured <= 4.8e-5 (tests/layers: GRAD_TOL)
     # and the penalty really moves the weights: one step differs from the unregularized model
     plain = fastnn.Sequential(_model(fastnn, None, None))
     plain.compile("sgd", "categorical_crossentropy")
