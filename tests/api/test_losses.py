@@ -175,14 +175,32 @@ def test_grad_matches_central_differences(cls, kw, kind, reduction):
 
 
 def test_clipped_regions_have_zero_gradient():
+    # the labelled class 0 is below eps: -log(clip(0)) = -log(1e-7) whatever y_pred, no gradient
     yt = np.array([[1.0, 0.0, 0.0]], np.float32)
-    yp = np.array([[0.0, 0.2, 0.8]], np.float32)  # class 0 below eps: clipped
-    _, g = L.CategoricalCrossentropy().value_and_grad(yt, yp)
-    assert np.all(np.isfinite(g))
+    yp = np.array([[0.0, 0.2, 0.8]], np.float32)
+    v, g = L.CategoricalCrossentropy().value_and_grad(yt, yp)
+    assert v == pytest.approx(-np.log(1e-7), rel=1e-6)
+    np.testing.assert_array_equal(g, 0.0)
     _, g = L.BinaryCrossentropy().value_and_grad(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]], np.float32))
     np.testing.assert_array_equal(g, 0.0)
     _, g = L.KLDivergence().value_and_grad(np.array([[0.5, 0.5]]), np.array([[2.0, -1.0]], np.float32))
     np.testing.assert_array_equal(g, 0.0)
+
+
+def test_categorical_crossentropy_gradient_closed_form():
+    """Keras divides y_pred by its row sum S before the clip: L = (sum_j -y_j log(p_j / S)) / N,
+    so dL/dp_j = (-y_j / p_j + sum(y) / S) / N for every j (a clipped class without the label
+    included) as long as no labelled class is clipped. Rows: unclipped and normalised, a
+    clipped class 0 without the label, unnormalised (S = 2), soft labels."""
+    yt = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0], [0.2, 0.5, 0.3]], np.float32)
+    yp = np.array([[0.3, 0.2, 0.5], [0.0, 0.2, 0.8], [0.0, 0.4, 1.6], [0.1, 0.6, 0.3]], np.float32)
+    p64, y64 = yp.astype(np.float64), yt.astype(np.float64)
+    s = p64.sum(1, keepdims=True)
+    want = (-np.divide(y64, p64, out=np.zeros_like(p64), where=y64 > 0) + y64.sum(1, keepdims=True) / s) / len(yp)
+    np.testing.assert_allclose(want[:3], [[-7 / 12, 1 / 4, 1 / 4], [1 / 4, -1, 1 / 4], [1 / 8, -1 / 2, 1 / 8]])
+    v, g = L.CategoricalCrossentropy().value_and_grad(yt, yp)
+    assert v == pytest.approx(float(np.mean(-(y64 * np.log(np.clip(p64 / s, 1e-7, 1 - 1e-7))).sum(1))), rel=1e-6)
+    np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("cls,kw", [("SparseCategoricalCrossentropy", {}),

@@ -10,6 +10,11 @@ from fastnn import layers as L
 from fastnn.models import Model, Sequential
 
 
+# gradient_check's bound for every layer, as tests/layers/test_layers.py's GRAD_TOL (3x the
+# float32 rounding noise of the worst correct layer there); the models here measure <= 2.2e-4
+GRAD_TOL = 1e-3
+
+
 def _data(rng, n=64, d=6, k=3):
     x = rng.standard_normal((n, d)).astype(np.float32)
     y = np.eye(k, dtype=np.float32)[rng.integers(0, k, n)]
@@ -128,13 +133,32 @@ def test_regularizer_adds_penalty_and_constraint_applies(rng):
 
 
 def test_sample_and_class_weight(rng):
+    """Keras 3 (reduction sum_over_batch_size): loss = sum_i w_i l_i / N, divided by the batch
+    size, not by the sum of the weights; class_weight[k] is the weight of every sample of class k."""
+    from fastnn.models.gradient_check import gradient_check
     x, y = _data(rng, n=32)
     model = _mlp()
     model.compile("sgd", "categorical_crossentropy")
-    sw = np.zeros(32, np.float32)
-    assert model.test_on_batch(x, y, sample_weight=sw) == 0.0
-    cw = {0: 0.0, 1: 0.0, 2: 0.0}
-    assert model.train_on_batch(x, y, class_weight=cw) == 0.0
+    p = model.predict(x, verbose=0).astype(np.float64)
+    per_sample = -np.sum(y * np.log(np.clip(p / p.sum(1, keepdims=True), 1e-7, 1 - 1e-7)), axis=1)
+    sw = rng.uniform(0, 2, 32).astype(np.float32)
+    np.testing.assert_allclose(model.test_on_batch(x, y, sample_weight=sw), np.sum(sw * per_sample) / 32, rtol=1e-6)
+    assert model.test_on_batch(x, y, sample_weight=np.zeros(32, np.float32)) == 0.0
+    cw = {0: 0.5, 1: 2.0, 2: 0.0}
+    as_sw = np.array([cw[k] for k in y.argmax(1)], np.float32)
+    assert len(set(as_sw)) == 3
+    w0 = model.get_weights()
+    loss = model.train_on_batch(x, y, class_weight=cw)     # the loss before the step
+    np.testing.assert_allclose(loss, np.sum(as_sw * per_sample) / 32, rtol=1e-6)
+    stepped = model.get_weights()
+    model.set_weights(w0)
+    assert model.train_on_batch(x, y, sample_weight=as_sw) == loss
+    for a, b in zip(stepped, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # and the gradient is the weighted loss's
+    model.set_weights(w0)
+    rep = gradient_check(model, x, y, sample_weight=sw)
+    assert max(rep.values()) < GRAD_TOL, rep
 
 
 class Add(L.Layer):
@@ -162,11 +186,6 @@ def _gradients(model, x, y):
     model.compile(fastnn.optimizers.SGD(learning_rate=0.0), "mse")
     model.train_on_batch(x, y)
     return [v.grad.astype(np.float64) for layer in model.layers for v in layer.trainable_weights]
-
-
-# gradient_check's bound for every layer, as tests/layers/test_layers.py's GRAD_TOL (3x the
-# float32 rounding noise of the worst correct layer there); the models here measure <= 2.2e-4
-GRAD_TOL = 1e-3
 
 
 def test_functional_model_with_branch_sums_gradients(rng):
