@@ -58,12 +58,34 @@ def conv_path(request):
         K.DIRECT, K.WINOGRAD = saved
 
 
-# float32 kernel vs float64 reference: sums of <= ~100 products of O(1) numbers
-TOL = dict(rtol=1e-4, atol=1e-4)
-
-
 def f64(*arrays):
     return [None if a is None else a.astype(np.float64) for a in arrays]
+
+
+# A float32 sum of products is off its float64 value by a few eps32 times the sum of the
+# |products|; the Winograd transforms spread that over a tile, so the bound is per tensor:
+# |kernel - reference| <= TERMS_EPS * eps32 * max(sum of |products|). Measured over 600 random
+# shapes on every path (direct, Winograd, im2col; forward, dx, dw, db): <= 2.0.
+TERMS_EPS = 8
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def close(got, ref_fn, operands, *args, post=None, **kwargs):
+    """got (an array, or a backward's tuple) against ref_fn in float64 on operands (then post,
+    e.g. a ReLU), within TERMS_EPS eps32 of the largest sum of |products| (ref_fn on |operands|)."""
+    want = ref_fn(*f64(*operands), *args, **kwargs)
+    want = want if post is None else post(want)
+    terms = ref_fn(*[None if a is None else np.abs(a) for a in f64(*operands)], *args, **kwargs)
+    if not isinstance(want, tuple):
+        got, want, terms = (got,), (want,), (terms,)
+    for g, r, t in zip(got, want, terms, strict=True):
+        if r is None:
+            assert g is None
+            continue
+        assert g.dtype == np.float32 and g.shape == r.shape, (g.dtype, g.shape, r.shape)
+        bound = TERMS_EPS * EPS32 * np.abs(t).max(initial=0.0)
+        err = np.abs(g - r).max(initial=0.0)
+        assert err <= bound, f"max |err| {err:.3g} > {bound:.3g} ({err / bound * TERMS_EPS:.1f} eps32 sum|products|)"
 
 
 def rand(rng, shape):
@@ -137,19 +159,11 @@ def test_conv2d_matches_reference(case, with_bias, seed):
     b = rand(rng, ws[3]) if with_bias else None
     with forced_split(*split):
         y = K.conv2d(x, w, b, s, p, d)
-        ref = R.conv2d(*f64(x, w, b), s, p, d)
         dy = rand(rng, y.shape)
         need_dx = bool(rng.integers(2))
-        dx, dw, db = K.conv2d_backward(x, w, dy, s, p, d, need_dx=need_dx)
-        rdx, rdw, rdb = R.conv2d_backward(*f64(x, w, dy), s, p, d)
-    assert y.dtype == np.float32 and y.shape == ref.shape
-    np.testing.assert_allclose(y, ref, **TOL)
-    np.testing.assert_allclose(dw, rdw, **TOL)
-    np.testing.assert_allclose(db, rdb, **TOL)
-    if need_dx:
-        np.testing.assert_allclose(dx, rdx, **TOL)
-    else:
-        assert dx is None
+        grads = K.conv2d_backward(x, w, dy, s, p, d, need_dx=need_dx)
+    close(y, R.conv2d, (x, w, b), s, p, d)
+    close(grads, R.conv2d_backward, (x, w, dy), s, p, d, need_dx=need_dx)
 
 
 @given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
@@ -162,14 +176,10 @@ def test_conv1d_matches_reference(n, length, c, f, k, s, d, p, chunk, threads, s
     x, w, b = rand(rng, (n, length, c)), rand(rng, (k, c, f)), rand(rng, f)
     with forced_split(chunk, threads):
         y = K.conv1d(x, w, b, s, p, d)
-        ref = R.conv1d(*f64(x, w, b), s, p, d)
         dy = rand(rng, y.shape)
-        dx, dw, db = K.conv1d_backward(x, w, dy, s, p, d)
-        rdx, rdw, rdb = R.conv1d_backward(*f64(x, w, dy), s, p, d)
-    np.testing.assert_allclose(y, ref, **TOL)
-    np.testing.assert_allclose(dx, rdx, **TOL)
-    np.testing.assert_allclose(dw, rdw, **TOL)
-    np.testing.assert_allclose(db, rdb, **TOL)
+        grads = K.conv1d_backward(x, w, dy, s, p, d)
+    close(y, R.conv1d, (x, w, b), s, p, d)
+    close(grads, R.conv1d_backward, (x, w, dy), s, p, d)
 
 
 def test_known_values_and_keras_same_rule():
@@ -199,9 +209,8 @@ def test_realistic_shape_with_chunks(rng, n, threads, conv_path):
                 dy = rand(rng, y.shape)
                 grads = K.conv2d_backward(x, w, dy, s, p)
             assert calls == (collections.Counter(winograd=2) if winograd.get((s, p)) else {}), (s, p)
-            np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
-            for got, want in zip(grads, R.conv2d_backward(*f64(x, w, dy), s, p)):
-                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+            close(y, R.conv2d, (x, w, b), s, p)
+            close(grads, R.conv2d_backward, (x, w, dy), s, p)
 
 
 @pytest.mark.parametrize("threads", [None, 2, 3])
@@ -212,9 +221,8 @@ def test_1x1(rng, s, p, threads):
         y = K.conv2d(x, w, b, s, p)
         dy = rand(rng, y.shape)
         grads = K.conv2d_backward(x, w, dy, s, p)
-    np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
-    for got, want in zip(grads, R.conv2d_backward(*f64(x, w, dy), s, p)):
-        np.testing.assert_allclose(got, want, **TOL)
+    close(y, R.conv2d, (x, w, b), s, p)
+    close(grads, R.conv2d_backward, (x, w, dy), s, p)
 
 
 # ---------------------------------------------------------------- numerical gradients
@@ -272,13 +280,12 @@ def test_out_buffers_used_and_overwritten(rng):
     out = np.full((2, 6, 6, 4), 7.0, np.float32)
     y = K.conv2d(x, w, b, 1, "same", out=out)
     assert y is out and np.shares_memory(y, out)
-    np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), 1, "same"), **TOL)
+    close(y, R.conv2d, (x, w, b), 1, "same")
     dy = rand(rng, y.shape)
     dx, dw, db = np.full_like(x, 5), np.full_like(w, 5), np.full(4, 5, np.float32)
     rx, rw, rb = K.conv2d_backward(x, w, dy, 1, "same", dx=dx, dw=dw, db=db)
     assert rx is dx and rw is dw and rb is db
-    for got, want in zip((dx, dw, db), R.conv2d_backward(*f64(x, w, dy), 1, "same")):
-        np.testing.assert_allclose(got, want, **TOL)        # written, not accumulated
+    close((dx, dw, db), R.conv2d_backward, (x, w, dy), 1, "same")        # written, not accumulated
     out1 = np.empty((2, 4, 4), np.float32)
     x1 = np.ascontiguousarray(x[:, 0])
     y1 = K.conv1d(x1, w[0], b, 1, "valid", out=out1)
@@ -294,15 +301,10 @@ def test_read_only_inputs(rng):
     x1, dy1 = x[:, 0].copy(), dy[:, 0].copy()
     for a in (x, w, b, dy, x1, dy1):
         a.setflags(write=False)
-    np.testing.assert_allclose(K.conv2d(x, w, b, padding="same"), R.conv2d(*f64(x, w, b), padding="same"), **TOL)
-    for got, want in zip(K.conv2d_backward(x, w, dy, padding="same"),
-                         R.conv2d_backward(*f64(x, w, dy), padding="same")):
-        np.testing.assert_allclose(got, want, **TOL)
-    np.testing.assert_allclose(K.conv1d(x1, w[0], b, padding="causal"),
-                               R.conv1d(*f64(x1, w[0], b), padding="causal"), **TOL)
-    for got, want in zip(K.conv1d_backward(x1, w[0], dy1, padding="causal"),
-                         R.conv1d_backward(*f64(x1, w[0], dy1), padding="causal")):
-        np.testing.assert_allclose(got, want, **TOL)
+    close(K.conv2d(x, w, b, padding="same"), R.conv2d, (x, w, b), padding="same")
+    close(K.conv2d_backward(x, w, dy, padding="same"), R.conv2d_backward, (x, w, dy), padding="same")
+    close(K.conv1d(x1, w[0], b, padding="causal"), R.conv1d, (x1, w[0], b), padding="causal")
+    close(K.conv1d_backward(x1, w[0], dy1, padding="causal"), R.conv1d_backward, (x1, w[0], dy1), padding="causal")
 
 
 def test_workspace_reused_between_calls(rng):
