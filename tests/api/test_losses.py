@@ -12,7 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 def _data(kind, shape=(6, 5), seed=0, saturate=True):
     """(y_true, y_pred) float32 of `kind`; saturate puts entries on Keras's clip bounds/kinks."""
     rng = np.random.default_rng(seed)
-    n, k = shape[0], shape[-1]
+    k = shape[-1]
     if kind == "prob":        # rows of probabilities (a few saturated entries to hit the clipping)
         p = rng.dirichlet(np.ones(k), size=shape[:-1]).astype(np.float32)
         if saturate:
