@@ -62,32 +62,6 @@ def f64(*arrays):
     return [None if a is None else a.astype(np.float64) for a in arrays]
 
 
-# A float32 sum of products is off its float64 value by a few eps32 times the sum of the
-# |products|; the Winograd transforms spread that over a tile, so the bound is per tensor:
-# |kernel - reference| <= TERMS_EPS * eps32 * max(sum of |products|). Measured over 600 random
-# shapes on every path (direct, Winograd, im2col; forward, dx, dw, db): <= 2.0.
-TERMS_EPS = 8
-EPS32 = float(np.finfo(np.float32).eps)
-
-
-def close(got, ref_fn, operands, *args, post=None, **kwargs):
-    """got (an array, or a backward's tuple) against ref_fn in float64 on operands (then post,
-    e.g. a ReLU), within TERMS_EPS eps32 of the largest sum of |products| (ref_fn on |operands|)."""
-    want = ref_fn(*f64(*operands), *args, **kwargs)
-    want = want if post is None else post(want)
-    terms = ref_fn(*[None if a is None else np.abs(a) for a in f64(*operands)], *args, **kwargs)
-    if not isinstance(want, tuple):
-        got, want, terms = (got,), (want,), (terms,)
-    for g, r, t in zip(got, want, terms, strict=True):
-        if r is None:
-            assert g is None
-            continue
-        assert g.dtype == np.float32 and g.shape == r.shape, (g.dtype, g.shape, r.shape)
-        bound = TERMS_EPS * EPS32 * np.abs(t).max(initial=0.0)
-        err = np.abs(g - r).max(initial=0.0)
-        assert err <= bound, f"max |err| {err:.3g} > {bound:.3g} ({err / bound * TERMS_EPS:.1f} eps32 sum|products|)"
-
-
 def rand(rng, shape):
     return rng.standard_normal(shape, dtype=np.float32)
 
@@ -152,7 +126,7 @@ class forced_split:
 
 
 @given(conv2d_case(), st.booleans(), st.integers(0, 2**32 - 1))
-def test_conv2d_matches_reference(case, with_bias, seed):
+def test_conv2d_matches_reference(conv_close, case, with_bias, seed):
     xs, ws, s, p, d, split = case
     rng = np.random.default_rng(seed)
     x, w = rand(rng, xs), rand(rng, ws)
@@ -162,15 +136,15 @@ def test_conv2d_matches_reference(case, with_bias, seed):
         dy = rand(rng, y.shape)
         need_dx = bool(rng.integers(2))
         grads = K.conv2d_backward(x, w, dy, s, p, d, need_dx=need_dx)
-    close(y, R.conv2d, (x, w, b), s, p, d)
-    close(grads, R.conv2d_backward, (x, w, dy), s, p, d, need_dx=need_dx)
+    conv_close(y, R.conv2d, (x, w, b), s, p, d)
+    conv_close(grads, R.conv2d_backward, (x, w, dy), s, p, d, need_dx=need_dx)
 
 
 @given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
        st.integers(1, 3), st.integers(1, 3),
        st.one_of(st.sampled_from(["valid", "same", "causal"]), st.tuples(st.integers(0, 3), st.integers(0, 3))),
        st.sampled_from([1, K.CHUNK_BYTES]), st.sampled_from([None, 2]), st.integers(0, 2**32 - 1))
-def test_conv1d_matches_reference(n, length, c, f, k, s, d, p, chunk, threads, seed):
+def test_conv1d_matches_reference(conv_close, n, length, c, f, k, s, d, p, chunk, threads, seed):
     assume(fits(length, k, s, d, p))
     rng = np.random.default_rng(seed)
     x, w, b = rand(rng, (n, length, c)), rand(rng, (k, c, f)), rand(rng, f)
@@ -178,8 +152,8 @@ def test_conv1d_matches_reference(n, length, c, f, k, s, d, p, chunk, threads, s
         y = K.conv1d(x, w, b, s, p, d)
         dy = rand(rng, y.shape)
         grads = K.conv1d_backward(x, w, dy, s, p, d)
-    close(y, R.conv1d, (x, w, b), s, p, d)
-    close(grads, R.conv1d_backward, (x, w, dy), s, p, d)
+    conv_close(y, R.conv1d, (x, w, b), s, p, d)
+    conv_close(grads, R.conv1d_backward, (x, w, dy), s, p, d)
 
 
 def test_known_values_and_keras_same_rule():
@@ -195,7 +169,7 @@ def test_known_values_and_keras_same_rule():
 
 
 @pytest.mark.parametrize("n,threads", [(5, 2), (1, 2), (2, 3)])
-def test_realistic_shape_with_chunks(rng, n, threads, conv_path):
+def test_realistic_shape_with_chunks(conv_close, rng, n, threads, conv_path):
     # several chunks per call, the batch split over tasks (n >= threads) or the output rows and
     # then the input rows split (batch smaller than the thread count)
     x, w, b = rand(rng, (n, 17, 15, 8)), rand(rng, (3, 3, 8, 16)), rand(rng, 16)
@@ -209,20 +183,20 @@ def test_realistic_shape_with_chunks(rng, n, threads, conv_path):
                 dy = rand(rng, y.shape)
                 grads = K.conv2d_backward(x, w, dy, s, p)
             assert calls == (collections.Counter(winograd=2) if winograd.get((s, p)) else {}), (s, p)
-            close(y, R.conv2d, (x, w, b), s, p)
-            close(grads, R.conv2d_backward, (x, w, dy), s, p)
+            conv_close(y, R.conv2d, (x, w, b), s, p)
+            conv_close(grads, R.conv2d_backward, (x, w, dy), s, p)
 
 
 @pytest.mark.parametrize("threads", [None, 2, 3])
 @pytest.mark.parametrize("s,p", [(1, "valid"), (2, "valid"), (1, ((1, 0), (0, 2)))])
-def test_1x1(rng, s, p, threads):
+def test_1x1(conv_close, rng, s, p, threads):
     x, w, b = rand(rng, (3, 5, 4, 6)), rand(rng, (1, 1, 6, 7)), rand(rng, 7)
     with forced_split(K.CHUNK_BYTES, threads):
         y = K.conv2d(x, w, b, s, p)
         dy = rand(rng, y.shape)
         grads = K.conv2d_backward(x, w, dy, s, p)
-    close(y, R.conv2d, (x, w, b), s, p)
-    close(grads, R.conv2d_backward, (x, w, dy), s, p)
+    conv_close(y, R.conv2d, (x, w, b), s, p)
+    conv_close(grads, R.conv2d_backward, (x, w, dy), s, p)
 
 
 # ---------------------------------------------------------------- numerical gradients
@@ -275,17 +249,17 @@ def test_gradients_numerically(rng, case):
 
 # ---------------------------------------------------------------- buffers and special values
 
-def test_out_buffers_used_and_overwritten(rng):
+def test_out_buffers_used_and_overwritten(conv_close, rng):
     x, w, b = rand(rng, (2, 6, 6, 3)), rand(rng, (3, 3, 3, 4)), rand(rng, 4)
     out = np.full((2, 6, 6, 4), 7.0, np.float32)
     y = K.conv2d(x, w, b, 1, "same", out=out)
     assert y is out and np.shares_memory(y, out)
-    close(y, R.conv2d, (x, w, b), 1, "same")
+    conv_close(y, R.conv2d, (x, w, b), 1, "same")
     dy = rand(rng, y.shape)
     dx, dw, db = np.full_like(x, 5), np.full_like(w, 5), np.full(4, 5, np.float32)
     rx, rw, rb = K.conv2d_backward(x, w, dy, 1, "same", dx=dx, dw=dw, db=db)
     assert rx is dx and rw is dw and rb is db
-    close((dx, dw, db), R.conv2d_backward, (x, w, dy), 1, "same")        # written, not accumulated
+    conv_close((dx, dw, db), R.conv2d_backward, (x, w, dy), 1, "same")        # written, not accumulated
     out1 = np.empty((2, 4, 4), np.float32)
     x1 = np.ascontiguousarray(x[:, 0])
     y1 = K.conv1d(x1, w[0], b, 1, "valid", out=out1)
@@ -295,16 +269,16 @@ def test_out_buffers_used_and_overwritten(rng):
     assert all(np.shares_memory(a, o) for a, o in zip(r, (dx1, dw1, db1)))
 
 
-def test_read_only_inputs(rng):
+def test_read_only_inputs(conv_close, rng):
     x, w, b = rand(rng, (2, 5, 5, 3)), rand(rng, (3, 3, 3, 2)), rand(rng, 2)
     dy = rand(rng, (2, 5, 5, 2))
     x1, dy1 = x[:, 0].copy(), dy[:, 0].copy()
     for a in (x, w, b, dy, x1, dy1):
         a.setflags(write=False)
-    close(K.conv2d(x, w, b, padding="same"), R.conv2d, (x, w, b), padding="same")
-    close(K.conv2d_backward(x, w, dy, padding="same"), R.conv2d_backward, (x, w, dy), padding="same")
-    close(K.conv1d(x1, w[0], b, padding="causal"), R.conv1d, (x1, w[0], b), padding="causal")
-    close(K.conv1d_backward(x1, w[0], dy1, padding="causal"), R.conv1d_backward, (x1, w[0], dy1), padding="causal")
+    conv_close(K.conv2d(x, w, b, padding="same"), R.conv2d, (x, w, b), padding="same")
+    conv_close(K.conv2d_backward(x, w, dy, padding="same"), R.conv2d_backward, (x, w, dy), padding="same")
+    conv_close(K.conv1d(x1, w[0], b, padding="causal"), R.conv1d, (x1, w[0], b), padding="causal")
+    conv_close(K.conv1d_backward(x1, w[0], dy1, padding="causal"), R.conv1d_backward, (x1, w[0], dy1), padding="causal")
 
 
 def test_workspace_reused_between_calls(rng):
