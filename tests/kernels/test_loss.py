@@ -191,7 +191,10 @@ def test_bce_matches_reference(n, k, seed, from_logits, ls, spread, soft):
     scale = rng.uniform(0.1, 2, n)
     dz = K.sigmoid_binary_crossentropy_backward(p, y, scale=scale, **kw)
     dw = R.sigmoid_binary_crossentropy_backward(p, y, scale=scale, **kw)
-    np.testing.assert_allclose(dz, dw, rtol=1e-5, atol=1e-8)
+    # an element that cancels keeps the rounding of its O(max) neighbours: atol a few eps32 of
+    # the largest (measured: at rtol 1e-5, atol <= 0.81 eps32 max|dw| over 4000 random cases;
+    # hypothesis found 2.3e-8 at max|dw| 0.23, over the atol of 1e-8 this had)
+    np.testing.assert_allclose(dz, dw, rtol=1e-5, atol=4 * np.finfo(np.float32).eps * np.abs(dw).max(initial=0))
 
 
 @pytest.mark.parametrize("from_logits,ls", FLAGS)
