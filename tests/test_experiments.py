@@ -6,16 +6,12 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("fastnn.models")
-pytest.importorskip("fastnn.optimizers")
-pytest.importorskip("fastnn.losses")
-
-from fastnn.experiments import NAMES  # noqa: E402
+from fastnn.experiments import NAMES
 
 
 @pytest.fixture(autouse=True)
-def _data(mnist_dir, monkeypatch):
+def _data(mnist_dir, monkeypatch, require):
+    require("matplotlib")
     monkeypatch.setenv("FASTNN_DATA", mnist_dir)
 
 
