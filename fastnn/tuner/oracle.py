@@ -393,19 +393,25 @@ class Oracle:
                 with warnings.catch_warnings():  # our own loop records the heartbeats
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
-                ft = self._frozen(trial.number)
-                if not self._is_fresh(ft) or budget is None:
-                    return trial
-                earlier = sum(self._is_fresh(t) for t in study.get_trials(deepcopy=False)
-                              if t.number < trial.number)
-                if earlier < budget:
+                if self._may_run(trial.number):
                     return trial
                 trial.set_user_attr("fastnn_discarded", True)  # lost the race for the last slot
-                study.tell(trial, state=state.FAIL)
+                self._tell(trial, state=state.FAIL)
                 continue
             if not any(t.state == state.RUNNING for t in trials) or (should_stop and should_stop()):
                 return None
             time.sleep(self.poll_interval)
+
+    def _may_run(self, number):
+        """Whether trial `number` is within the budget: a retry always is; a fresh trial when
+        fewer than `budget` fresh trials have smaller numbers. Numbers never change and a trial
+        is fresh or not from its creation, so every worker reaches the same verdict."""
+        ft = self._frozen(number)
+        budget = self._budget()
+        if not self._is_fresh(ft) or budget is None:
+            return True
+        earlier = sum(self._is_fresh(t) for t in self.study.get_trials(deepcopy=False) if t.number < number)
+        return earlier < budget
 
     def _heartbeat(self, trial):
         tid = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)

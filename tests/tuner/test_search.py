@@ -242,3 +242,24 @@ def test_numpy_stays_importable_without_optuna_import():
     code = "import fastnn, fastnn.tuner, sys; assert 'optuna' not in sys.modules, 'optuna imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
     assert np  # (numpy used above)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks Optuna directly
+def test_budget_is_decided_by_trial_number(tmp_path):
+    """Workers that pass the budget check at the same moment: the storage numbers their trials,
+    and only those within the budget by number may run (the rest are dropped, never trained)."""
+    tuner = kt.RandomSearch(build_mlp, objective="val_accuracy", max_trials=2, directory=tmp_path,
+                            project_name="race")
+    oracle = tuner.oracle
+    first = oracle._next_trial()
+    # two more workers asked concurrently, before either saw the other's trial
+    racing = [oracle.study.ask(), oracle.study.ask()]
+    assert [first.number, *(t.number for t in racing)] == [0, 1, 2]
+    assert [oracle._may_run(n) for n in (0, 1, 2)] == [True, True, False]
+    racing[1].set_user_attr("fastnn_discarded", True)  # as _next_trial does, after its verdict
+    oracle._tell(racing[1], state=__import__("optuna").trial.TrialState.FAIL)
+    assert oracle.remaining_trials() == 0
+    # a retry (a queued copy of a dead trial) always runs, whatever the count
+    oracle._retry_callback(oracle.study, oracle._frozen(0))
+    retry = oracle.study.ask()
+    assert retry.number == 3 and oracle._may_run(3)
