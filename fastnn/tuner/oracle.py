@@ -22,7 +22,6 @@ How the search survives a crash and shares one database between worker processes
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
@@ -511,13 +510,6 @@ class Oracle:
         if new and not self.allow_new_entries:
             raise RuntimeError(f"allow_new_entries is False, but found new entries {new}.")
         self.hyperparameters.merge(new, overwrite=False)
-
-
-def save_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
 
 
 def remove_project(path):

@@ -14,10 +14,10 @@ import os
 import sys
 import time
 import traceback
-from datetime import datetime
 
 import numpy as np
 
+from fastnn.callbacks import Callback
 from fastnn.tuner import hypermodel as hm_module
 from fastnn.tuner import objective as obj_module
 from fastnn.tuner import oracle as oracle_module
@@ -40,24 +40,12 @@ class FailedTrialError(Exception):
     """Raise in build/fit to fail a trial without retrying it."""
 
 
-class _TunerCallback:
+class _TunerCallback(Callback):
     """Feeds each epoch's objective to Optuna (pruning) and to the tuner's epoch hooks."""
 
     def __init__(self, tuner, trial, execution):
+        super().__init__()
         self.tuner, self.trial, self.execution = tuner, trial, execution
-        self.model = None
-        self.params = {}
-
-    def set_model(self, model):
-        self.model = model
-
-    def set_params(self, params):
-        self.params = params
-
-    def __getattr__(self, name):  # the hooks fastnn's CallbackList calls and we do not use
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.tuner.on_epoch_begin(self.trial, self.model, epoch, logs=logs)
@@ -83,25 +71,13 @@ class _TunerCallback:
             self.model.stop_training = True
 
 
-class _SaveBestEpoch:
+class _SaveBestEpoch(Callback):
     """Saves the model's weights after each epoch that improves the objective."""
 
     def __init__(self, objective, filepath):
+        super().__init__()
         self.objective, self.filepath = objective, filepath
         self.best_value = -math.inf if objective.direction == "max" else math.inf
-        self.model = None
-        self.params = {}
-
-    def set_model(self, model):
-        self.model = model
-
-    def set_params(self, params):
-        self.params = params
-
-    def __getattr__(self, name):
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.objective.has_value(logs):
@@ -653,6 +629,3 @@ class _FixedEpochs:
     def _trial_epochs(self):
         raise NotImplementedError
 
-
-def timestamp():
-    return datetime.now().isoformat(timespec="seconds")
