@@ -262,3 +262,40 @@ def test_budget_is_decided_by_trial_number(tmp_path):
     oracle._retry_callback(oracle.study, oracle._frozen(0))
     retry = oracle.study.ask()
     assert retry.number == 3 and oracle._may_run(3)
+
+
+def test_executions_validation_data_and_storage_url(digits, tmp_path, fits):
+    (x, y), _ = digits
+    db = tmp_path / "elsewhere.db"
+    tuner = kt.RandomSearch(build_mlp, objective=kt.Objective("val_loss", "min"), max_trials=1,
+                            executions_per_trial=2, seed=4, directory=tmp_path, project_name="ex",
+                            storage=f"sqlite:///{db}")
+    tuner.search(x[:300], y[:300], epochs=1, validation_data=(x[300:400], y[300:400]), verbose=0,
+                 callbacks=[CountFits()])
+    assert len(fits) == 2                                       # two executions of the one trial
+    (trial,) = tuner.oracle.trials.values()
+    # one epoch each: the score is the mean of the two executions' val_loss, as the history is
+    assert trial.score == pytest.approx(trial.metrics.get_history("val_loss")[0])
+    assert db.exists() and not (tmp_path / "ex" / "oracle.db").exists()
+
+
+def test_successive_halving_pruner_sees_every_epoch(digits, tmp_path, optuna):
+    (x, y), _ = digits
+
+    def build(hp):
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(10, activation="softmax")])
+        model.compile(keras.optimizers.SGD(hp.Float("lr", 1e-4, 1.0, sampling="log")),
+                      "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    tuner = kt.RandomSearch(build, objective="val_accuracy", max_trials=8, seed=0, pruner=pruner,
+                            directory=tmp_path, project_name="sh")
+    tuner.search(x[:400], y[:400], epochs=4, batch_size=64, validation_split=0.25, verbose=0)
+    trials = list(tuner.oracle.trials.values())
+    pruned = [t for t in trials if t.status == "PRUNED"]
+    assert len(trials) == 8 and pruned
+    for t in trials:  # the pruner got the objective after each epoch the trial trained
+        ft = tuner.oracle._frozen(t.number)
+        assert sorted(ft.intermediate_values) == list(range(1, len(t.metrics.get_history("val_accuracy")) + 1))
+    assert type(tuner.oracle.study.pruner).__name__ == "SuccessiveHalvingPruner"
