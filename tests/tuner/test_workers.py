@@ -99,6 +99,7 @@ def test_two_workers_share_one_sqlite_file(tmp_path):
     assert sorted(trials) == sorted({t.trial_id for t in trials.values()})
 
 
+@pytest.mark.slow  # ~20 s on a busy machine; test_resume_after_kill_9 covers the retry in the default run
 def test_a_killed_worker_s_trial_is_finished_by_the_other(tmp_path):
     log = tmp_path / "fits.jsonl"
     a = run(tmp_path, "--max-trials", 5, "--sleep", 0.2, "--seed", 1, "--kill-at-fit", 2, log=log, wait=False)
