@@ -334,7 +334,7 @@ class Tuner:
     def _start_trial(self, otrial):
         """Draw the hyperparameters of an Optuna trial -> a KerasTuner Trial (a queued retry keeps its values)."""
         oracle = self.oracle
-        prior = otrial.user_attrs
+        prior = otrial.user_attrs.get("fastnn_trial", {})  # a queued retry keeps its trial_id
         budget = oracle._budget()
         width = max(2, len(str(budget - 1))) if budget else 2
         trial_id = prior.get("trial_id", f"{otrial.number:0{width}d}")
@@ -351,11 +351,12 @@ class Tuner:
         trial._optuna = otrial
         trial._pruned = False
         trial._start = time.time()
-        otrial.set_user_attr("trial_id", trial_id)
-        otrial.set_user_attr("values", dict(hp.values))
-        otrial.set_user_attr("fastnn_worker", oracle_module.worker_identity())
         from fastnn.kernels import threads
-        otrial.set_user_attr("threads", threads.get_num_threads())
+        # one attribute, one database commit: who runs the trial, with which values and threads
+        otrial.set_user_attr("fastnn_trial", {"trial_id": trial_id, "values": dict(hp.values),
+                                              "worker": oracle_module.worker_identity(),
+                                              "threads": threads.get_num_threads()})
+        trial._input_shape = None
         return trial
 
     def _run_and_update_trial(self, trial, *fit_args, **fit_kwargs):
@@ -376,10 +377,10 @@ class Tuner:
                                                                    self.oracle.objective.direction})
             trial.best_step = _best_epoch(history, self.oracle.objective) if history else 0
             trial.status = TrialStatus.PRUNED if trial._pruned else TrialStatus.COMPLETED
-            otrial.set_user_attr("metrics", history)
-            otrial.set_user_attr("score", trial.score)
-            otrial.set_user_attr("best_step", trial.best_step)
-            otrial.set_user_attr("seconds", round(time.time() - trial._start, 3))
+            otrial.set_user_attr("fastnn_result", {
+                "values": dict(trial.hyperparameters.values), "metrics": history, "score": trial.score,
+                "best_step": trial.best_step, "input_shape": trial._input_shape,
+                "seconds": round(time.time() - trial._start, 3)})
             state = optuna.trial.TrialState.PRUNED if trial._pruned else None
         except KeyboardInterrupt:
             # an interrupted trial runs again when the search resumes
@@ -428,11 +429,8 @@ class Tuner:
         hp = trial.hyperparameters
         model = self._try_build(hp)
         self._update_space(hp)
-        otrial = getattr(trial, "_optuna", None)
-        if otrial is not None:
-            otrial.set_user_attr("values", dict(hp.values))
-            if model.built:
-                otrial.set_user_attr("input_shape", [None if d is None else int(d) for d in model.input_shape])
+        if model.built:
+            trial._input_shape = [None if d is None else int(d) for d in model.input_shape]
         return self.hypermodel.fit(hp, model, *args, **kwargs)
 
     def _try_build(self, hp):
@@ -591,7 +589,9 @@ class Tuner:
             raise FileNotFoundError(f"load_model: trial {trial.trial_id} has no saved weights at {path} (was it "
                                     f"trained on this machine?).")
         if not model.built:
-            shape = self.oracle._frozen(trial.number).user_attrs.get("input_shape") if trial.number is not None else None
+            result = self.oracle._frozen(trial.number).user_attrs.get("fastnn_result", {}) \
+                if trial.number is not None else {}
+            shape = result.get("input_shape")
             if shape is None:
                 raise ValueError(f"load_model: the model of trial {trial.trial_id} is not built and its input shape "
                                  f"is unknown; give build(hp) an Input layer.")

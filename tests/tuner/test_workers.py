@@ -36,6 +36,17 @@ def fits(log):
         return [json.loads(line) for line in f]
 
 
+def started(log, n=1, timeout=120):
+    """Wait until n fits are logged (a worker is inside a trial), so the next one overlaps it."""
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(log) and len(fits(log)) >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no fit logged in {timeout} s")
+
+
 def key(values):
     return tuple(sorted(values.items()))
 
@@ -83,16 +94,17 @@ def test_resume_after_kill_9(tmp_path):
 
 def test_two_workers_share_one_sqlite_file(tmp_path):
     log = tmp_path / "fits.jsonl"
-    # two independent processes on the same directory/project_name; a short sleep per epoch
-    # makes their trials overlap on a busy machine
-    procs = [run(tmp_path, "--max-trials", 6, "--sleep", 0.2, "--seed", 10 + i, log=log, wait=False)
-             for i in range(2)]
+    # two independent processes on the same directory/project_name; the second starts once the
+    # first is inside a trial, and a sleep per epoch (>= 1.5 s a trial) keeps them overlapping
+    procs = [run(tmp_path, "--max-trials", 6, "--sleep", 0.5, "--seed", 10, log=log, wait=False)]
+    started(log)
+    procs.append(run(tmp_path, "--max-trials", 6, "--sleep", 0.5, "--seed", 11, log=log, wait=False))
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    started = fits(log)
-    assert len(started) == 6                                    # none run twice, none lost
-    assert len({key(f["values"]) for f in started}) == 6
-    assert len({f["pid"] for f in started}) == 2                # both workers trained
+    logged = fits(log)
+    assert len(logged) == 6                                     # none run twice, none lost
+    assert len({key(f["values"]) for f in logged}) == 6
+    assert len({f["pid"] for f in logged}) == 2                 # both workers trained
     tuner = open_tuner(tmp_path, 6)
     trials = tuner.oracle.trials
     assert len(trials) == 6 and all(t.status == "COMPLETED" for t in trials.values())
@@ -102,35 +114,37 @@ def test_two_workers_share_one_sqlite_file(tmp_path):
 @pytest.mark.slow  # ~20 s on a busy machine; test_resume_after_kill_9 covers the retry in the default run
 def test_a_killed_worker_s_trial_is_finished_by_the_other(tmp_path):
     log = tmp_path / "fits.jsonl"
-    a = run(tmp_path, "--max-trials", 5, "--sleep", 0.2, "--seed", 1, "--kill-at-fit", 2, log=log, wait=False)
-    b = run(tmp_path, "--max-trials", 5, "--sleep", 0.2, "--seed", 2, log=log, wait=False)
+    # B runs; A joins while B is inside a trial and is killed inside its own first trial
+    b = run(tmp_path, "--max-trials", 6, "--sleep", 0.5, "--seed", 2, log=log, wait=False)
+    started(log)
+    a = run(tmp_path, "--max-trials", 6, "--sleep", 0.5, "--seed", 1, "--kill-at-fit", 1, log=log, wait=False)
     out_a, out_b = a.communicate(timeout=300)[0], b.communicate(timeout=300)[0]
     assert a.returncode == -signal.SIGKILL, out_a
     assert b.returncode == 0, out_b
-    started = fits(log)
-    by_a = [f for f in started if f["pid"] == a.pid]
-    assert len(by_a) == 2
-    killed = key(by_a[1]["values"])
+    logged = fits(log)
+    by_a = [f for f in logged if f["pid"] == a.pid]
+    assert len(by_a) == 1
+    killed = key(by_a[0]["values"])
     # exactly one configuration trained twice: the one worker A was killed in, finished by B
-    keys = [key(f["values"]) for f in started]
-    assert keys.count(killed) == 2 and len(set(keys)) == 5 and len(keys) == 6
-    assert [f["pid"] for f in started if key(f["values"]) == killed][1] == b.pid
-    tuner = open_tuner(tmp_path, 5)
-    assert len(tuner.oracle.trials) == 5
+    keys = [key(f["values"]) for f in logged]
+    assert keys.count(killed) == 2 and len(set(keys)) == 6 and len(keys) == 7
+    assert [f["pid"] for f in logged if key(f["values"]) == killed][1] == b.pid
+    tuner = open_tuner(tmp_path, 6)
+    assert len(tuner.oracle.trials) == 6
     assert all(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
 
 
 def test_workers_argument_splits_the_cores(tmp_path):
     log = tmp_path / "fits.jsonl"
-    rc, out = run(tmp_path, "--max-trials", 4, "--workers", 2, "--sleep", 0.2, "--seed", 3, log=log)
+    rc, out = run(tmp_path, "--max-trials", 4, "--workers", 2, "--sleep", 0.5, "--seed", 3, log=log)
     assert rc == 0, out
-    started = fits(log)
-    assert len(started) == 4 and len({key(f["values"]) for f in started}) == 4
-    assert len({f["pid"] for f in started}) == 2
+    logged = fits(log)
+    assert len(logged) == 4 and len({key(f["values"]) for f in logged}) == 4
+    assert len({f["pid"] for f in logged}) == 2
     tuner = open_tuner(tmp_path, 4)
     from fastnn.kernels import threads
     expected = max(1, threads.get_num_threads() // 2)
     for number in range(4):
         ft = tuner.oracle._frozen(number)
-        assert ft.user_attrs["threads"] == expected
+        assert ft.user_attrs["fastnn_trial"]["threads"] == expected
     assert "2 worker processes" in out
