@@ -1,8 +1,8 @@
 """Data parallel under `mpiexec`: the same script on 1, 2 and 3 processes, and the failure paths.
 
 Each run is a subprocess (its own session, killed whole on timeout), so a hung process can
-never hang the test run. Needs the `mpi` extra (mpi4py + the MPICH wheel's mpiexec): CI
-installs it and sets FASTNN_REQUIRE_ORACLES=1, so there a missing MPI fails instead of skipping.
+never hang the test run. Needs mpi4py and the MPICH wheel's mpiexec (the `mpi` extra, part of
+the `test` extra): under CI (FASTNN_REQUIRE_ORACLES=1) a missing MPI fails instead of skipping.
 """
 import json
 import os
@@ -20,26 +20,25 @@ RUN_TIMEOUT = 240          # seconds for one job (a 2-core machine shared by sev
 DEAD_TIMEOUT = 6           # FASTNN_DIST_TIMEOUT of the failure runs
 
 
-def _mpiexec():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        mpi4py = None
+@pytest.fixture(scope="module")
+def mpiexec(require):
+    """The mpiexec that came with mpi4py's MPI (the MPICH wheel's, next to this Python)."""
+    require("mpi4py")
     exe = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     exe = exe if os.path.exists(exe) else shutil.which("mpiexec")
-    if mpi4py is None or exe is None:
-        msg = 'mpi4py and mpiexec are needed: pip install ".[mpi]"'
-        if os.environ.get("FASTNN_REQUIRE_ORACLES") == "1":
+    if exe is None:
+        msg = 'mpiexec is not on the PATH: pip install "fastnn[mpi]" (the MPICH wheel brings it)'
+        if os.environ.get("FASTNN_REQUIRE_ORACLES", "0") not in ("", "0"):
             pytest.fail(msg)
         pytest.skip(msg)
     return exe
 
 
-def run(out, n, scenario="train", env=None, flags=(), timeout=RUN_TIMEOUT):
+def run(mpiexec, out, n, scenario="train", env=None, flags=(), timeout=RUN_TIMEOUT):
     """Run dp_script.py on n processes (n = 0: plain python); returns (rc, output, seconds)."""
     cmd = [sys.executable, SCRIPT, str(out), scenario]
     if n:
-        cmd = [_mpiexec(), *flags, "-n", str(n), *cmd]
+        cmd = [mpiexec, *flags, "-n", str(n), *cmd]
     return spawn(cmd, env, timeout)
 
 
@@ -68,17 +67,16 @@ def _load(out, rank):
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory):
-    _mpiexec()
+def one_process(tmp_path_factory, mpiexec):
     out = tmp_path_factory.mktemp("one")
-    rc, output, _ = run(out, 0)
+    rc, output, _ = run(mpiexec, out, 0)
     assert rc == 0, output
     return _load(out, 0)
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_processes_compute_what_one_process_computes(n, one_process, tmp_path):
-    rc, output, _ = run(tmp_path, n)
+def test_processes_compute_what_one_process_computes(n, one_process, mpiexec, tmp_path):
+    rc, output, _ = run(mpiexec, tmp_path, n)
     assert rc == 0, output
     w1, p1, m1 = one_process
     runs = [_load(tmp_path, r) for r in range(n)]
@@ -118,8 +116,8 @@ def test_processes_compute_what_one_process_computes(n, one_process, tmp_path):
     assert output.count("Epoch 1/2") == 1
 
 
-def test_mismatched_models_fail_at_start_naming_the_difference(tmp_path):
-    rc, output, t = run(tmp_path, 2, "mismatch", env={"FASTNN_DIST_TIMEOUT": str(DEAD_TIMEOUT)})
+def test_mismatched_models_fail_at_start_naming_the_difference(mpiexec, tmp_path):
+    rc, output, t = run(mpiexec, tmp_path, 2, "mismatch", env={"FASTNN_DIST_TIMEOUT": str(DEAD_TIMEOUT)})
     assert rc != 0
     assert "the processes built different models" in output
     assert "process 1 differs from process 0: 2 layers instead of 10" in output
@@ -139,8 +137,8 @@ def test_mismatched_models_fail_at_start_naming_the_difference(tmp_path):
     # killed by a signal: the launcher ends the job and names the signal
     ("kill", (), "signal 9"),
 ])
-def test_a_failed_process_stops_the_job_with_a_clear_error(scenario, flags, expect, tmp_path):
-    rc, output, t = run(tmp_path, 2, scenario, flags=flags, env={"FASTNN_DIST_TIMEOUT": str(DEAD_TIMEOUT)},
+def test_a_failed_process_stops_the_job_with_a_clear_error(scenario, flags, expect, mpiexec, tmp_path):
+    rc, output, t = run(mpiexec, tmp_path, 2, scenario, flags=flags, env={"FASTNN_DIST_TIMEOUT": str(DEAD_TIMEOUT)},
                         timeout=120)
     assert rc != 0, output
     assert expect in output, output[-3000:]
@@ -148,22 +146,22 @@ def test_a_failed_process_stops_the_job_with_a_clear_error(scenario, flags, expe
     assert not os.path.exists(tmp_path / "rank0.npz")     # nobody finished
 
 
-def test_vanished_process_ends_the_job_under_the_default_launcher(tmp_path):
+def test_vanished_process_ends_the_job_under_the_default_launcher(mpiexec, tmp_path):
     # MPICH's launcher ends the job as soon as one process exits early (exit code 3 of the
     # vanished process, or 9 when the launcher's kill of the other is seen first), long before
     # fastnn's own 300 s deadline
-    rc, output, t = run(tmp_path, 2, "dead", env={"FASTNN_DIST_TIMEOUT": "300"}, timeout=120)
+    rc, output, t = run(mpiexec, tmp_path, 2, "dead", env={"FASTNN_DIST_TIMEOUT": "300"}, timeout=120)
     assert rc in (3, 9), output
     assert not os.path.exists(tmp_path / "rank0.npz")
     assert t < 90
 
 
-def test_fastnn_train_runs_under_mpiexec(tmp_path):
+def test_fastnn_train_runs_under_mpiexec(mpiexec, require, tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "fastnn")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "fastnn.cli"]
-    cmd = [_mpiexec(), "-n", "2", *cmd, "train", "--dataset", "digits", "--epochs", "2", "--seed", "1",
+    cmd = [mpiexec, "-n", "2", *cmd, "train", "--dataset", "digits", "--epochs", "2", "--seed", "1",
            "--out", str(tmp_path)]
-    pytest.importorskip("sklearn")
+    require("sklearn")
     rc, output, _ = spawn(cmd)
     assert rc == 0, output[-3000:]
     assert output.count("test accuracy") == 1 and "x 2 processes (data parallel)" in output
