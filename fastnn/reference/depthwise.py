@@ -23,7 +23,7 @@ def _slices(kh, kw, strides, dilation, oh, ow):
 def depthwise_conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *,
                      activation="linear", **act_params):
     """Depthwise convolution of NHWC x with w (KH, KW, C, M) -> (N, OH, OW, C*M)."""
-    strides, dilation, geo = _pads_2d(x, w, strides, padding, dilation, "reference.depthwise_conv2d")
+    strides, dilation, geo = _pads_2d(x, w, strides, padding, dilation)
     (pt, pb, oh), (pl, pr, ow) = geo
     n, _, _, c = x.shape
     kh_size, kw_size, _, m = w.shape
@@ -46,8 +46,7 @@ def depthwise_conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1,
 def depthwise_conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilation=(1, 1), *,
                               need_dx=True):
     """Gradients of depthwise_conv2d w.r.t. x (N,H,W,C), w (KH,KW,C,M), b (C*M,) given dy."""
-    strides, dilation, geo = _pads_2d(x, w, strides, padding, dilation,
-                                      "reference.depthwise_conv2d_backward")
+    strides, dilation, geo = _pads_2d(x, w, strides, padding, dilation)
     (pt, pb, oh), (pl, pr, ow) = geo
     n, h, wd, c = x.shape
     kh_size, kw_size, _, m = w.shape
@@ -68,12 +67,12 @@ def depthwise_conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilatio
 def depthwise_conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, activation="linear",
                      **act_params):
     """Depthwise 1-D convolution of NLC x with w (K, C, M) -> (N, OL, C*M)."""
-    x4, w4, s, p, d = _as_2d(x, w, stride, padding, dilation, "reference.depthwise_conv1d")
+    x4, w4, s, p, d = _as_2d(x, w, stride, padding, dilation)
     return depthwise_conv2d(x4, w4, b, s, p, d, activation=activation, **act_params)[:, 0]
 
 
 def depthwise_conv1d_backward(x, w, dy, stride=1, padding="valid", dilation=1, *, need_dx=True):
     """Gradients of depthwise_conv1d w.r.t. x (N,L,C), w (K,C,M), b (C*M,) given dy (N,OL,C*M)."""
-    x4, w4, s, p, d = _as_2d(x, w, stride, padding, dilation, "reference.depthwise_conv1d_backward")
+    x4, w4, s, p, d = _as_2d(x, w, stride, padding, dilation)
     dx, dw, db = depthwise_conv2d_backward(x4, w4, dy[:, None], s, p, d, need_dx=need_dx)
     return (None if dx is None else dx[:, 0]), dw[0], db

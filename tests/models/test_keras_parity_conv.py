@@ -3,20 +3,12 @@ in Keras (torch backend) and fastnn, fastnn's weights copied into Keras (so the 
 shapes must be Keras's); predictions, training losses, the weights after several optimizer steps
 and evaluate must agree (rtol 1e-5, atol 1e-6; measured: every difference below 0.19 of that
 allowance, so the bound is ~5x the worst seen)."""
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "torch")
-
 import numpy as np
 import pytest
 
 import fastnn
 
-if os.environ.get("FASTNN_REQUIRE_ORACLES") == "1":     # CI: a missing oracle fails the run
-    import keras
-else:
-    keras = pytest.importorskip("keras")
-pytestmark = pytest.mark.keras
+pytestmark = pytest.mark.keras      # Keras comes from conftest's `keras` fixture (tests/oracles.py)
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -26,7 +18,7 @@ def _close(a, b, rtol=RTOL, atol=ATOL, what=""):
                                err_msg=what)
 
 
-def _both(build):
+def _both(keras, build):
     fm = fastnn.models.Sequential(build(fastnn))
     km = keras.Sequential(build(keras))
     fw, kw = fm.get_weights(), km.get_weights()
@@ -87,13 +79,13 @@ def _adapted(layer):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_layer_forward_and_training_match_keras(case, rng):
+def test_layer_forward_and_training_match_keras(keras, case, rng):
     shape, make = CASES[case]
 
     def build(K):
         return [K.Input(shape), *make(K), K.layers.Flatten(), K.layers.Dense(3)]
 
-    fm, km = _both(build)
+    fm, km = _both(keras, build)
     assert fm.count_params() == km.count_params()
     assert [l.name.split("_")[0] for l in fm.layers] == [l.name.split("_")[0] for l in km.layers]
     x = rng.standard_normal((10, *shape)).astype(np.float32)
@@ -110,7 +102,7 @@ def test_layer_forward_and_training_match_keras(case, rng):
 
 
 @pytest.mark.parametrize("case", ["depthwise2d_same", "separable2d", "conv2d_groups", "conv2d_transpose_same"])
-def test_layer_config_matches_keras(case):
+def test_layer_config_matches_keras(keras, case):
     """get_config has Keras's keys, and Keras rebuilds the layer from fastnn's config."""
     shape, make = CASES[case]
     (fl,), (kl,) = make(fastnn), make(keras)
@@ -124,7 +116,7 @@ def test_layer_config_matches_keras(case):
 
 
 @pytest.mark.parametrize("kw", [{}, {"axis": None}, {"axis": (1, 2)}, {"axis": 1, "invert": True}])
-def test_normalization_adapt_matches_keras(kw, rng):
+def test_normalization_adapt_matches_keras(keras, kw, rng):
     """adapt() on an array gives Keras's mean, variance (and its unused int32 count) and outputs."""
     data = rng.standard_normal((50, 4, 3)).astype(np.float32) * 3 + 1
     fl, kl = fastnn.layers.Normalization(**kw), keras.layers.Normalization(**kw)
