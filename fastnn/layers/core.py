@@ -37,7 +37,7 @@ class InputLayer(Layer):
                                  f"int or None; received {shape_str(self.batch_shape[1:])}.")
         self.input_shape = self.output_shape = self.batch_shape
         self.built = True
-        self.output = KerasTensor(self.batch_shape, layer=self, inputs=[], name=self.name)
+        self._symbolic_call([], self.batch_shape)   # self.output: the model input tensor
 
     def forward(self, x, training=False):
         return x

@@ -22,7 +22,9 @@ class Model(Trainer, Graph, Layer):
     """A graph of layers from Input tensors to outputs: Model(inputs, outputs)."""
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
-        super().__init__(name=name or unique_name(snake_case(type(self).__name__)), trainable=trainable)
+        # Keras names a functional model "functional", a subclass after its class
+        base = "functional" if type(self) is Model else snake_case(type(self).__name__)
+        super().__init__(name=name or unique_name(base), trainable=trainable)
         self.compiled = False
         self.optimizer = None
         self.loss = None
@@ -37,6 +39,17 @@ class Model(Trainer, Graph, Layer):
                 raise ValueError("Model: give both `inputs` and `outputs` (KerasTensors from fastnn.Input "
                                  "and layer calls).")
             self._init_graph(inputs, outputs)
+
+    @property
+    def trainable(self):
+        return Layer.trainable.fget(self)
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freezing a model freezes every layer in it, nested models included (as Keras)."""
+        Layer.trainable.fset(self, value)
+        for layer in self.__dict__.get("_layer_order", ()) or self.__dict__.get("_layers", ()):
+            layer.trainable = value
 
     def profile(self, x, y, steps=5, batch_size=None, print_fn=print):
         """Per-layer time of a training step: prints a table and returns it as a list of dicts.

@@ -75,6 +75,28 @@ def _serialize_id(obj):
     raise TypeError(f"cannot serialize {obj!r} into a .keras file")
 
 
+def _serialize_struct(obj):
+    """A compile argument (one, a list or a dict of losses / metrics) as JSON; a list becomes
+    {"list": [...]}, so it stays apart from a serialized object's own dict."""
+    if isinstance(obj, dict):
+        return {"dict": {k: _serialize_struct(v) for k, v in obj.items()}}
+    if isinstance(obj, (list, tuple)):
+        return {"list": [_serialize_struct(v) for v in obj]}
+    return _serialize_id(obj)
+
+
+def _deserialize_struct(obj, getter):
+    if isinstance(obj, dict) and "dict" in obj and len(obj) == 1:
+        return {k: _deserialize_struct(v, getter) for k, v in obj["dict"].items()}
+    if isinstance(obj, dict) and "list" in obj and len(obj) == 1:
+        return [_deserialize_struct(v, getter) for v in obj["list"]]
+    if isinstance(obj, list):    # files written before compile arguments could be nested
+        return [_deserialize_struct(v, getter) for v in obj]
+    if obj is None or isinstance(obj, str):
+        return obj
+    return _deserialize_id(obj, getter)
+
+
 def save_model(model, filepath, overwrite=True):
     """Write `model` (architecture, weights, compile settings, optimizer state) to a .keras zip."""
     filepath = os.fspath(filepath)
@@ -88,11 +110,13 @@ def save_model(model, filepath, overwrite=True):
     config = model_config(model)
     opt_vars = []
     if model.compiled:
+        args = model._compile_args
         config["compile_config"] = {
             "optimizer": _serialize_id(model.optimizer),
-            "loss": _serialize_id(model._loss_id if isinstance(model._loss_id, str) else model.loss),
-            "metrics": [_serialize_id(m) for m, w in zip(model._metric_ids, model._metric_weighted) if not w],
-            "weighted_metrics": [_serialize_id(m) for m, w in zip(model._metric_ids, model._metric_weighted) if w],
+            "loss": _serialize_struct(args["loss"]),
+            "loss_weights": args["loss_weights"],
+            "metrics": _serialize_struct(args["metrics"]),
+            "weighted_metrics": _serialize_struct(args["weighted_metrics"]),
         }
         if getattr(model, "_arena", None) is not None and hasattr(model.optimizer, "variables"):
             opt_vars = [np.asarray(v) for v in model.optimizer.variables()]
@@ -143,13 +167,11 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     if compile and cc:
         from fastnn import losses, optimizers
         from fastnn import metrics as metrics_module
-
-        def metric(m):
-            return m if isinstance(m, str) else _deserialize_id(m, metrics_module.get)
         model.compile(optimizer=_deserialize_id(cc["optimizer"], optimizers.get),
-                      loss=_deserialize_id(cc["loss"], losses.get),
-                      metrics=[metric(m) for m in cc["metrics"]],
-                      weighted_metrics=[metric(m) for m in cc.get("weighted_metrics", [])])
+                      loss=_deserialize_struct(cc["loss"], losses.get),
+                      loss_weights=cc.get("loss_weights"),
+                      metrics=_deserialize_struct(cc["metrics"], metrics_module.get),
+                      weighted_metrics=_deserialize_struct(cc.get("weighted_metrics"), metrics_module.get))
         if opt_vars and hasattr(model.optimizer, "set_variables"):
             model.optimizer.set_variables(opt_vars)
     return model
