@@ -160,8 +160,10 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         config = json.loads(z.read("config.json"))
         weights = _load_npys(z, "weights/")
         opt_vars = _load_npys(z, "optimizer/")
-    model = _model_class(config["class_name"], custom_objects, "load_model").from_config(
-        config["config"], custom_objects=custom_objects)
+    from fastnn.layers.core import safe_mode_scope
+    with safe_mode_scope(safe_mode):   # a Lambda's bytecode loads only with safe_mode=False
+        model = _model_class(config["class_name"], custom_objects, "load_model").from_config(
+            config["config"], custom_objects=custom_objects)
     model.set_weights(weights)
     cc = config.get("compile_config")
     if compile and cc:
