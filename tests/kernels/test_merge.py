@@ -1,7 +1,7 @@
 """fastnn.kernels.merge against fastnn.reference.merge (many shapes), numerical gradients, out=
-buffers and argument checks. Tolerances: element-wise ops are exact in float32 except average
-and the 3+-input products (one rounding per op: rtol 1e-6); batch dot sums k products
-(rtol 1e-5 against the float64 reference, measured <= 2e-6)."""
+buffers and argument checks. Tolerances: one float32 rounding per op against the float64
+reference (rtol 1e-6, atol 5e-7 where sums cancel); batch dot sums k products (rtol 1e-5,
+measured <= 2e-6)."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -20,10 +20,12 @@ def test_elementwise_matches_reference(shape, op, k, seed):
     rng = np.random.default_rng(seed)
     xs = [rng.standard_normal(shape).astype(np.float32) for _ in range(k)]
     y = mk.elementwise(op, xs)
-    np.testing.assert_allclose(y, ref.elementwise(op, xs), rtol=1e-6, atol=1e-7)
+    # float32 sums/products of 2-4 N(0, 1) values round at ~1.2e-7 absolute (measured) where the
+    # float64 reference cancels to near 0: atol 5e-7
+    np.testing.assert_allclose(y, ref.elementwise(op, xs), rtol=1e-6, atol=5e-7)
     dy = rng.standard_normal(shape).astype(np.float32)
     for a, b in zip(mk.elementwise_backward(op, xs, y, dy), ref.elementwise_backward(op, xs, y, dy)):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=5e-7)
 
 
 def test_maximum_ties_go_to_the_first_input():
@@ -88,8 +90,11 @@ def test_l2_normalize_matches_reference(shape, seed):
     ru, rinv = ref.l2_normalize(x, -1)
     np.testing.assert_allclose(u, ru, rtol=2e-6, atol=1e-7)
     du = rng.standard_normal(shape).astype(np.float32)
+    # the gradient's scale is inv_norm * |du|; float32 rounding of u (|u| = 1 +- 1e-7) leaves
+    # ~1e-7 of it where the true value cancels to 0 (one element per row)
+    scale = float(np.max(inv[inv < 1e7], initial=1.0)) * max(1.0, float(np.abs(du).max()))
     np.testing.assert_allclose(mk.l2_normalize_backward(u, inv, du, -1), ref.l2_normalize_backward(ru, rinv, du, -1),
-                               rtol=1e-4, atol=1e-5)
+                               rtol=1e-4, atol=1e-6 * scale)
 
 
 def test_l2_normalize_gradient_is_numerical(rng):
