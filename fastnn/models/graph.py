@@ -43,7 +43,7 @@ class Graph:
                                 f"calls); received {type(t).__name__}.")
         calls, first_seen = _build_map(inputs, outputs)
         self._graph_calls = calls
-        self._layer_order = _layers_by_depth(inputs, calls, first_seen)
+        self._layer_order, self._call_depth = _layers_by_depth(inputs, calls, first_seen)
         names = [layer.name for layer in self._layer_order]
         for name in names:
             if names.count(name) > 1:
@@ -115,6 +115,14 @@ class Graph:
         outs = set(self._output_ids)
         self._bn_relu = fusion.bn_relu_pairs(self._nodes, outs)
         self._chains = fusion.inference_chains(self._nodes, outs)
+
+    def _is_chain(self):
+        """Keras's "sequential-like" graph: one call per depth, each on at most one tensor, no
+        layer called twice (summary then leaves out the "Connected to" column)."""
+        depths = [self._call_depth.get(id(c), 0) for c in self._graph_calls]
+        layers = [id(c.layer) for c in self._graph_calls]
+        return (len(set(depths)) == len(depths) and len(set(layers)) == len(layers)
+                and all(len(c.inputs) <= 1 for c in self._graph_calls))
 
     def _ensure_built(self, xs):
         if not self.built:
@@ -552,4 +560,8 @@ def _layers_by_depth(inputs, calls, first_seen):
         layer_depth[id(c.layer)] = depth[id(c)] = d
         for p in parents[id(c)]:
             depth[id(p)] = max(d + 1, depth.get(id(p), 0))
-    return sorted(layers.values(), key=lambda l: (-layer_depth[id(l)], first_seen[id(l)]))
+    for t in inputs:   # an unused Input sits at depth 0, as Keras puts it
+        if t.call is not None and id(t.call) not in depth:
+            depth[id(t.call)] = layer_depth[id(t.layer)] = 0
+    order = sorted(layers.values(), key=lambda l: (-layer_depth[id(l)], first_seen[id(l)]))
+    return order, depth

@@ -65,8 +65,10 @@ class Model(Trainer, Graph, Layer):
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
+        """Print Keras's table of the layers (see fastnn.models.summary for the layout)."""
         from fastnn.models.summary import summary_lines
-        lines = summary_lines(self)
+        lines = summary_lines(self, line_length=line_length, positions=positions, expand_nested=expand_nested,
+                              show_trainable=show_trainable, layer_range=layer_range)
         if print_fn is None:
             print("\n".join(lines))
         else:

@@ -270,3 +270,33 @@ def test_graph_errors_name_the_problem():
         L.Add()([a, fastnn.Input((4,))])
     with pytest.raises(AttributeError, match="never been called"):
         L.Dense(2).output
+
+
+def _summary_model(K):
+    L = K.layers
+    a, b = K.Input((6,), name="a"), K.Input((6,), name="b")
+    shared = L.Dense(5, name="shared")
+    ha, hb = shared(a), shared(b)
+    bn = L.BatchNormalization(name="batch_normalization_with_a_long_name")(ha)
+    c = L.Concatenate(name="cat")([bn, hb, ha])
+    seq = K.Sequential([K.Input((15,)), L.Dense(3, name="s1"), L.Dense(2, name="s2")], name="seq")
+    seq.trainable = False
+    return K.Model([a, b], [seq(c), L.Dense(1, name="reg")(c)], name="summary_model")
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"expand_nested": True, "show_trainable": True}, {"line_length": 64}])
+@pytest.mark.parametrize("which", ["graph", "sequential"])
+def test_summary_text_equals_keras(which, kwargs, monkeypatch):
+    """The whole printed table, character for character: columns, wrapping, connections, counts."""
+    monkeypatch.setenv("COLUMNS", "84")    # the terminal width the default line length depends on
+    if which == "graph":
+        fm, km = _summary_model(fastnn), _summary_model(keras)
+    else:
+        build = (lambda K: K.Sequential([K.Input((4,)), K.layers.Dense(3, name="d"),
+                                         K.layers.BatchNormalization(name="batch_normalization_long_name_here"),
+                                         K.layers.ReLU(name="r")], name="seq_model"))
+        fm, km = build(fastnn), build(keras)
+    got, want = [], []
+    fm.summary(print_fn=got.append, **kwargs)
+    km.summary(print_fn=lambda s, line_break=None: want.append(s), **kwargs)
+    assert "\n".join(got) == "".join(want).rstrip("\n")
