@@ -401,6 +401,14 @@ class Layer:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
 
 
+def class_name(layer) -> str:
+    """The class name Keras shows for a layer: "Functional" for a plain Model(inputs, outputs)."""
+    cls = type(layer)
+    if cls.__name__ == "Model" and cls.__module__.startswith("fastnn."):
+        return "Functional"
+    return cls.__name__
+
+
 def _is_list_of_shapes(s) -> bool:
     return isinstance(s, list) and bool(s) and all(isinstance(e, (tuple, list)) for e in s)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 
-from fastnn.layers.base import shape_str
+from fastnn.layers.base import class_name, shape_str
 
 
 def _fmt_bytes(n):
@@ -143,7 +143,7 @@ def summary_lines(model, line_length=None, positions=None, expand_nested=False, 
 
     def fields(layer, prefix, top):
         n = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-        row = [f"{prefix}{layer.name} ({type(layer).__name__})", _output_shape(layer), n]
+        row = [f"{prefix}{layer.name} ({class_name(layer)})", _output_shape(layer), n]
         if not sequential_like:
             row.append(_connections(layer, in_model) if top else "-")
         if show_trainable:

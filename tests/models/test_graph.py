@@ -281,7 +281,9 @@ def _summary_model(K):
     c = L.Concatenate(name="cat")([bn, hb, ha])
     seq = K.Sequential([K.Input((15,)), L.Dense(3, name="s1"), L.Dense(2, name="s2")], name="seq")
     seq.trainable = False
-    return K.Model([a, b], [seq(c), L.Dense(1, name="reg")(c)], name="summary_model")
+    i = K.Input((15,), name="fi")
+    func = K.Model(i, L.Dense(2, name="f1")(i), name="func")
+    return K.Model([a, b], [seq(c), L.Dense(1, name="reg")(c), func(c)], name="summary_model")
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"expand_nested": True, "show_trainable": True}, {"line_length": 64}])
