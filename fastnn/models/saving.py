@@ -13,8 +13,10 @@ executes code (np.load(allow_pickle=False)):
 Writes are atomic: the file is written next to the target under a temporary name and moved in
 with os.replace, so an interrupted save leaves any previous file intact.
 
-`save_weights("x.weights.h5")` writes Keras's layout (`layers/<layer name>/vars/<i>`) with h5py
-when it is installed, else an `.npz` with the same keys (the file name is kept).
+`save_weights("x.weights.h5")` writes Keras 3's layout (`layers/<snake_case class>[_k]/vars/<i>`,
+nested models as `layers/functional/layers/...`) with h5py when it is installed, else an `.npz`
+with the same keys (the file name is kept); files from Keras 3 load, and so do fastnn files keyed
+by layer names (the earlier layout).
 """
 from __future__ import annotations
 
@@ -200,12 +202,37 @@ def _model_class(name, custom_objects, fn):
 
 # ---------------------------------------------------------------------------------------------
 def _weight_keys(model):
-    """Keras's .weights.h5 layout: layers/<layer name>/vars/<i> for each layer with weights."""
-    keys = []
-    for layer in model.layers:
-        for i, v in enumerate(layer.weights):
-            keys.append((f"layers/{layer.name}/vars/{i}", v))
-    return keys
+    """Keras 3's .weights.h5 layout (KERAS-NUMERICS.md §2.13): ([(key, variable)], [groups]).
+
+    Each container's children are keyed by their snake-cased class name, made unique within the
+    container by _1, _2, ... in model.layers order (layers/dense, layers/dense_1,
+    layers/batch_normalization/vars/0, ...), never by the layer's own name, so a file loads into
+    an equal architecture built under other names; a nested model is a container of its own
+    (layers/functional/layers/dense/vars/0). Every layer and container gets its vars group.
+    """
+    from fastnn.layers.base import class_name, snake_case
+    keys, groups = [], ["vars"]
+
+    def walk(container, prefix):
+        used = {}
+        for layer in container.layers:
+            base = snake_case(class_name(layer))
+            k = used.get(base, 0)
+            used[base] = k + 1
+            path = f"{prefix}layers/{base if k == 0 else f'{base}_{k}'}"
+            groups.append(f"{path}/vars")
+            if hasattr(layer, "_graph_calls") and layer.built:
+                walk(layer, path + "/")
+            else:
+                keys.extend((f"{path}/vars/{i}", v) for i, v in enumerate(layer._variables))
+
+    walk(model, "")
+    return keys, groups
+
+
+def _legacy_weight_keys(model):
+    """The layout fastnn wrote before: layers/<layer name>/vars/<i> (still read)."""
+    return [(f"layers/{layer.name}/vars/{i}", v) for layer in model.layers for i, v in enumerate(layer.weights)]
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -214,7 +241,7 @@ def save_weights(model, filepath, overwrite=True):
         raise ValueError(f"save_weights: the filepath must end in '.weights.h5'; received {filepath!r}.")
     if os.path.exists(filepath) and not overwrite:
         raise FileExistsError(f"save_weights: {filepath!r} exists and overwrite=False.")
-    keys = _weight_keys(model)
+    keys, groups = _weight_keys(model)
     try:
         import h5py
     except ImportError:
@@ -226,8 +253,8 @@ def save_weights(model, filepath, overwrite=True):
                 h.attrs["format"] = FORMAT
                 for key, v in keys:
                     h.create_dataset(key, data=v.value)
-                for layer in model.layers:  # layers without weights still get their group, as Keras
-                    h.require_group(f"layers/{layer.name}/vars")
+                for g in groups:  # layers without weights still get their group, as Keras
+                    h.require_group(g)
         else:
             np.savez(f, **{k: v.value for k, v in keys})
 
@@ -236,7 +263,7 @@ def save_weights(model, filepath, overwrite=True):
 
 def load_weights(model, filepath):
     filepath = os.fspath(filepath)
-    keys = _weight_keys(model)
+    keys, _ = _weight_keys(model)
     with open(filepath, "rb") as f:
         magic = f.read(8)
     if magic.startswith(b"PK"):
@@ -246,9 +273,11 @@ def load_weights(model, filepath):
         import h5py
         arrays = {}
         with h5py.File(filepath, "r") as h:
-            for key, _ in keys:
+            for key, _ in keys + _legacy_weight_keys(model):
                 if key in h:
                     arrays[key] = h[key][()]
+    if any(k not in arrays for k, _ in keys) and all(k in arrays for k, _ in _legacy_weight_keys(model)):
+        keys = _legacy_weight_keys(model)    # a file from an earlier fastnn (keyed by layer names)
     missing = [k for k, _ in keys if k not in arrays]
     if missing:
         raise ValueError(f"load_weights: {filepath!r} lacks weights {missing[:5]}; the layer names or structure "

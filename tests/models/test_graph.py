@@ -302,3 +302,19 @@ def test_summary_text_equals_keras(which, kwargs, monkeypatch):
     fm.summary(print_fn=got.append, **kwargs)
     km.summary(print_fn=lambda s, line_break=None: want.append(s), **kwargs)
     assert "\n".join(got) == "".join(want).rstrip("\n")
+
+
+@pytest.mark.parametrize("name", ["nested", "two_in_two_out", "residual"])
+def test_keras_weights_file_loads_into_fastnn_and_back(name, tmp_path):
+    """Keras 3's .weights.h5 (keys from class names, nested containers) is read and written as is."""
+    pytest.importorskip("h5py")
+    fm, km, x, _, _ = _pair(name)
+    km.save_weights(tmp_path / "k.weights.h5")
+    fm.load_weights(tmp_path / "k.weights.h5")
+    for a, b in zip(_flat(fm.predict(x, verbose=0)), _flat(km.predict(x, verbose=0))):
+        _close(a, b, "predict with Keras's weight file")
+    fm2, km2, *_ = _pair(name, rng_seed=5)
+    fm.save_weights(tmp_path / "f.weights.h5")
+    km2.load_weights(tmp_path / "f.weights.h5")
+    for a, b in zip(km2.get_weights(), fm.get_weights()):
+        np.testing.assert_array_equal(a, b)
