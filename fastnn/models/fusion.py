@@ -155,16 +155,8 @@ def run_inference(nodes, chains, vals):
             None if shortcut is None else vals[shortcut]))
 
 
-_SKIP_CACHE: dict = {}
-
-
 def _skipped(chains):
-    """The node indices that chains replace (cached per plan: computed once, not per batch)."""
-    key = id(chains)
-    hit = _SKIP_CACHE.get(key)
-    if hit is None or hit[0] is not chains:
-        members = set()
-        for chain in chains.values():
-            members |= chain[5]
-        hit = _SKIP_CACHE[key] = (chains, frozenset(members))
-    return hit[1]
+    """The node indices that chains replace (a few small frozensets joined per forward pass)."""
+    if not chains:
+        return ()
+    return frozenset().union(*(chain[5] for chain in chains.values()))

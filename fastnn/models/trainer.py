@@ -109,6 +109,9 @@ class Trainer(DataChecks):
                 raise ValueError(f"compile: the model has 1 output; received {len(args['loss'])} losses.")
             losses = list(args["loss"])
         lw = args["loss_weights"]
+        if not isinstance(args["loss"], (list, tuple, dict)) and isinstance(lw, (list, tuple, dict)) and len(lw) > 1:
+            raise ValueError(f"compile: loss_weights must match the number of losses; received one loss and "
+                             f"{len(lw)} weights. Give the loss as a list or dict too (as Keras requires).")
         weights = per_output(lw, "loss_weights") if lw is not None else [None] * k
         if k == 1 and isinstance(lw, (list, tuple)):
             weights = list(lw)

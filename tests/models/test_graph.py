@@ -143,7 +143,19 @@ def _feature_extraction(K, rng):
             dict(loss="mse"))
 
 
-FORMS = {"two_in_two_out": _two_in_two_out, "dict_io": _dict_io, "nested": _nested, "residual": _residual,
+def _one_loss_two_outputs(K, rng):
+    """One loss for both outputs, metrics for one output only (a dict)."""
+    L = K.layers
+    inp = K.Input((5,), name="x")
+    h = L.Dense(6, activation="relu", name="trunk")(inp)
+    model = K.Model(inp, [L.Dense(2, name="o1")(h), L.Dense(3, activation="sigmoid", name="o2")(h)], name="one_loss")
+    n = 16
+    y = [rng.standard_normal((n, 2)).astype("float32"), rng.random((n, 3)).astype("float32")]
+    return (model, rng.standard_normal((n, 5)).astype("float32"), y,
+            dict(loss="mse", metrics={"o2": ["mae", "mse"]}))
+
+
+FORMS = {"two_in_two_out": _two_in_two_out, "one_loss_two_outputs": _one_loss_two_outputs, "dict_io": _dict_io, "nested": _nested, "residual": _residual,
          "frozen": _frozen, "feature_extraction": _feature_extraction}
 
 
@@ -206,7 +218,7 @@ def test_predict_evaluate_and_training_match_keras(name):
         _close(ft[k], kt[k], f"test_on_batch {k}", rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(set(FORMS) - {"feature_extraction"}))
+@pytest.mark.parametrize("name", sorted(FORMS))
 def test_keras_round_trip(name, tmp_path):
     fm, x, y, kw = FORMS[name](fastnn, np.random.default_rng(1))
     fm.compile(optimizer="adam", **kw)
@@ -267,6 +279,10 @@ def test_graph_errors_name_the_problem():
     m = fastnn.Model(a, [L.Dense(2, name="o1")(a), L.Dense(1, name="o2")(a)])
     with pytest.raises(ValueError, match="o1"):
         m.compile("sgd", loss={"o3": "mse"})
+        m._prepare_training()
+    with pytest.raises(ValueError, match="loss_weights must match"):   # Keras refuses it too
+        m.compile("sgd", loss="mse", loss_weights=[1.0, 2.0])
+        m._prepare_training()
     m.compile("sgd", loss="mse")
     with pytest.raises(ValueError, match="2 outputs"):
         m.fit(np.zeros((4, 3)), np.zeros((4, 2)), verbose=0)
