@@ -78,8 +78,9 @@ def _graph():
     """A residual block with a shared layer, a nested model and two outputs (two losses)."""
     a, b = L.Input((16, 16, 8)), L.Input((16, 16, 8))
     conv = L.Conv2D(8, 3, padding="same")
-    h = L.ReLU()(L.BatchNormalization()(conv(a)))
-    h = L.ReLU()(L.Add()([a, L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(h))]))
+    x = conv(a)                                                   # read by the block and its shortcut
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(x)))
+    h = L.ReLU()(L.Add()([x, L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(h))]))
     h2 = conv(b)                                                  # the shared conv's second call
     i = L.Input((16, 16, 8))
     inner = fastnn.Model(i, L.GlobalAveragePooling2D()(L.Conv2D(8, 1, activation="relu")(i)))
