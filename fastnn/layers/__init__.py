@@ -8,7 +8,8 @@ from fastnn.layers.base import KerasTensor, Layer, Variable
 from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
 from fastnn.layers.core import (Activation, Dense, Dropout, Flatten, Identity, Input, InputLayer, Lambda,
                                 Permute, RepeatVector, Reshape)
-from fastnn.layers.merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
+from fastnn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
+                                   concatenate, dot, maximum, minimum, multiply, subtract)
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,

@@ -194,3 +194,44 @@ class Dot(_Merge):
 
 def _keep(shape, axis):
     return tuple(1 if j == axis else d for j, d in enumerate(shape))
+
+
+# Keras's functional forms: keras.layers.add([a, b]) is Add()([a, b]), and so on
+def add(inputs, **kwargs):
+    """Add()(inputs)."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    """Subtract()(inputs)."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """Multiply()(inputs)."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    """Average()(inputs)."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    """Maximum()(inputs)."""
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    """Minimum()(inputs)."""
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """Concatenate(axis)(inputs)."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs, axes=-1, normalize=False, **kwargs):
+    """Dot(axes, normalize)(inputs)."""
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)

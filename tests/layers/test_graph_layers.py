@@ -98,3 +98,16 @@ def test_merge_shape_errors(make, shapes, match):
         return
     with pytest.raises(ValueError, match=match):
         layer([fastnn.Input(s[1:]) for s in shapes])
+
+
+def test_functional_forms_of_the_merging_layers(rng):
+    a, b = fastnn.Input((3,)), fastnn.Input((3,))
+    outs = [L.add([a, b]), L.subtract([a, b]), L.multiply([a, b]), L.average([a, b]), L.maximum([a, b]),
+            L.minimum([a, b]), L.concatenate([a, b]), L.dot([a, b], axes=1)]
+    m = fastnn.Model([a, b], outs)
+    x = [rng.standard_normal((4, 3)).astype(np.float32) for _ in range(2)]
+    got = m.predict(x, verbose=0)
+    want = [x[0] + x[1], x[0] - x[1], x[0] * x[1], (x[0] + x[1]) * np.float32(0.5), np.maximum(*x),
+            np.minimum(*x), np.concatenate(x, -1), np.sum(x[0] * x[1], axis=1, keepdims=True)]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
