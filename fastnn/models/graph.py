@@ -28,6 +28,7 @@ class Graph:
     """Nodes, tensors, layers and weights of a functional model, and its forward/backward passes."""
 
     _timer = None  # a fastnn.models.profile.StepTimer while model.profile runs
+    _fused_layers = ()  # output layers whose loss gives d/d(logits) (set by the trainer)
     _bn_relu = ()  # (BatchNormalization, ReLU) pairs fused in the forward pass (fusion.bn_relu_pairs)
 
     # ---------------------------------------------------------------------------------------
@@ -251,8 +252,13 @@ class Graph:
         vals = self._vals
         for i, x in zip(self._input_ids, xs):
             vals[i] = x
-        for layer, need in self._need_dx:   # a layer may sit in several graphs: set per pass
+        # a layer may sit in several graphs (a nested model trained on its own too): its
+        # per-graph flags are set for every pass
+        for layer, need in self._need_dx:
             layer._need_dx = need
+            layer._fused_output = False
+        for layer in self._fused_layers:
+            layer._fused_output = True
         timer = self._timer
         # BatchNormalization -> ReLU pairs of this graph run fused; the flags live only for this
         # pass (a layer may be reused elsewhere), each layer records what it did for backward

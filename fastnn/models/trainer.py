@@ -172,6 +172,8 @@ class Trainer(DataChecks):
         tvars = self.trainable_weights
         key = [id(v) for v in tvars]
         if self._arena is not None and self._arena_key == key:
+            if not self._arena.holds():   # a model sharing these weights (e.g. a GAN's combined
+                self._arena.adopt()       # model) moved them into its arena: take them back
             return
         if self._arena is not None:
             self._arena.release()
@@ -207,6 +209,7 @@ class Trainer(DataChecks):
                     and last.activity_regularizer is None):
                 last._fused_output = True
                 h.fused, h.layer = True, last
+        self._fused_layers = tuple(h.layer for h in self._heads if h.fused)
         self._plan_fusion()   # a fused output changes what inference may fuse
 
     @property

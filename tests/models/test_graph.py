@@ -377,3 +377,35 @@ def test_layer_gradients_are_numerical_in_a_shared_merging_graph(rng):
     errors = gradient_check(m, x, y, eps=1e-2, max_per_weight=12)
     # four layers with weights (the nested model counts as one); measured worst error 2.3e-4
     assert len(errors) == 4 and max(errors.values()) < 2e-3, errors
+
+
+def test_nested_model_trained_alone_and_inside_another_keeps_its_gradients(rng):
+    """The GAN pattern: a model trained on its own and as part of a combined model. Each graph
+    sets its layers' per-graph flags (the fused softmax + crossentropy output, dx needed) for
+    every pass, so alternating the two trains both correctly (the same steps as two fresh copies)."""
+    L = fastnn.layers
+
+    def build():
+        i = fastnn.Input((4,))
+        disc = fastnn.Model(i, L.Dense(2, activation="softmax")(L.Dense(5, activation="tanh")(i)))
+        j = fastnn.Input((3,))
+        combined = fastnn.Model(j, disc(L.Dense(4, activation="tanh")(j)))
+        return disc, combined
+
+    x, z = rng.standard_normal((8, 4)).astype("float32"), rng.standard_normal((8, 3)).astype("float32")
+    y = np.eye(2, dtype="float32")[rng.integers(0, 2, 8)]
+    disc, combined = build()
+    disc.compile("sgd", "categorical_crossentropy")
+    combined.compile("sgd", "categorical_crossentropy")
+    w0 = disc.get_weights()
+    combined.train_on_batch(z, y)        # moves the disc weights too
+    w1 = disc.get_weights()
+    disc.train_on_batch(x, y)
+    got = disc.get_weights()
+    ref, _ = build()                     # a fresh disc from w1, one step alone
+    ref.set_weights(w1)
+    ref.compile("sgd", "categorical_crossentropy")
+    ref.train_on_batch(x, y)
+    assert not np.allclose(w0[0], w1[0])
+    for a, b in zip(got, ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
