@@ -64,7 +64,8 @@ def test_dot_equals_keras(opts):
     assert len(f_edges) >= 6
 
 
-@pytest.mark.skipif(not HAVE_DOT, reason="graphviz's dot program is not installed")
+@pytest.mark.skipif(not HAVE_DOT and os.environ.get("FASTNN_REQUIRE_ORACLES") != "1",
+                    reason="graphviz's dot program is not installed")   # under CI a missing dot fails
 @pytest.mark.parametrize("ext, magic", [("png", b"\x89PNG"), ("svg", b"<?xml"), ("pdf", b"%PDF")])
 def test_plot_model_writes_the_file(tmp_path, ext, magic):
     path = tmp_path / f"model.{ext}"
