@@ -12,12 +12,15 @@ import pytest
 import fastnn
 from fastnn.utils import model_visualization as mv
 
-if os.environ.get("FASTNN_REQUIRE_ORACLES") == "1":
-    import keras
-    import pydot
-else:
-    keras = pytest.importorskip("keras")
-    pydot = pytest.importorskip("pydot")
+keras = pydot = None   # the oracles, set for each test by _oracles
+
+
+@pytest.fixture(autouse=True)
+def _oracles(request, require):
+    """Keras and pydot through conftest's require: a skip here, a failure under CI."""
+    global keras, pydot
+    keras = request.getfixturevalue("keras")
+    pydot = require("pydot")
 
 HAVE_DOT = mv.check_graphviz()
 

@@ -87,6 +87,18 @@ def _serialize_struct(obj):
     return _serialize_id(obj)
 
 
+def _serialize_metrics(arg):
+    """Metrics as a plain JSON list when they are one metric or a flat list (the layout readers
+    of earlier files expect), else the nested form of _serialize_struct (per-output lists, dicts)."""
+    if arg is None:
+        return []
+    if not isinstance(arg, (list, tuple, dict)):
+        return [_serialize_id(arg)]
+    if isinstance(arg, (list, tuple)) and not any(isinstance(m, (list, tuple, dict)) for m in arg):
+        return [_serialize_id(m) for m in arg]
+    return _serialize_struct(arg)
+
+
 def _deserialize_struct(obj, getter):
     if isinstance(obj, dict) and "dict" in obj and len(obj) == 1:
         return {k: _deserialize_struct(v, getter) for k, v in obj["dict"].items()}
@@ -117,8 +129,8 @@ def save_model(model, filepath, overwrite=True):
             "optimizer": _serialize_id(model.optimizer),
             "loss": _serialize_struct(args["loss"]),
             "loss_weights": args["loss_weights"],
-            "metrics": _serialize_struct(args["metrics"]),
-            "weighted_metrics": _serialize_struct(args["weighted_metrics"]),
+            "metrics": _serialize_metrics(args["metrics"]),
+            "weighted_metrics": _serialize_metrics(args["weighted_metrics"]),
         }
         if getattr(model, "_arena", None) is not None and hasattr(model.optimizer, "variables"):
             opt_vars = [np.asarray(v) for v in model.optimizer.variables()]

@@ -19,10 +19,14 @@ import pytest
 
 import fastnn
 
-if os.environ.get("FASTNN_REQUIRE_ORACLES") == "1":
-    import keras   # CI: a missing oracle fails the run
-else:
-    keras = pytest.importorskip("keras")
+keras = None   # the oracle, set for each test by _oracle
+
+
+@pytest.fixture(autouse=True)
+def _oracle(request):
+    """Keras through conftest's keras fixture: a skip here, a failure under CI."""
+    global keras
+    keras = request.getfixturevalue("keras")
 pytestmark = pytest.mark.keras
 
 RTOL, ATOL = 2e-5, 2e-6
@@ -327,9 +331,9 @@ def test_summary_text_equals_keras(which, kwargs, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["nested", "two_in_two_out", "residual"])
-def test_keras_weights_file_loads_into_fastnn_and_back(name, tmp_path):
+def test_keras_weights_file_loads_into_fastnn_and_back(name, tmp_path, request):
     """Keras 3's .weights.h5 (keys from class names, nested containers) is read and written as is."""
-    pytest.importorskip("h5py")
+    request.getfixturevalue("require")("h5py")
     fm, km, x, _, _ = _pair(name)
     km.save_weights(tmp_path / "k.weights.h5")
     fm.load_weights(tmp_path / "k.weights.h5")
