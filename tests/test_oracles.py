@@ -67,6 +67,7 @@ def _run_with_oracles_blocked(tmp_path, require_oracles):
     suite = tmp_path / "suite"
     suite.mkdir()
     shutil.copy(TESTS / "conftest.py", suite / "conftest.py")
+    shutil.copy(TESTS / "oracles.py", tmp_path / "oracles.py")      # on the PYTHONPATH below
     (suite / "test_needs.py").write_text(NEEDS)
     (tmp_path / "empty").mkdir()
     env = {k: v for k, v in os.environ.items() if k != "FASTNN_REQUIRE_ORACLES"}

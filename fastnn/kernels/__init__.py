@@ -13,6 +13,7 @@ Each topic is a module with the same name at every level of the project:
     activation  every Keras 3 activation and its derivative
     loss        fused softmax/sigmoid + crossentropy values and gradients
     dropout     inverted dropout with a seeded generator
+    merge       merging layers' ops: element-wise over several inputs, concatenate, batch dot
     optim       fused optimizer updates over one flat float32 parameter buffer
     threads     one threading policy for BLAS, OpenMP and Numba
     resize      bilinear / nearest image resizing as Keras's Resizing (NumPy gathers)
@@ -37,8 +38,8 @@ import importlib
 from fastnn.kernels import isa, threads
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
-TOPICS = ("conv", "depthwise", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim",
-          "resize")
+TOPICS = ("conv", "depthwise", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "merge",
+          "optim", "resize")
 
 __all__ = [*TOPICS, "threads", "isa", "set_num_threads", "get_num_threads"]
 
