@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import numpy as np
 
@@ -50,8 +51,15 @@ def _isa() -> int:
     return _dk.get_isa() if ISA is None else ISA
 
 
+# GNU OpenMP cannot start a team in a forked child once the parent has used one (the child
+# hangs in its first parallel region): after a fork the kernels run on one thread.
+_forked = {"child": False}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _forked.update(child=True))
+
+
 def _threads(macs: float) -> int:
-    return 1 if macs < SERIAL_MACS else get_num_threads()
+    return 1 if macs < SERIAL_MACS or _forked["child"] else get_num_threads()
 
 
 def chunks(rows: int, ow: int) -> int:

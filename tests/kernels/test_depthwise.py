@@ -185,6 +185,32 @@ def test_weight_gradient_sums_a_fixed_chunk_grid_in_order():
     assert len(got) == 1, got
 
 
+def test_a_forked_child_runs_without_hanging(rng):
+    """GNU OpenMP hangs a forked child's first team once the parent used one: the kernels run
+    on one thread after a fork, with the same bits."""
+    x, w = rand(rng, (4, 9, 9, 16)), rand(rng, (3, 3, 16, 1))
+    with setting(threads=2):
+        want = K.depthwise_conv2d(x, w, None, 1, "same")     # the parent's OpenMP team exists now
+        pid = os.fork()
+        if pid == 0:
+            ok = np.array_equal(K.depthwise_conv2d(x, w, None, 1, "same"), want)
+            os._exit(0 if ok else 1)
+    import signal
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:                           # a hung child must fail the test, not hang it
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("depthwise_conv2d hung in a forked child")
+        time.sleep(0.05)
+    assert os.WEXITSTATUS(status) == 0
+
+
 def test_flavours_agree(rng, isa):
     """The flavour in force and the ones below it (selected per call) agree to rounding."""
     x, w = rand(rng, (2, 12, 13, 37)), rand(rng, (3, 3, 37, 2))
