@@ -61,3 +61,31 @@ def conv_geometry(spatial, kernel, strides, dilation, padding, fn: str):
                              f"received {padding!r}.")
     return [resolve_padding(n, k, s, d, p, "padding", fn)
             for n, k, s, d, p in zip(spatial, kernel, strides, dilation, pads)]
+
+
+def conv_transpose_padding(n: int, k: int, s: int, d: int, padding, output_padding, name: str, fn: str):
+    """Return (crop_before, crop_after, out_size) of one spatial axis of a transposed convolution.
+
+    Keras's rule (keras:backend/common/backend_utils.py): the full output of input length n is
+    (n - 1) * s + (k - 1) * d + 1 long; "valid" keeps it (plus output_padding, default
+    max(k_eff, s) - k_eff, on the right); "same" gives n * s (or, with output_padding,
+    (n - 1) * s + k_eff % 2 + output_padding) with the left crop min(ceil(pad / 2), k_eff - 1).
+    A negative crop_after means zeros appended on the right (no window reaches them).
+    """
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"{fn}: {name} must be 'valid' or 'same'; received {padding!r}.")
+    eff = (k - 1) * d + 1
+    if output_padding is not None:
+        if isinstance(output_padding, bool) or not isinstance(output_padding, numbers.Integral) \
+                or not 0 <= output_padding < s:
+            raise ValueError(f"{fn}: output_padding must be an int in [0, strides) per axis (here "
+                             f"[0, {s})); received {output_padding!r}.")
+    if padding.lower() == "valid":
+        op = max(eff, s) - eff if output_padding is None else int(output_padding)
+        left, right = eff - 1, eff - 1 + op
+    else:
+        total = s + eff - 2 if output_padding is None else eff + eff % 2 - 2 + int(output_padding)
+        left = min(total // 2 + total % 2, eff - 1)
+        right = total - left
+    crop_before, crop_after = eff - 1 - left, eff - 1 - right
+    return crop_before, crop_after, (n - 1) * s + eff - crop_before - crop_after

@@ -27,6 +27,7 @@ import os
 
 from fastnn._kernels import activation as _activation
 from fastnn._kernels import conv_direct as _conv_direct
+from fastnn._kernels import depthwise as _depthwise
 from fastnn._kernels import gemm as _gemm
 from fastnn._kernels import loss as _loss
 from fastnn._kernels import norm as _norm
@@ -37,7 +38,7 @@ __all__ = ["FLAVOURS", "supported", "best", "get_isa", "set_isa", "forced", "lev
 
 FLAVOURS = ("portable", "avx2", "avx512")      # index = the level the compiled modules take
 _MODULES = {"activation": _activation, "loss": _loss, "norm": _norm, "conv_direct": _conv_direct,
-            "winograd": _winograd, "gemm": _gemm, "pool": _pool}
+            "winograd": _winograd, "gemm": _gemm, "pool": _pool, "depthwise": _depthwise}
 _state = {"level": None}
 
 
@@ -114,6 +115,7 @@ def info() -> dict:
         "kernels": {
             "conv direct (few input channels)": wide[lvl] + (" (avx2 where it pads F less)" if lvl == 2 else ""),
             "conv winograd transforms": wide[lvl],
+            "depthwise conv": wide[lvl],
             "conv im2col / 1x1 / winograd GEMMs": "BLAS (np.matmul)",
             "dense GEMM": {2: "fastnn sgemm avx512 (6x64)", 1: "fastnn sgemm avx2 (6x16)",
                            0: "BLAS (np.matmul)"}[lvl],
