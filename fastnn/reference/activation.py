@@ -73,11 +73,15 @@ def _relu_d(x, negative_slope=0.0, max_value=None, threshold=0.0):
 
 
 def _softmax(x, axis):
+    if x.shape[axis] == 0:      # nothing to normalise (np.max has no identity)
+        return x.copy()
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
 def _log_softmax(x, axis):
+    if x.shape[axis] == 0:
+        return x.copy()
     z = x - x.max(axis=axis, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
 
