@@ -73,12 +73,11 @@ WINO_CLONES static void wino_input(const float *x, ptrdiff_t H, ptrdiff_t W, ptr
     }
 }
 
-/* Plain Keras ReLU exactly as activation.pxd's fnn_relu with its default parameters (the
- * 0 * v term keeps its NaN for v = -inf), so the fused epilogue is bit-identical to bias_act. */
+/* Plain Keras ReLU exactly as activation.pxd's fnn_relu with its default parameters (NaN
+ * stays NaN, -inf gives 0), so the fused epilogue is bit-identical to bias_act. */
 static inline float wino_relu(float v)
 {
-    const float r = v <= 0.0f ? 0.0f : v;
-    return r + 0.0f * (v < 0.0f ? v : 0.0f);
+    return v <= 0.0f ? 0.0f : v;
 }
 
 /* y[n, 2ti + a, 2tj + b, f] = (A^T M A)[a, b] + bias[f] for the outputs inside (OH, OW),
