@@ -19,7 +19,8 @@ def _describe(x) -> str:
 
 def check_array(x, name: str, fn: str, *, ndim=None, dtype=FLOAT32, shape=None,
                 contiguous: bool = True, writeable: bool = False) -> np.ndarray:
-    """Return `x` unchanged if it is a C-contiguous ndarray of `dtype` (and `ndim`/`shape`).
+    """Return `x` if it is a C-contiguous ndarray of `dtype` (and `ndim`/`shape`); an ndarray
+    subclass (np.matrix, np.memmap) comes back as a plain ndarray view of the same memory.
 
     Raises TypeError for a non-array or wrong dtype, ValueError for a wrong rank, shape or
     layout. `shape` may hold None for "any size" in a dimension.
@@ -27,6 +28,13 @@ def check_array(x, name: str, fn: str, *, ndim=None, dtype=FLOAT32, shape=None,
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{fn}: {name} must be a numpy.ndarray of {np.dtype(dtype).name}; "
                         f"received {_describe(x)}. Use np.asarray({name}, dtype='{np.dtype(dtype).name}').")
+    if type(x) is not np.ndarray:
+        # a subclass may change reshape/indexing (np.matrix stays 2-D) or carry a mask the
+        # kernels would ignore: work on the plain array (same memory), refuse masked arrays
+        if isinstance(x, np.ma.MaskedArray):
+            raise TypeError(f"{fn}: {name} must be a plain numpy.ndarray; received a masked array. "
+                            f"Use {name}.filled() (the kernels have no notion of a mask).")
+        x = x.view(np.ndarray)
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype).name}; received {_describe(x)}. "
                         f"Use {name}.astype('{np.dtype(dtype).name}').")
@@ -52,7 +60,7 @@ def prepare_out(out, shape, name: str, fn: str, dtype=FLOAT32, *, zero: bool = F
     shape = tuple(int(s) for s in shape)
     if out is None:
         return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
-    check_array(out, name, fn, dtype=dtype, shape=shape, writeable=True)
+    out = check_array(out, name, fn, dtype=dtype, shape=shape, writeable=True)
     if zero:
         out.fill(0)
     return out
