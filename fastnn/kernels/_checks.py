@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 FLOAT32 = np.dtype(np.float32)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _describe(x) -> str:
@@ -114,11 +115,18 @@ def as_tuple(value, n: int, name: str, fn: str, *, minimum: int = 1) -> tuple:
 
 
 def check_float(value, name: str, fn: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
-    """A finite real number within [low, high] (ends open when asked), as a Python float."""
+    """A finite real number within [low, high] (ends open when asked), as a Python float.
+
+    Finite means finite in float32 too (|value| <= 3.4e38): the kernels compute in float32,
+    where a larger value would be an infinity.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: {name} must be a real number; received {value!r}.")
-    v = float(value)
-    bad = not np.isfinite(v)
+    try:
+        v = float(value)
+    except OverflowError:       # an int beyond the float range
+        v = float("inf")
+    bad = not np.isfinite(v) or abs(v) > _FLOAT32_MAX
     if low is not None:
         bad |= v <= low if low_open else v < low
     if high is not None:
