@@ -188,7 +188,8 @@ def _geometry_2d(x, w, strides, padding, dilation, fn: str):
             and not all(isinstance(p, (tuple, list)) for p in padding):
         raise ValueError(f"{fn}: padding must be 'valid', 'same' or ((top, bottom), (left, right)); "
                          f"received {padding!r}.")
-    (pt, pb, oh), (pl, pr, ow) = conv_geometry(x.shape[1:3], w.shape[:2], strides, dilation, padding, fn)
+    (pt, pb, oh), (pl, pr, ow) = conv_geometry(x.shape[1:3], w.shape[:2], strides, dilation, padding, fn,
+                                               window="w", data="x")
     return strides, dilation, (pt, pb, pl, pr), (oh, ow)
 
 
@@ -199,7 +200,8 @@ def _geometry_1d(x, w, stride, padding, dilation, fn: str):
         if not isinstance(padding, (tuple, list)):
             raise ValueError(f"{fn}: padding must be 'valid', 'same', 'causal' or (left, right); "
                              f"received {padding!r}.")
-    left, right, ol = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn)
+    left, right, ol = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn,
+                                      window="w", data="x")
     return (1, stride), (1, dilation), (0, 0, left, right), (1, ol)
 
 
