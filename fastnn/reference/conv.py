@@ -36,7 +36,7 @@ def im2col(x, kh_size, kw_size, strides, dilation, geo):
             x0 = kx * dw
             x_max = x0 + sw * ow
             col[:, :, :, ky, kx, :] = img[:, y0:y_max:sh, x0:x_max:sw, :]
-    return col.reshape(n * oh * ow, -1)
+    return col.reshape(n * oh * ow, kh_size * kw_size * c)
 
 
 def col2im(col, x_shape, kh_size, kw_size, strides, dilation, geo):
