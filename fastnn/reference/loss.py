@@ -95,6 +95,8 @@ def sigmoid_binary_crossentropy_backward(probs, y, *, from_logits=True, label_sm
     dz = (p - ys) / k
     if not from_logits:
         lo, hi = _clip_bounds(p.dtype)
-        dz = np.where((p >= lo) & (p <= hi), dz, 0.0)
+        # the clip passes no gradient outside [lo, hi]; the sigmoid Jacobian p (1 - p) still
+        # multiplies that 0, so a NaN probability stays NaN (as Keras's chain rule gives)
+        dz = np.where((p >= lo) & (p <= hi), dz, 0.0 * p)
     s = 1.0 if scale is None else np.asarray(scale, dtype=p.dtype)
     return dz * (s if np.ndim(s) == 0 else s.reshape(s.shape + (1,) * (p.ndim - s.ndim)))
