@@ -59,7 +59,11 @@ def conv_geometry(spatial, kernel, strides, dilation, padding, fn: str, *, windo
     if isinstance(padding, str):
         pads = [padding] * rank
     else:
-        pads = list(padding)
+        try:
+            pads = list(padding)
+        except TypeError:
+            raise TypeError(f"{fn}: padding must be a string or {rank} (before, after) pairs; "
+                            f"received {padding!r}.") from None
         if len(pads) != rank:
             raise ValueError(f"{fn}: padding must be a string or {rank} (before, after) pairs; "
                              f"received {padding!r}.")
