@@ -62,20 +62,20 @@ def _sparse_labels(y, shape, fn):
         raise TypeError(f"{fn}: y must be a numpy.ndarray of integer class labels; received "
                         f"{type(y).__name__}.")
     if y.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: sparse labels must have an integer dtype; received dtype {y.dtype}. "
+        raise TypeError(f"{fn}: y: sparse labels must have an integer dtype; received dtype {y.dtype}. "
                         f"Use y.astype('int64') (or sparse=False for one-hot labels).")
     lead, k = tuple(shape[:-1]), shape[-1]
     if y.shape == lead + (1,):          # Keras accepts (N, 1) integer labels
         y = y.reshape(lead)
     if y.shape != lead:
-        raise ValueError(f"{fn}: sparse labels must have shape {lead} (the logits' shape without "
+        raise ValueError(f"{fn}: y: sparse labels must have shape {lead} (the logits' shape without "
                          f"the class axis); received shape {y.shape}.")
     if y.size:
         lo, hi = y.min(), y.max()
         if lo < 0 or hi >= k:
             bad = lo if lo < 0 else hi
             where = np.unravel_index(int(np.argmax(y == bad)), y.shape)
-            raise ValueError(f"{fn}: sparse label {int(bad)} at index {tuple(int(i) for i in where)} "
+            raise ValueError(f"{fn}: y: sparse label {int(bad)} at index {tuple(int(i) for i in where)} "
                              f"is out of range; labels must be in [0, {k - 1}] for {k} classes.")
     return np.ascontiguousarray(y.reshape(-1), dtype=np.int64)
 
