@@ -6,6 +6,8 @@ Use available() first: without AVX-512F this module has no kernel (callers use n
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from fastnn._kernels import gemm as _gemm
@@ -24,8 +26,20 @@ def available() -> bool:
     return _OK
 
 
+def _check_blocking(variant, kc, mc, fn):
+    """variant None or 0..2, kc and mc None or ints >= 1 (a negative or zero block size made
+    the C loops run forever; variant -1 read outside the microkernel tables)."""
+    if variant is not None and (isinstance(variant, bool) or not isinstance(variant, numbers.Integral)
+                                or not 0 <= variant < len(_gemm.MR)):
+        raise ValueError(f"{fn}: variant must be None or one of 0, 1, 2; received {variant!r}.")
+    for name, v in (("kc", kc), ("mc", mc)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+            raise ValueError(f"{fn}: {name} must be None or an int >= 1 (a block size); received {v!r}.")
+
+
 def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
     fn = "gemm.matmul"
+    _check_blocking(variant, kc, mc, fn)
     for name, arr in (("a", a), ("b", b), ("out", out)):
         if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or arr.ndim != 2:
             raise TypeError(f"{fn}: {name} must be a 2-D float32 ndarray; received "
