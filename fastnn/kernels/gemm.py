@@ -37,6 +37,13 @@ def _check_blocking(variant, kc, mc, fn):
             raise ValueError(f"{fn}: {name} must be None or an int >= 1 (a block size); received {v!r}.")
 
 
+def _check_no_alias(a, b, out, fn):
+    """out is written while a and b are still read: it must not share memory with them."""
+    for name, arr in (("a", a), ("b", b)):
+        if np.may_share_memory(out, arr) and np.shares_memory(out, arr):
+            raise ValueError(f"{fn}: out must not share memory with {name}; pass a separate buffer.")
+
+
 def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
     fn = "gemm.matmul"
     _check_blocking(variant, kc, mc, fn)
@@ -55,6 +62,7 @@ def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
         raise RuntimeError(f"{fn}: this CPU has no AVX-512F; use np.matmul.")
     if not out.flags.writeable:
         raise ValueError(f"{fn}: out must be writeable.")
+    _check_no_alias(a, b, out, fn)
     n = out.shape[1]
     if m == 0 or n == 0:
         return out
