@@ -18,6 +18,20 @@ def _describe(x) -> str:
     return f"type {type(x).__name__}"
 
 
+def plain(x: np.ndarray, name: str, fn: str) -> np.ndarray:
+    """An ndarray subclass as a plain ndarray of the same memory (np.matrix, np.memmap).
+
+    A subclass may change reshape/indexing (np.matrix stays 2-D); a masked array carries a
+    mask the kernels would ignore, so it is refused (TypeError).
+    """
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{fn}: {name} must be a plain numpy.ndarray; received a masked array. "
+                        f"Use {name}.filled() (the kernels have no notion of a mask).")
+    return x.view(np.ndarray)
+
+
 def check_array(x, name: str, fn: str, *, ndim=None, dtype=FLOAT32, shape=None,
                 contiguous: bool = True, writeable: bool = False) -> np.ndarray:
     """Return `x` if it is a C-contiguous ndarray of `dtype` (and `ndim`/`shape`); an ndarray
@@ -29,13 +43,7 @@ def check_array(x, name: str, fn: str, *, ndim=None, dtype=FLOAT32, shape=None,
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{fn}: {name} must be a numpy.ndarray of {np.dtype(dtype).name}; "
                         f"received {_describe(x)}. Use np.asarray({name}, dtype='{np.dtype(dtype).name}').")
-    if type(x) is not np.ndarray:
-        # a subclass may change reshape/indexing (np.matrix stays 2-D) or carry a mask the
-        # kernels would ignore: work on the plain array (same memory), refuse masked arrays
-        if isinstance(x, np.ma.MaskedArray):
-            raise TypeError(f"{fn}: {name} must be a plain numpy.ndarray; received a masked array. "
-                            f"Use {name}.filled() (the kernels have no notion of a mask).")
-        x = x.view(np.ndarray)
+    x = plain(x, name, fn)
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype).name}; received {_describe(x)}. "
                         f"Use {name}.astype('{np.dtype(dtype).name}').")

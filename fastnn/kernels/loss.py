@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from fastnn._kernels import loss as _loss
-from fastnn.kernels._checks import check_array, check_float, prepare_out
+from fastnn.kernels._checks import check_array, check_float, plain, prepare_out
 
 __all__ = ["softmax_crossentropy", "softmax_crossentropy_backward",
            "sigmoid_binary_crossentropy", "sigmoid_binary_crossentropy_backward", "PARALLEL_MIN"]
@@ -46,6 +46,7 @@ def _dense_labels(y, shape, fn):
     """Dense labels as a float32 C-contiguous array of `shape` (converted from any real dtype)."""
     if not isinstance(y, np.ndarray):
         raise TypeError(f"{fn}: y must be a numpy.ndarray of labels; received {type(y).__name__}.")
+    y = plain(y, "y", fn)
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{fn}: y must hold real numbers (one-hot or probabilities); received dtype "
                         f"{y.dtype}. For integer class labels pass sparse=True.")
@@ -61,6 +62,7 @@ def _sparse_labels(y, shape, fn):
     if not isinstance(y, np.ndarray):
         raise TypeError(f"{fn}: y must be a numpy.ndarray of integer class labels; received "
                         f"{type(y).__name__}.")
+    y = plain(y, "y", fn)
     if y.dtype.kind not in "iu":
         raise TypeError(f"{fn}: y: sparse labels must have an integer dtype; received dtype {y.dtype}. "
                         f"Use y.astype('int64') (or sparse=False for one-hot labels).")
@@ -88,6 +90,8 @@ def _scale(scale, n, fn):
         return np.full(1, check_float(scale, "scale", fn), np.float32), 0
     if isinstance(scale, np.ndarray) and scale.ndim == 0:
         return np.full(1, check_float(float(scale), "scale", fn), np.float32), 0
+    if isinstance(scale, np.ndarray):
+        scale = plain(scale, "scale", fn)
     if not isinstance(scale, np.ndarray) or scale.dtype.kind not in "iuf":
         raise TypeError(f"{fn}: scale must be None, a number or a real array of shape ({n},); "
                         f"received {type(scale).__name__}.")
@@ -164,6 +168,8 @@ def softmax_crossentropy_backward(probs, y, *, sparse=False, from_logits=True,
 
 
 def _binary_labels(y, shape, fn):
+    if isinstance(y, np.ndarray):
+        y = plain(y, "y", fn)
     if isinstance(y, np.ndarray) and shape[-1] == 1 and y.shape == tuple(shape[:-1]):
         y = y.reshape(shape)       # labels (N,) for outputs (N, 1), as Keras accepts
     return _dense_labels(y, shape, fn)
