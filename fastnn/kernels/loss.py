@@ -39,6 +39,9 @@ def _logits(z, name, fn):
     if z.ndim < 2:
         raise ValueError(f"{fn}: {name} must have shape (N, K) (or (..., K)); received shape {z.shape}. "
                          f"Use {name}.reshape(-1, 1) for a single output per sample.")
+    if z.shape[-1] == 0:
+        raise ValueError(f"{fn}: {name} must have at least one class (K >= 1 in (..., K)); received "
+                         f"shape {z.shape}.")
     return z
 
 
