@@ -101,7 +101,7 @@ def _axis_geometry(shape, axis, fn):
                          f"received a 0-d array. Use x.reshape(1).")
     if not -nd <= axis < nd:
         raise ValueError(f"{fn}: axis {axis} is out of range for an array with {nd} dimensions "
-                         f"(shape {tuple(shape)}); use an axis in [{-nd}, {nd - 1}].")
+                         f"(x of shape {tuple(shape)}); use an axis in [{-nd}, {nd - 1}].")
     axis %= nd
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
