@@ -25,6 +25,8 @@ def _tuple(v, n):
 def _pads(n, k, s, d, padding):
     """(pad before, pad after, output size) along one spatial axis."""
     span = (k - 1) * d + 1
+    if isinstance(padding, str):
+        padding = padding.lower()        # Keras takes "SAME" too
     if padding == "valid":
         before = after = 0
     elif padding == "same":
