@@ -138,7 +138,7 @@ def softmax_backward_call(draw):
                   lambda kw: R.softmax_crossentropy_backward(
                       kw["probs"], kw["y"], sparse=kw["sparse"], from_logits=kw["from_logits"],
                       label_smoothing=kw["label_smoothing"], scale=_ref_scale(kw)),
-                  inputs=("probs", "y", "scale"), outs={"dz": 0}, inplace=(("dz", "probs"),),
+                  inputs=("probs", "y", "scale"), outs={"dz": 0}, inplace=(("dz", "probs"),), scaled=True,
                   ignore=_at_the_clip,
                   params={"y": bad_y, "sparse": FLAG_JUNK, "from_logits": FLAG_JUNK,
                           "label_smoothing": SMOOTH_JUNK, "scale": _scale_junk(n)},
@@ -177,7 +177,7 @@ def sigmoid_backward_call(draw):
                   lambda kw: R.sigmoid_binary_crossentropy_backward(
                       kw["probs"], kw["y"], from_logits=kw["from_logits"],
                       label_smoothing=kw["label_smoothing"], scale=_ref_scale(kw)),
-                  inputs=("probs", "y", "scale"), outs={"dz": 0}, inplace=(("dz", "probs"),),
+                  inputs=("probs", "y", "scale"), outs={"dz": 0}, inplace=(("dz", "probs"),), scaled=True,
                   params={"y": bad_y, "from_logits": FLAG_JUNK, "label_smoothing": SMOOTH_JUNK,
                           "scale": _scale_junk(n)},
                   nonfinite="loose", label="sigmoid_binary_crossentropy_backward", **TOL)

@@ -1,17 +1,15 @@
-"""Fuzzing fastnn.kernels.norm: every public function under every row-loop flavour this CPU runs,
-valid and spoiled arguments (fuzzutil)."""
+"""Fuzzing fastnn.kernels.norm: every public function, valid and spoiled arguments (fuzzutil).
+The session fixture of tests/kernels/conftest.py runs it under every instruction-set flavour."""
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import fuzzutil as F
-from fastnn._kernels import norm as _norm
 from fastnn.kernels import norm as K
 from fastnn.reference import activation as RA
 from fastnn.reference import norm as R
 
-ISAS = [i for i in (0, 1, 2) if _norm.isa_ok(i)]
 # float32 kernel vs float64 reference, values of order one over <= 64 rows (test_norm.py's
 # per-element bounds come to ~2e-5 there; the backward's dx sums 3 terms of that size)
 TOL = dict(rtol=1e-5, atol=2e-5)
@@ -22,18 +20,6 @@ BACKWARD_TOL = dict(rtol=1e-4, atol=1e-4)
 PER_CHANNEL = ("gamma", "beta", "moving_mean", "moving_var", "mean", "invstd")
 FLOAT_JUNK = F.JUNK + [0.0, -0.5, 1.0, 1.5, 1e-45, 1e300, np.float32(0.9), "0.9"]
 FLAG_JUNK = [None, 0, 1, "True", np.bool_(True), 1.0, [True]]
-
-
-def _flavoured(fn, isa):
-    """fn run under row-loop flavour isa (0 portable, 1 AVX2+FMA, 2 AVX-512)."""
-    def call(**kw):
-        old = _norm.set_isa(isa)
-        try:
-            return fn(**kw)
-        finally:
-            _norm.set_isa(old)
-    call.__name__ = fn.__name__
-    return call
 
 
 @st.composite
@@ -49,7 +35,7 @@ def data(draw, min_rows=0):
     vec = lambda low=-2.0, high=2.0: F.values(rng, (c,), low=low, high=high)
     gamma = vec() if draw(st.booleans()) else None
     beta = vec() if draw(st.booleans()) else None
-    return rng, x, gamma, beta, vec(), np.abs(vec(0.1, 3.0)), special, draw(st.sampled_from(ISAS))
+    return rng, x, gamma, beta, vec(), np.abs(vec(0.1, 3.0)), special
 
 
 def _relu(y, on):
@@ -58,7 +44,7 @@ def _relu(y, on):
 
 @st.composite
 def train_call(draw):
-    rng, x, gamma, beta, mm, mv, special, isa = draw(data(min_rows=1))
+    rng, x, gamma, beta, mm, mv, special = draw(data(min_rows=1))
     momentum = draw(st.sampled_from([0.0, 0.5, 0.99, 1.0, 1]))
     epsilon = draw(st.sampled_from([1e-3, 1e-5, 1.0, np.float32(1e-3)]))
     relu = draw(st.booleans())
@@ -68,7 +54,7 @@ def train_call(draw):
                                              kw["moving_var"], kw["momentum"], kw["epsilon"])
         return _relu(y, bool(kw["relu"])), mean, invstd, kw["moving_mean"], kw["moving_var"]
 
-    return F.Call(_flavoured(K.batch_norm_train, isa),
+    return F.Call(K.batch_norm_train,
                   dict(x=x, gamma=gamma, beta=beta, moving_mean=mm, moving_var=mv, momentum=momentum,
                        epsilon=epsilon, out=None, mean=None, invstd=None, relu=relu),
                   ref, inputs=("x", "gamma", "beta"), updated=("moving_mean", "moving_var"),
@@ -76,15 +62,15 @@ def train_call(draw):
                   outs={"out": 0, "mean": 1, "invstd": 2}, inplace=(("out", "x"),),
                   result=lambda kw, ret: (*ret, kw["moving_mean"], kw["moving_var"]),
                   params={"momentum": FLOAT_JUNK, "epsilon": FLOAT_JUNK, "relu": FLAG_JUNK},
-                  nonfinite="loose", label=f"batch_norm_train[isa{isa}]", **TOL)
+                  nonfinite="loose", label="batch_norm_train", **TOL)
 
 
 @st.composite
 def inference_call(draw):
-    rng, x, gamma, beta, mm, mv, special, isa = draw(data())
+    rng, x, gamma, beta, mm, mv, special = draw(data())
     epsilon = draw(st.sampled_from([1e-3, 1e-5, 1.0]))
     relu = draw(st.booleans())
-    return F.Call(_flavoured(K.batch_norm_inference, isa),
+    return F.Call(K.batch_norm_inference,
                   dict(x=x, gamma=gamma, beta=beta, moving_mean=mm, moving_var=mv, epsilon=epsilon,
                        out=None, relu=relu),
                   lambda kw: _relu(R.batch_norm_inference(kw["x"], kw["gamma"], kw["beta"], kw["moving_mean"],
@@ -93,23 +79,23 @@ def inference_call(draw):
                   no_special=PER_CHANNEL,
                   inplace=(("out", "x"),),
                   params={"epsilon": FLOAT_JUNK, "relu": FLAG_JUNK}, nonfinite="loose",
-                  label=f"batch_norm_inference[isa{isa}]", **TOL)
+                  label="batch_norm_inference", **TOL)
 
 
 @st.composite
 def fold_call(draw):
-    rng, x, gamma, beta, mm, mv, special, isa = draw(data())
+    rng, x, gamma, beta, mm, mv, special = draw(data())
     epsilon = draw(st.sampled_from([1e-3, 1e-5, 1.0]))
-    return F.Call(_flavoured(K.inference_fold, isa),
+    return F.Call(K.inference_fold,
                   dict(gamma=gamma, beta=beta, moving_var=mv, epsilon=epsilon, scale=None, shift=None),
                   lambda kw: R.inference_fold(kw["gamma"], kw["beta"], kw["moving_var"], kw["epsilon"]),
                   inputs=("gamma", "beta", "moving_var"), outs={"scale": 0, "shift": 1},
-                  params={"epsilon": FLOAT_JUNK}, label=f"inference_fold[isa{isa}]", **TOL)
+                  params={"epsilon": FLOAT_JUNK}, label="inference_fold", **TOL)
 
 
 @st.composite
 def backward_call(draw):
-    rng, x, gamma, beta, mm, mv, special, isa = draw(data(min_rows=1))
+    rng, x, gamma, beta, mm, mv, special = draw(data(min_rows=1))
     _, mean, invstd = K.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy())
     dy = F.values(rng, x.shape, special=special)
     y = None
@@ -121,14 +107,14 @@ def backward_call(draw):
         dyr = kw["dy"] if kw["y"] is None else RA.grad("relu", kw["y"], kw["y"], kw["dy"])
         return R.batch_norm_backward(dyr, kw["x"], kw["gamma"], kw["mean"], kw["invstd"])
 
-    return F.Call(_flavoured(K.batch_norm_backward, isa),
+    return F.Call(K.batch_norm_backward,
                   dict(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd, dx=None, dgamma=None,
                        dbeta=None, y=y),
                   ref, inputs=("dy", "x", "gamma", "mean", "invstd", "y"),
                   no_special=PER_CHANNEL + ("y",),
                   outs={"dx": 0, "dgamma": 1, "dbeta": 2},
                   inplace=(("dx", "dy"), ("dx", "x"), ("dx", "y")), nonfinite="loose",
-                  label=f"batch_norm_backward[isa{isa}]", **BACKWARD_TOL)
+                  label="batch_norm_backward", **BACKWARD_TOL)
 
 
 CALLS = {"batch_norm_train": train_call(), "batch_norm_inference": inference_call(),
