@@ -37,8 +37,10 @@ def _check_blocking(variant, kc, mc, fn):
                                 or not 0 <= variant < len(_gemm.MR)):
         raise ValueError(f"{fn}: variant must be None or one of 0, 1, 2; received {variant!r}.")
     for name, v in (("kc", kc), ("mc", mc)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
-            raise ValueError(f"{fn}: {name} must be None or an int >= 1 (a block size); received {v!r}.")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                              or not 1 <= v < 2**31):
+            raise ValueError(f"{fn}: {name} must be None or an int in [1, 2**31) (a block size); "
+                             f"received {v!r}.")
 
 
 def _check_no_alias(a, b, out, fn):
