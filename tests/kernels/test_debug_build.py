@@ -26,6 +26,8 @@ def e(*shape, dtype=F32):
 
 
 def _gemm_probe():
+    if gemm.get_isa() == 0:
+        pytest.skip("the portable flavour has no sgemm: gemm.sgemm refuses before any buffer access")
     v = 2 if gemm.get_isa() >= 2 else 3
     gemm.sgemm(e(1, 1), e(1, 1), e(1, 1), False, e(0), e(64), v, 1, 1)      # pa empty
 

@@ -58,7 +58,7 @@ def dense_call(draw):
                   lambda r: R.dense(r["x"], r["w"], r["b"], r["activation"], **{p: r[p] for p in params}),
                   inputs=("x", "w", "b"), outs={"out": 0},
                   params={"activation": ACT_JUNK, **{p: F.JUNK for p in params}},
-                  nonfinite="loose", label=f"dense[{gemm}, split={split}, {act}]", **TOL)
+                  nonfinite="loose", label=f"dense[{gemm}, split={split}, {act}]", scaled=True, **TOL)
 
 
 @st.composite
