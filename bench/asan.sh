@@ -39,10 +39,10 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 unset FASTNN_REQUIRE_ORACLES
 
 # the build really is instrumented: a compiled kernel module links the sanitizer runtimes
-so=$(python -c "import fastnn._kernels.pool as m; print(m.__file__)")
+so=$(cd / && python -c "import fastnn._kernels.pool as m; print(m.__file__)")   # (not ./fastnn)
 ldd "$so" | grep -q libasan || { echo "asan.sh: $so is not linked against libasan" >&2; exit 1; }
 
-flavours="${ASAN_FLAVOURS:-$(python -c 'from fastnn.kernels import isa; print(" ".join(isa.supported()))')}"
+flavours="${ASAN_FLAVOURS:-$(cd / && python -c 'from fastnn.kernels import isa; print(" ".join(isa.supported()))')}"
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(tests/kernels)
 status=0

@@ -14,6 +14,9 @@ from fastnn.reference import conv as R
 # float32 kernel vs float64 reference, sums of <= 4*4*16 products of numbers <= 2 (the tests of
 # test_conv.py use 1e-4 on sums of ~100 products of O(1) numbers)
 TOL = dict(rtol=1e-4, atol=2e-4)
+# NaN/inf inputs: Winograd's transforms mix the 4x4 tile, so a +-inf in x or dy may turn into
+# NaN in other outputs / dw taps of that tile whose direct sum is finite (inf - inf); the
+# comparison allows that ("spread") only when an input holds a NaN or inf
 
 WINDOW_JUNK = F.JUNK + [(0, 1), (1,), (1, 2, 3), (-1, 1), (2**31, 1), 2**40, (1.0, 1), "1"]
 PADDING_JUNK = F.JUNK + ["full", "causal", "SAME", "Valid", ((1, 1), (1, 1)), ((-1, 0), (0, 0)),
@@ -109,7 +112,7 @@ def conv2d_call(draw):
                   inputs=("x", "w", "b"), outs={"out": 0},
                   params={"strides": WINDOW_JUNK, "padding": PADDING_JUNK, "dilation": WINDOW_JUNK,
                           "activation": ACT_JUNK, "affine": AFFINE_JUNK, "pool": POOL_JUNK},
-                  nonfinite="loose", label=f"conv2d[{kn}, {act}]", **TOL)
+                  nonfinite="spread", label=f"conv2d[{kn}, {act}]", **TOL)
 
 
 def _masked(dy, y):
@@ -141,7 +144,7 @@ def conv2d_backward_call(draw):
                   no_special=("y",),
                   params={"strides": WINDOW_JUNK, "padding": PADDING_JUNK, "dilation": WINDOW_JUNK,
                           "need_dx": FLAG_JUNK},
-                  nonfinite="loose", label=f"conv2d_backward[{kn}]", **TOL)
+                  nonfinite="spread", label=f"conv2d_backward[{kn}]", **TOL)
 
 
 @st.composite
@@ -179,7 +182,7 @@ def conv1d_call(draw):
                   inputs=("x", "w", "b"), outs={"out": 0},
                   params={"stride": WINDOW_JUNK, "padding": PADDING1D_JUNK, "dilation": WINDOW_JUNK,
                           "activation": ACT_JUNK},
-                  nonfinite="loose", label=f"conv1d[{kn}]", **TOL)
+                  nonfinite="spread", label=f"conv1d[{kn}]", **TOL)
 
 
 @st.composite
@@ -202,7 +205,7 @@ def conv1d_backward_call(draw):
                   no_special=("y",),
                   params={"stride": WINDOW_JUNK, "padding": PADDING1D_JUNK, "dilation": WINDOW_JUNK,
                           "need_dx": FLAG_JUNK},
-                  nonfinite="loose", label=f"conv1d_backward[{kn}]", **TOL)
+                  nonfinite="spread", label=f"conv1d_backward[{kn}]", **TOL)
 
 
 CALLS = {"conv2d": conv2d_call(), "conv2d_backward": conv2d_backward_call(),
