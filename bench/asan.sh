@@ -33,8 +33,12 @@ built=$(date +%s)
 echo "asan.sh: build + install $((built - start)) s"
 
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
-export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:symbolize=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# reports go to files (pytest captures the tests' stderr, and an aborted process loses it);
+# they are printed below when a run fails
+LOGS="$PWD/build/asan/reports"
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:symbolize=1:log_path=$LOGS/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$LOGS/ubsan"
 # the oracles of other tests (Keras) are not installed here: this run is about memory safety
 unset FASTNN_REQUIRE_ORACLES
 
@@ -51,6 +55,11 @@ for f in $flavours; do
     echo "asan.sh: FASTNN_ISA=$f pytest ${args[*]}"
     FASTNN_ISA="$f" pytest -q -p no:cacheprovider "${args[@]}" || status=$?
     echo "asan.sh: flavour $f: exit $status, $(( $(date +%s) - t0 )) s"
+    if [ -n "$(ls -A "$LOGS")" ]; then
+        echo "asan.sh: sanitizer reports ($LOGS):"
+        cat "$LOGS"/*
+        status=1
+    fi
     [ $status -eq 0 ] || break
 done
 echo "asan.sh: total $(( $(date +%s) - start )) s, exit $status"
