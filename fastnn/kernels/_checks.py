@@ -138,7 +138,12 @@ def as_tuple(value, n: int, name: str, fn: str, *, minimum: int = 1) -> tuple:
         out = tuple(int(v) for v in out)
     if any(v < minimum for v in out):
         raise ValueError(f"{fn}: {name} must be >= {minimum} in every dimension; received {value!r}.")
+    if any(v > _MAX_WINDOW for v in out):   # the compiled loops take C ssize_t / int sizes
+        raise ValueError(f"{fn}: {name} must be at most 2**31 - 1 in every dimension; received {value!r}.")
     return out
+
+
+_MAX_WINDOW = (1 << 31) - 1
 
 
 def check_float(value, name: str, fn: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
