@@ -75,7 +75,7 @@ def _check(x, w, fn: str, rank: int):
                          f"depth multiplier.")
     taps = math.prod(w.shape[:-2])
     if taps > _dk.TMAX:
-        raise ValueError(f"{fn}: the kernel has {taps} taps ({'x'.join(map(str, w.shape[:-2]))}); the depthwise "
+        raise ValueError(f"{fn}: w has {taps} taps ({'x'.join(map(str, w.shape[:-2]))}); the depthwise "
                          f"kernels take at most {_dk.TMAX}. Use fastnn.kernels.conv with groups instead.")
     return x, w
 
