@@ -15,11 +15,12 @@ broken towards the earlier input), as a pairwise reduction left to right does.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
 
-from fastnn.kernels._checks import check_array, prepare_out
+from fastnn.kernels._checks import check_aliases, check_array, prepare_out
 
 __all__ = ["OPS", "elementwise", "elementwise_backward", "concatenate", "concatenate_backward",
            "batch_dot", "batch_dot_backward", "l2_normalize", "l2_normalize_backward"]
@@ -28,15 +29,31 @@ OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
 NORM_EPSILON = 1e-7   # keras backend.epsilon(), the floor of the norm in ops.normalize
 
 
+def _quiet(fn):
+    """NaN/inf data give NaN/inf results without NumPy RuntimeWarnings (as the compiled kernels)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            return fn(*args, **kwargs)
+    return call
+
+
 def _check_inputs(xs, fn, *, n=None, same_shape=True):
     if not isinstance(xs, (list, tuple)) or len(xs) < 1:
         raise TypeError(f"{fn}: xs must be a list of float32 arrays; received {type(xs).__name__}.")
     if n is not None and len(xs) != n:
         raise ValueError(f"{fn}: takes exactly {n} inputs; received {len(xs)}.")
     xs = [check_array(x, f"xs[{i}]", fn) for i, x in enumerate(xs)]
-    if same_shape and any(x.shape != xs[0].shape for x in xs):
-        raise ValueError(f"{fn}: every input must have the same shape; received {[x.shape for x in xs]}.")
+    if same_shape:
+        for i, x in enumerate(xs[1:], 1):
+            if x.shape != xs[0].shape:
+                raise ValueError(f"{fn}: every input must have the same shape; xs[{i}] has shape {x.shape} "
+                                 f"and xs[0] {xs[0].shape}.")
     return xs
+
+
+def _named(prefix, arrays):
+    return [(f"{prefix}[{i}]", a) for i, a in enumerate(arrays)]
 
 
 def _check_op(op, fn):
@@ -45,12 +62,15 @@ def _check_op(op, fn):
     return op
 
 
+@_quiet
 def elementwise(op, xs, *, out=None):
     """y = xs[0] (op) xs[1] (op) ... over same-shape arrays; average is the sum / len(xs)."""
     fn = "merge.elementwise"
     op = _check_op(op, fn)
     xs = _check_inputs(xs, fn, n=2 if op == "subtract" else None)
     out = prepare_out(out, xs[0].shape, "out", fn)
+    # out may be xs[0] itself (read before it is written, element by element), never another input
+    check_aliases(fn, [("out", out)], _named("xs", xs), same_ok=(("out", "xs[0]"),))
     if op == "subtract":
         return np.subtract(xs[0], xs[1], out=out)
     ufunc = {"add": np.add, "average": np.add, "multiply": np.multiply,
@@ -66,6 +86,7 @@ def elementwise(op, xs, *, out=None):
     return out
 
 
+@_quiet
 def elementwise_backward(op, xs, y, dy, *, dxs=None):
     """Gradients w.r.t. each input of elementwise(op, xs) = y, for dy; a list of arrays.
 
@@ -85,6 +106,8 @@ def elementwise_backward(op, xs, y, dy, *, dxs=None):
     if len(dxs) != k:
         raise ValueError(f"{fn}: dxs must hold {k} buffers; received {len(dxs)}.")
     dxs = [prepare_out(d, xs[0].shape, f"dxs[{i}]", fn) for i, d in enumerate(dxs)]
+    check_aliases(fn, _named("dxs", dxs), _named("xs", xs) + [("y", y if op in ("maximum", "minimum", "multiply")
+                                                                else None), ("dy", dy)])
     if op == "subtract":
         np.copyto(dxs[0], dy)
         np.negative(dy, out=dxs[1])
@@ -110,42 +133,59 @@ def elementwise_backward(op, xs, y, dy, *, dxs=None):
     return dxs
 
 
-def _axis(axis, ndim, fn, name="axis"):
+def _axis(axis, ndim, fn, name="axis", of="x"):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
-        raise ValueError(f"{fn}: {name} must be an int in [-{ndim}, {ndim}); received {axis!r}.")
+        raise ValueError(f"{fn}: {name} must be an int in [-{ndim}, {ndim}) ({of} has {ndim} dimensions); "
+                         f"received {axis!r}.")
     return int(axis) % ndim
 
 
+@_quiet
 def concatenate(xs, axis=-1, *, out=None):
     """Join arrays along `axis`; every other dimension must agree."""
     fn = "merge.concatenate"
     xs = _check_inputs(xs, fn, same_shape=False)
     nd = xs[0].ndim
-    ax = _axis(axis, nd, fn)
-    for x in xs:
+    if nd == 0:
+        raise ValueError(f"{fn}: xs[0] must have at least one axis; received a 0-d array.")
+    ax = _axis(axis, nd, fn, of="xs[0]")
+    for i, x in enumerate(xs):
         if x.ndim != nd or any(a != b for j, (a, b) in enumerate(zip(x.shape, xs[0].shape)) if j != ax):
-            raise ValueError(f"{fn}: inputs must agree on every axis but {axis}; received "
-                             f"{[x.shape for x in xs]}.")
+            raise ValueError(f"{fn}: inputs must agree on every axis but {axis}; xs[{i}] has shape {x.shape} "
+                             f"and xs[0] {xs[0].shape}.")
     shape = list(xs[0].shape)
     shape[ax] = sum(x.shape[ax] for x in xs)
     out = prepare_out(out, shape, "out", fn)
+    check_aliases(fn, [("out", out)], _named("xs", xs))
     return np.concatenate(xs, axis=ax, out=out)
 
 
+@_quiet
 def concatenate_backward(dy, sizes, axis=-1, *, dxs=None):
     """The slices of dy (one per input, `sizes` along `axis`), copied into contiguous arrays."""
     fn = "merge.concatenate_backward"
     dy = check_array(dy, "dy", fn)
-    ax = _axis(axis, dy.ndim, fn)
+    ax = _axis(axis, dy.ndim, fn, of="dy")
+    try:
+        sizes = list(sizes)
+    except TypeError:
+        raise TypeError(f"{fn}: sizes must be a list of ints (each input's size along axis); received "
+                        f"{sizes!r}.") from None
+    if not sizes or not all(isinstance(s, numbers.Integral) and not isinstance(s, (bool, np.bool_)) and s >= 0
+                            for s in sizes):
+        raise ValueError(f"{fn}: sizes must be a non-empty list of ints >= 0; received {sizes!r}.")
     sizes = [int(s) for s in sizes]
     if sum(sizes) != dy.shape[ax]:
         raise ValueError(f"{fn}: sizes {sizes} do not add up to dy.shape[{ax}] = {dy.shape[ax]}.")
     dxs = list(dxs) if dxs is not None else [None] * len(sizes)
+    if len(dxs) != len(sizes):
+        raise ValueError(f"{fn}: dxs must hold {len(sizes)} buffers (one per size); received {len(dxs)}.")
     out, start = [], 0
     for i, (s, d) in enumerate(zip(sizes, dxs)):
         shape = list(dy.shape)
         shape[ax] = s
         d = prepare_out(d, shape, f"dxs[{i}]", fn)
+        check_aliases(fn, [(f"dxs[{i}]", d)], _named("dxs", out) + [("dy", dy)])
         index = [slice(None)] * dy.ndim
         index[ax] = slice(start, start + s)
         np.copyto(d, dy[tuple(index)])
@@ -160,10 +200,13 @@ def _dot_axes(a, b, axes, fn):
                          f"{a.shape} and {b.shape}.")
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{fn}: a and b must have the same batch size; received {a.shape} and {b.shape}.")
-    pair = (axes, axes) if isinstance(axes, numbers.Integral) else tuple(axes)
+    try:
+        pair = (axes, axes) if isinstance(axes, numbers.Integral) else tuple(axes)
+    except TypeError:
+        raise TypeError(f"{fn}: axes must be an int or a pair of ints; received {axes!r}.") from None
     if len(pair) != 2:
         raise ValueError(f"{fn}: axes must be an int or a pair of ints; received {axes!r}.")
-    p, q = _axis(pair[0], a.ndim, fn, "axes[0]"), _axis(pair[1], b.ndim, fn, "axes[1]")
+    p, q = _axis(pair[0], a.ndim, fn, "axes[0]", "a"), _axis(pair[1], b.ndim, fn, "axes[1]", "b")
     if p == 0 or q == 0:
         raise ValueError(f"{fn}: cannot contract the batch axis; received axes={axes!r}.")
     if a.shape[p] != b.shape[q]:
@@ -171,6 +214,7 @@ def _dot_axes(a, b, axes, fn):
     return p, q
 
 
+@_quiet
 def batch_dot(a, b, axes, *, out=None):
     """Per-sample dot product contracting a's axes[0] with b's axes[1] (Keras's Dot layer).
 
@@ -183,14 +227,17 @@ def batch_dot(a, b, axes, *, out=None):
     n = a.shape[0]
     if a.ndim == 2:
         out = prepare_out(out, (n, 1), "out", fn)
+        check_aliases(fn, [("out", out)], [("a", a), ("b", b)])
         np.matmul(a[:, None, :], b[:, :, None], out=out.reshape(n, 1, 1))
         return out
     am = np.moveaxis(a, p, 2)            # (N, m, k)
     bm = np.moveaxis(b, q, 1)            # (N, k, n)
     out = prepare_out(out, (n, am.shape[1], bm.shape[2]), "out", fn)
+    check_aliases(fn, [("out", out)], [("a", a), ("b", b)])
     return np.matmul(am, bm, out=out)
 
 
+@_quiet
 def batch_dot_backward(a, b, dy, axes, *, da=None, db=None):
     """(da, db) for batch_dot(a, b, axes) and dy of its output's shape."""
     fn = "merge.batch_dot_backward"
@@ -200,16 +247,19 @@ def batch_dot_backward(a, b, dy, axes, *, da=None, db=None):
     db = prepare_out(db, b.shape, "db", fn)
     if a.ndim == 2:
         dy = check_array(dy, "dy", fn, shape=(a.shape[0], 1))
+        check_aliases(fn, [("da", da), ("db", db)], [("a", a), ("b", b), ("dy", dy)])
         np.multiply(dy, b, out=da)
         np.multiply(dy, a, out=db)
         return da, db
     am, bm = np.moveaxis(a, p, 2), np.moveaxis(b, q, 1)
     dy = check_array(dy, "dy", fn, shape=(a.shape[0], am.shape[1], bm.shape[2]))
+    check_aliases(fn, [("da", da), ("db", db)], [("a", a), ("b", b), ("dy", dy)])
     np.matmul(dy, bm.transpose(0, 2, 1), out=np.moveaxis(da, p, 2))
     np.matmul(am.transpose(0, 2, 1), dy, out=np.moveaxis(db, q, 1))
     return da, db
 
 
+@_quiet
 def l2_normalize(x, axis=-1, *, out=None, inv_norm=None):
     """u = x * min(1/sqrt(sum(x^2, axis)), 1/1e-7) (Keras's ops.normalize, order 2).
 
@@ -217,10 +267,13 @@ def l2_normalize(x, axis=-1, *, out=None, inv_norm=None):
     """
     fn = "merge.l2_normalize"
     x = check_array(x, "x", fn)
+    if x.ndim == 0:
+        raise ValueError(f"{fn}: x must have at least one axis; received a 0-d array.")
     ax = _axis(axis, x.ndim, fn)
     kshape = tuple(1 if j == ax else d for j, d in enumerate(x.shape))
     out = prepare_out(out, x.shape, "out", fn)
     inv_norm = prepare_out(inv_norm, kshape, "inv_norm", fn)
+    check_aliases(fn, [("out", out), ("inv_norm", inv_norm)], [("x", x)])
     np.multiply(x, x, out=out)
     np.sum(out, axis=ax, keepdims=True, out=inv_norm)
     np.sqrt(inv_norm, out=inv_norm)
@@ -231,14 +284,20 @@ def l2_normalize(x, axis=-1, *, out=None, inv_norm=None):
     return out, inv_norm
 
 
+@_quiet
 def l2_normalize_backward(u, inv_norm, du, axis=-1, *, dx=None):
     """dx for u = l2_normalize(x): inv_norm * (du - u * sum(du * u, axis)) where the norm is
     above the floor, inv_norm * du where it is clipped (then the factor is a constant)."""
     fn = "merge.l2_normalize_backward"
     u = check_array(u, "u", fn)
     du = check_array(du, "du", fn, shape=u.shape)
-    ax = _axis(axis, u.ndim, fn)
+    if u.ndim == 0:
+        raise ValueError(f"{fn}: u must have at least one axis; received a 0-d array.")
+    ax = _axis(axis, u.ndim, fn, of="u")
+    kshape = tuple(1 if j == ax else d for j, d in enumerate(u.shape))
+    inv_norm = check_array(inv_norm, "inv_norm", fn, shape=kshape)
     dx = prepare_out(dx, u.shape, "dx", fn)
+    check_aliases(fn, [("dx", dx)], [("u", u), ("du", du), ("inv_norm", inv_norm)])
     np.multiply(du, u, out=dx)
     s = np.sum(dx, axis=ax, keepdims=True)
     s *= inv_norm < np.float32(1.0 / NORM_EPSILON)      # clipped: no projection term
