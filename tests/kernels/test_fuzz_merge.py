@@ -180,7 +180,7 @@ def l2_normalize_backward_call(draw):
     u, inv_norm = K.l2_normalize(x, axis)
     du = F.values(rng, shape, special=draw(st.integers(0, 3)) == 0)
     # du - u*sum(du*u) cancels (to 0 when the axis has one element): the error follows the terms,
-    # a few eps32 of inv_norm*|du| per element summed (measured <= 1.1 eps32 * n * that)
+    # a few eps32 of inv_norm*|du| per summed element: the bound is 8 eps32 * that * n
     fin = np.abs(du[np.isfinite(du)])
     terms = float(inv_norm.max(initial=0.0)) * float(fin.max(initial=0.0)) * (shape[axis] if shape else 1)
     return F.Call(K.l2_normalize_backward, dict(u=u, inv_norm=inv_norm, du=du, axis=axis, dx=None),
