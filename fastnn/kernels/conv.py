@@ -1346,7 +1346,10 @@ def _backward_data(dy, w, strides, dilation, pads, dx):
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dwl), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, dy.shape[1:3]
     k = kh * kw * c
-    if n == 0:
+    if dx.size == 0:        # (a "same" transposed conv of an even window can have OH or OW 0)
+        return
+    if dy.size == 0:        # no output pixel: nothing reaches dx (the loops below would not zero it)
+        dx.fill(0.0)
         return
     wt = _workspace("tw", f * k).reshape(f, k)
     wt[...] = w.reshape(k, f).T
@@ -1461,6 +1464,11 @@ def _transpose_backward(x4, w4, dy4, strides, dilation, pads, dx4, dw4, db):
     """dx = conv(dy, w) (the transposed conv's adjoint), dw from conv2d_backward with the roles
     of x and dy exchanged, db = the column sums of dy."""
     explicit = ((pads[0], pads[1]), (pads[2], pads[3]))
+    if dy4.size == 0:       # an empty output (OH or OW 0, or F 0): every gradient is zero
+        for a in (dx4, dw4, db):
+            if a is not None:
+                a.fill(0.0)
+        return
     if dx4 is not None:
         conv2d(dy4, w4, None, strides, explicit, dilation, out=dx4)
     cdb = _workspace("tr_db", w4.shape[3])
