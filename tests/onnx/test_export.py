@@ -406,3 +406,14 @@ def test_argument_errors(tmp_path):
         fastnn.onnx.to_onnx(fastnn.Sequential([L.Dense(2)]))
     with pytest.raises(ValueError, match="does not fit"):
         fastnn.onnx.to_onnx(m, input_signature=[(None, 4)])
+
+
+def test_every_layer_class_has_a_handler():
+    """Each public layer class of fastnn.layers (whatever branches are merged in) exports; a layer
+    added without an ONNX handler fails here, naming it."""
+    import inspect
+    from fastnn.onnx import layers as handlers
+    handlers.register_all()
+    missing = [n for n, c in vars(L).items() if inspect.isclass(c) and issubclass(c, L.Layer) and c is not L.Layer
+               and handlers.lookup(c.__new__(c)) is None]
+    assert not missing, f"no ONNX handler for {missing}"
