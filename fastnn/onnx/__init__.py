@@ -34,6 +34,9 @@ def _onnx():
     return onnx
 
 
+_UNSET = object()
+
+
 class _Context:
     """What a handler sees: the builder and the Conv -> BatchNormalization folds chosen."""
 
@@ -41,6 +44,11 @@ class _Context:
         self.b = builder
         self._folds = folds          # id(conv layer node) -> the BatchNormalization folded into it
         self.current = None          # the node being exported (its fold, if any)
+        # Keras masks: the ONNX names of the (N, T) bool masks of the node's inputs (None: no
+        # mask); a handler that makes or consumes a mask sets mask_out (else a layer with
+        # supports_masking passes its input's mask on, and other layers drop it)
+        self.mask_in = []
+        self.mask_out = _UNSET
 
     def _bn(self, layer):
         return self._folds.get(self.current)
@@ -124,12 +132,17 @@ def to_onnx(model, opset=DEFAULT_OPSET, fold_batchnorm=False, input_signature=No
     if input_signature is not None:
         in_shapes = _signature(input_signature, in_shapes)
     syms = [None] * model._n_tensors
+    masks = [None] * model._n_tensors
     graph_inputs = []
-    for i, name, shape in zip(model._input_ids, in_names, in_shapes):
+    for i, t, name, shape in zip(model._input_ids, model._graph_inputs, in_names, in_shapes):
         b.reserve(name)
-        syms[i] = Sym(name, shape)
-        graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, _dims(shape, name)))
-    for name in out_names:
+        dtype = getattr(t, "dtype", "float32")   # int32 / int64: token ids for an Embedding
+        syms[i] = Sym(name, shape, dtype=dtype)
+        elem = {"int32": TensorProto.INT32, "int64": TensorProto.INT64}.get(dtype, TensorProto.FLOAT)
+        graph_inputs.append(helper.make_tensor_value_info(name, elem, _dims(shape, name)))
+    for k, (i, name) in enumerate(zip(model._output_ids, out_names)):
+        if name in in_names and syms[i] is None or (name in in_names and syms[i].name != name):
+            out_names[k] = name = b.unique(f"{name}_output")   # an output named as a different input
         b.reserve(name)
 
     nodes = model._nodes
@@ -148,17 +161,23 @@ def to_onnx(model, opset=DEFAULT_OPSET, fold_batchnorm=False, input_signature=No
                               f"{type(layer).__name__}. Register one with fastnn.onnx.layers.handles, or rebuild "
                               f"the model without this layer.")
         cx.current = k
+        cx.mask_in = [masks[i] for i in ins]
+        cx.mask_out = _UNSET
         in_shape = x[0].shape if len(x) == 1 else [t.shape for t in x]
         out_shape = layer.compute_output_shape(in_shape)
         res = handler(cx, layer, x)
         outs = out if isinstance(out, tuple) else (out,)
         res_list = res if isinstance(res, list) else [res]
         shapes = out_shape if isinstance(out, tuple) else [out_shape]
-        for o, r, shape in zip(outs, res_list, shapes):
+        mask_out = cx.mask_out
+        if mask_out is _UNSET:
+            mask_out = cx.mask_in[0] if len(cx.mask_in) == 1 and getattr(layer, "supports_masking", False) else None
+        for j, (o, r, shape) in enumerate(zip(outs, res_list, shapes)):
             if isinstance(r, Sym):
                 syms[o] = r
             else:
                 syms[o] = Sym(r[0], shape, r[1])
+            masks[o] = mask_out[j] if isinstance(mask_out, list) else mask_out
 
     # outputs: Keras's layout, named after the model's outputs
     graph_outputs = []
@@ -167,7 +186,9 @@ def to_onnx(model, opset=DEFAULT_OPSET, fold_batchnorm=False, input_signature=No
     for i, name in zip(model._output_ids, out_names):
         t = syms[i]
         v = b.last(t)
-        if v in produced and v not in renames and v not in renames.values():
+        if v == name:   # a model input returned as an output: the graph output is the input
+            pass
+        elif v in produced and v not in renames and v not in renames.values():
             renames[v] = name
         else:
             b.nodes.append(helper.make_node("Identity", [renames.get(v, v)], [name], name=b.unique(f"{name}/Identity")))

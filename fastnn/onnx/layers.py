@@ -233,6 +233,11 @@ def _pool(cx, layer, ins):
 
 def _global_pool(cx, layer, ins):
     b, x = cx.b, ins[0]
+    mask = cx.mask_in[0] if cx.mask_in else None
+    if mask is not None and layer.mode == "avg" and x.rank == 3:   # Keras: the mean of the unmasked steps
+        from fastnn.onnx.recurrent import masked_global_average
+        cx.mask_out = None
+        return masked_global_average(cx, layer, x, mask), "last"
     if x.layout == "first":
         y = b.node("GlobalMaxPool" if layer.mode == "max" else "GlobalAveragePool", [x.name], layer.name)
         if layer.keepdims:
@@ -308,8 +313,36 @@ def _common(cx, ins):
     return [cx.b.get(t, layout) for t in ins], layout
 
 
+def _merged_mask(cx, layer, ins, concat_axis=None):
+    """Keras's output mask of a merging layer: the OR of the inputs' masks (None unless every
+    input has one); for Concatenate each input's mask (all True where it has none) joined along
+    the axis (the OR of them when the features are concatenated)."""
+    masks = cx.mask_in
+    if all(m is None for m in masks) or (concat_axis is None and any(m is None for m in masks)):
+        return None
+    b = cx.b
+    if concat_axis is not None:
+        filled = []
+        for t, m in zip(ins, masks):
+            if m is None:   # all True, the shape of the input without its last axis
+                shape = b.node("Slice", [b.node("Shape", [b.last(t)], layer.name), b.ints((0,), "starts"),
+                                         b.ints((t.rank - 1,), "ends")], layer.name)
+                m = b.node("ConstantOfShape", [shape], layer.name,
+                           value=cx.b.helper.make_tensor("true", 9, [1], [1]))
+            filled.append(m)
+        masks = filled
+        ax = concat_axis % ins[0].rank
+        if ax != ins[0].rank - 1:
+            return b.node("Concat", masks, layer.name, axis=ax)
+    y = masks[0]
+    for m in masks[1:]:
+        y = b.node("Or", [y, m], layer.name)
+    return y
+
+
 def _merge(cx, layer, ins):
     b = cx.b
+    cx.mask_out = _merged_mask(cx, layer, ins)
     names, layout = _common(cx, ins)
     op = layer.op
     if op in ("maximum", "minimum", "average"):
@@ -324,12 +357,14 @@ def _merge(cx, layer, ins):
 
 
 def _concat(cx, layer, ins):
+    cx.mask_out = _merged_mask(cx, layer, ins, concat_axis=layer.axis)
     names, layout = _common(cx, ins)
     return cx.b.node("Concat", names, layer.name, axis=axis_in(layout, ins[0].rank, layer.axis)), layout
 
 
 def _dot(cx, layer, ins):
     b = cx.b
+    cx.mask_out = None   # Keras: the dot product drops the mask
     a, c = ins
     p, q = layer._pair(a.rank)
     xs = [b.last(a), b.last(c)]
@@ -428,8 +463,9 @@ def register_all():
     handles(PP.Rescaling)(_rescaling)
     handles(PP.Normalization)(_normalization)
     handles(PP.Resizing)(_resizing)
-    try:
+    # the recurrent layers (SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed, Embedding,
+    # Masking) register only where fastnn has them
+    import importlib.util
+    if importlib.util.find_spec("fastnn.layers.recurrent") is not None:
         from fastnn.onnx import recurrent
-    except ImportError:   # the recurrent layers are not in this build
-        return
-    recurrent.register(handles)
+        recurrent.register(handles)
