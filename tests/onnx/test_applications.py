@@ -5,6 +5,9 @@ largest magnitude (the measure tests/applications uses against Keras: float32 su
 
 The applications come with their own branch; where fastnn has none, this module skips.
 """
+import importlib
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -16,10 +19,9 @@ require("onnxruntime")
 import fastnn  # noqa: E402
 import fastnn.onnx  # noqa: E402
 
-try:
-    from fastnn import applications as apps
-except ImportError:
+if importlib.util.find_spec("fastnn.applications") is None:   # a part of fastnn, not an optional dependency
     pytest.skip("fastnn has no applications in this build (fastnn.applications is absent)", allow_module_level=True)
+apps = importlib.import_module("fastnn.applications")
 
 from onnxutil import BATCHES, session  # noqa: E402
 
