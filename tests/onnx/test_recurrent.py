@@ -185,3 +185,15 @@ def test_python_cell_is_an_error_naming_the_layer():
     m = fastnn.Sequential([fastnn.Input((T, F)), L.RNN(Doubler(), name="mine")])
     with pytest.raises(fastnn.onnx.ExportError, match=r"layer 'mine' \(RNN\).*Doubler.*Python"):
         fastnn.onnx.to_onnx(m)
+
+
+@pytest.mark.parametrize("layer", [lambda: L.LSTM(3), lambda: L.GRU(3, return_sequences=True),
+                                   lambda: L.SimpleRNN(3, zero_output_for_mask=True),
+                                   lambda: L.Bidirectional(L.LSTM(3, return_sequences=True))])
+def test_a_row_all_padding(layer):
+    """sequence_lens = 0 for a row with no valid step: ONNX Runtime gives Keras's zeros."""
+    def ids(model, batch, rng):
+        x = padded_ids(model, batch, rng)[0]
+        x[0] = 0
+        return [x]
+    check(model_of((T,), L.Embedding(5, F, mask_zero=True), layer(), dtype="int32"), make_inputs=ids)
