@@ -40,12 +40,10 @@ DW_AI void DW_FN(dw_addf)(float* dst, VF v, Py_ssize_t n) {
 }
 
 /* fnn_relu of activation.pxd with its default parameters, bit for bit (as conv_direct's):
-   (v <= 0 ? 0 : v) + 0 * (v < 0 ? v : 0), so NaN stays NaN and -inf gives NaN. */
+   (v <= 0 ? 0 : v), so NaN stays NaN and -inf gives 0 (Keras's relu). */
 DW_AI VF DW_FN(dw_relu)(VF v) {
     VF z = {0};
-    VF r = (VF)((VI)v & ~(VI)(v <= z));
-    VF neg = (VF)((VI)v & (VI)(v < z));
-    return r + z * neg;
+    return (VF)((VI)v & ~(VI)(v <= z));
 }
 
 #define DW_LD(p) (PART ? DW_FN(dw_ldp)((p), nf) : DW_FN(dw_ld)(p))

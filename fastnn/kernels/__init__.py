@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import importlib
 
-from fastnn.kernels import isa, threads
+# threads first: it sets OMP_WAIT_POLICY, which GNU OpenMP reads once, when the first compiled
+# module loads it (isa imports them all)
+from fastnn.kernels import threads  # isort: skip
+from fastnn.kernels import isa  # isort: skip
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
 TOPICS = ("conv", "depthwise", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "merge",

@@ -307,8 +307,21 @@ def _geometry_2d(x, w, strides, padding, dilation, fn: str):
             and not all(isinstance(p, (tuple, list)) for p in padding):
         raise ValueError(f"{fn}: padding must be 'valid', 'same' or ((top, bottom), (left, right)); "
                          f"received {padding!r}.")
-    (pt, pb, oh), (pl, pr, ow) = conv_geometry(x.shape[1:3], w.shape[:2], strides, dilation, padding, fn)
+    (pt, pb, oh), (pl, pr, ow) = conv_geometry(x.shape[1:3], w.shape[:2], strides, dilation, padding, fn,
+                                               window="w", data="x")
+    _check_pad_size((pt, pb, pl, pr), padding, fn)
     return strides, dilation, (pt, pb, pl, pr), (oh, ow)
+
+
+_MAX_PAD = 1 << 30
+
+
+def _check_pad_size(pads, padding, fn: str):
+    """Pads of 2**30 and more (explicit, or 'same'/'causal' with a huge dilation) would ask for
+    outputs or padded copies of terabytes (a MemoryError, not a message)."""
+    if max(pads) >= _MAX_PAD:
+        raise ValueError(f"{fn}: the pads must be below 2**30; padding {padding!r} with this "
+                         f"dilation gives {tuple(pads)}. Use a smaller dilation or padding.")
 
 
 def _geometry_1d(x, w, stride, padding, dilation, fn: str):
@@ -318,7 +331,9 @@ def _geometry_1d(x, w, stride, padding, dilation, fn: str):
         if not isinstance(padding, (tuple, list)):
             raise ValueError(f"{fn}: padding must be 'valid', 'same', 'causal' or (left, right); "
                              f"received {padding!r}.")
-    left, right, ol = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn)
+    left, right, ol = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn,
+                                      window="w", data="x")
+    _check_pad_size((left, right), padding, fn)
     return (1, stride), (1, dilation), (0, 0, left, right), (1, ol)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import numpy as np
 
@@ -26,7 +25,7 @@ from fastnn._kernels import depthwise as _dk
 from fastnn.kernels import conv as _conv
 from fastnn.kernels._checks import as_tuple, check_array, prepare_out
 from fastnn.kernels._geometry import conv_geometry, resolve_padding
-from fastnn.kernels.threads import get_num_threads
+from fastnn.kernels.threads import omp_threads
 
 __all__ = ["depthwise_conv2d", "depthwise_conv2d_backward", "depthwise_conv1d",
            "depthwise_conv1d_backward", "ISA"]
@@ -51,15 +50,9 @@ def _isa() -> int:
     return _dk.get_isa() if ISA is None else ISA
 
 
-# GNU OpenMP cannot start a team in a forked child once the parent has used one (the child
-# hangs in its first parallel region): after a fork the kernels run on one thread.
-_forked = {"child": False}
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _forked.update(child=True))
-
-
 def _threads(macs: float) -> int:
-    return 1 if macs < SERIAL_MACS or _forked["child"] else get_num_threads()
+    # omp_threads: 1 in a forked child (GNU OpenMP hangs there; fastnn.kernels.threads)
+    return 1 if macs < SERIAL_MACS else omp_threads()
 
 
 def chunks(rows: int, ow: int) -> int:

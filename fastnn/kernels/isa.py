@@ -25,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import os
 
-from fastnn._kernels import activation as _activation
+from fastnn.kernels import threads as _threads  # noqa: F401  (sets OMP_WAIT_POLICY before libgomp loads)
+from fastnn._kernels import activation as _activation  # isort: skip
 from fastnn._kernels import conv_direct as _conv_direct
 from fastnn._kernels import depthwise as _depthwise
 from fastnn._kernels import gemm as _gemm

@@ -25,6 +25,8 @@ def _tuple(v, n):
 def _pads(n, k, s, d, padding):
     """(pad before, pad after, output size) along one spatial axis."""
     span = (k - 1) * d + 1
+    if isinstance(padding, str):
+        padding = padding.lower()        # Keras takes "SAME" too
     if padding == "valid":
         before = after = 0
     elif padding == "same":
@@ -62,7 +64,7 @@ def im2col(x, kh_size, kw_size, strides, dilation, geo):
             x0 = kx * dw
             x_max = x0 + sw * ow
             col[:, :, :, ky, kx, :] = img[:, y0:y_max:sh, x0:x_max:sw, :]
-    return col.reshape(n * oh * ow, -1)
+    return col.reshape(n * oh * ow, kh_size * kw_size * c)
 
 
 def col2im(col, x_shape, kh_size, kw_size, strides, dilation, geo):

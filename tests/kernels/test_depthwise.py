@@ -14,6 +14,7 @@ from fastnn._kernels import depthwise as DK
 from fastnn.kernels import activation as A
 from fastnn.kernels import conv as C
 from fastnn.kernels import depthwise as K
+from fastnn.kernels import threads as _threads
 from fastnn.kernels._geometry import resolve_padding
 from fastnn.reference import depthwise as R
 
@@ -56,16 +57,17 @@ class setting:
         self.isa, self.threads, self.chunks = isa, threads, chunks
 
     def __enter__(self):
-        self.saved = K.ISA, K.SERIAL_MACS, K.get_num_threads, K.MAX_CHUNKS, K.CHUNK_PIXELS
+        self.saved = K.ISA, K.SERIAL_MACS, _threads.get_num_threads, K.MAX_CHUNKS, K.CHUNK_PIXELS
         K.ISA = self.isa
         if self.threads is not None:
             K.SERIAL_MACS = 0
-            K.get_num_threads = lambda: self.threads
+            # the policy's count (omp_threads still gives 1 in a forked child)
+            _threads.get_num_threads = lambda: self.threads
         if self.chunks is not None:
             K.MAX_CHUNKS, K.CHUNK_PIXELS = self.chunks, 1
 
     def __exit__(self, *exc):
-        K.ISA, K.SERIAL_MACS, K.get_num_threads, K.MAX_CHUNKS, K.CHUNK_PIXELS = self.saved
+        K.ISA, K.SERIAL_MACS, _threads.get_num_threads, K.MAX_CHUNKS, K.CHUNK_PIXELS = self.saved
 
 
 pad_1d = st.one_of(st.sampled_from(["valid", "same"]), st.tuples(st.integers(0, 2), st.integers(0, 2)))
