@@ -325,8 +325,6 @@ def report(saved, args):
     text = "\n".join(lines) + "\n"
     print(text)
     suffix = "" if saved["isa"] == "native" else f"_{saved['isa']}"
-    with open(os.path.join(args.out, f"applications{suffix}.section.md"), "w") as fh:
-        fh.write(text)
     try:
         plot(med, cases, os.path.join(args.out, f"applications{suffix}.png"), saved)
     except ImportError:
