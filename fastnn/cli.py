@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
+from fastnn.experiments import NAMES as EXPERIMENTS  # the one list of experiments
+
 DATASETS = ("mnist", "fashion_mnist", "digits")
-EXPERIMENTS = ("optimizers", "init", "vanishing", "batchnorm", "overfitting", "search")
 
 
 # --- architectures ----------------------------------------------------------------------------

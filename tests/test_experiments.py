@@ -96,8 +96,27 @@ def test_search(tmp_path, require):
     assert d["n_train"] + d["n_val"] == d["n_samples"]
 
 
+def test_deepcnn(tmp_path):
+    import fastnn.experiments.deepcnn as deepcnn
+    result = deepcnn.run(size="tiny", out=str(tmp_path))
+    assert os.path.getsize(result["png"]) > 10_000
+    with open(result["json"]) as f:
+        d = json.load(f)
+    assert d["experiment"] == "deepcnn" and d["dataset"].split()[0] in ("Fashion-MNIST", "MNIST")
+    assert set(d["results"]) == {"AlexNet-style", "small ResNet"}
+    for label, r in d["results"].items():
+        assert len(r["seconds"]) == len(r["test_accuracy"]) == d["epochs"], label
+        assert r["seconds"] == sorted(r["seconds"]) and r["seconds"][0] > 0
+        assert all(0 <= a <= 1 for a in r["test_accuracy"]) and finite(r["train_loss"])
+    # the notes' shapes: 5 conv + 3 pooling + 3 dense with dropout; residual adds in the ResNet
+    kinds = [type(layer).__name__ for layer in deepcnn.alexnet_style().layers]
+    assert (kinds.count("Conv2D"), kinds.count("MaxPooling2D"), kinds.count("Dense"), kinds.count("Dropout")) == \
+        (5, 3, 3, 2)
+    assert sum(type(layer).__name__ == "Add" for layer in deepcnn.small_resnet().layers) == 6
+
+
 def test_every_experiment_is_tested():
-    assert set(NAMES) == {"optimizers", "init", "vanishing", "batchnorm", "overfitting", "search"}
+    assert set(NAMES) == {"optimizers", "init", "vanishing", "batchnorm", "overfitting", "search", "deepcnn"}
 
 
 def test_bad_size(tmp_path):

@@ -8,7 +8,8 @@ fastnn's own model API. Each module has `run(size="full"|"tiny", out=DIR)`, whic
     batchnorm    training accuracy with and without BatchNormalization over 16 weight scales
     overfitting  300 samples, 7-layer MLP: no cure vs L2 weight decay vs Dropout
     search       grid vs random vs Bayesian search of learning rate and weight decay (fastnn.tuner)
+    deepcnn      an AlexNet-style network vs a small ResNet on Fashion-MNIST (or MNIST): accuracy vs time
 
 Run one with `fastnn experiment NAME [--tiny] [--out DIR]`.
 """
-NAMES = ("optimizers", "init", "vanishing", "batchnorm", "overfitting", "search")
+NAMES = ("optimizers", "init", "vanishing", "batchnorm", "overfitting", "search", "deepcnn")

@@ -1,8 +1,12 @@
 """Merging several float32 C-contiguous arrays: element-wise ops, concatenation, batch dot.
 
-Keras 3's merging layers (keras:layers/merging/*.py) over same-shape inputs:
+Keras 3's merging layers (keras:layers/merging/*.py):
 
     elementwise("add" | "subtract" | "multiply" | "average" | "maximum" | "minimum", xs)
+                                      same-rank inputs whose axes agree or are 1 (broadcast, as
+                                      Keras's ops do: EfficientNet's squeeze-and-excitation
+                                      multiplies (N,H,W,C) by (N,1,1,C)); the backward sums the
+                                      gradient over an input's broadcast axes
     concatenate(xs, axis)
     batch_dot(a, b, axes)             Keras's Dot: contract axes[0] of a with axes[1] of b per sample
     l2_normalize(x, axis)             x * min(1/sqrt(sum x^2), 1/1e-7) (Keras's ops.normalize)
@@ -22,7 +26,7 @@ import numpy as np
 
 from fastnn.kernels._checks import check_aliases, check_array, prepare_out
 
-__all__ = ["OPS", "elementwise", "elementwise_backward", "concatenate", "concatenate_backward",
+__all__ = ["OPS", "broadcast_shape", "elementwise", "elementwise_backward", "concatenate", "concatenate_backward",
            "batch_dot", "batch_dot_backward", "l2_normalize", "l2_normalize_backward"]
 
 OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
@@ -56,6 +60,37 @@ def _named(prefix, arrays):
     return [(f"{prefix}[{i}]", a) for i, a in enumerate(arrays)]
 
 
+def broadcast_shape(shapes, fn="merge.broadcast_shape"):
+    """The shape of an element-wise result: same-rank shapes whose sizes agree on each axis
+    or are 1 there (NumPy's rule without rank padding, as Keras's merging layers need)."""
+    shapes = [tuple(int(d) for d in s) for s in shapes]
+    for i, s in enumerate(shapes):
+        if len(s) != len(shapes[0]):
+            raise ValueError(f"{fn}: inputs must have the same rank; xs[{i}] has shape {s} and xs[0] "
+                             f"{shapes[0]} (received shapes {shapes}).")
+    out = []
+    for j, col in enumerate(zip(*shapes)):
+        sizes = {d for d in col if d != 1}
+        if len(sizes) > 1:
+            i = next(i for i, d in enumerate(col) if d != 1 and d != next(e for e in col if e != 1))
+            raise ValueError(f"{fn}: xs[{i}] has shape {shapes[i]}: shapes {shapes} differ on axis {j} "
+                             f"({sorted(sizes)}); each axis must agree or be 1 (broadcast).")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _reduce_to(full, shape, out):
+    """Sum `full` over the axes where `shape` is 1 and `full` is not, into out (shape `shape`).
+    NumPy's sum over a fixed shape: the same order of additions on every call and thread count."""
+    axes = tuple(j for j, (a, b) in enumerate(zip(full.shape, shape)) if b == 1 and a != 1)
+    if not axes:
+        if out is not full:
+            np.copyto(out, full)
+        return out
+    np.sum(full, axis=axes, keepdims=True, out=out)
+    return out
+
+
 def _check_op(op, fn):
     if op not in OPS:
         raise ValueError(f"{fn}: op must be one of {OPS}; received {op!r}.")
@@ -64,11 +99,11 @@ def _check_op(op, fn):
 
 @_quiet
 def elementwise(op, xs, *, out=None):
-    """y = xs[0] (op) xs[1] (op) ... over same-shape arrays; average is the sum / len(xs)."""
+    """y = xs[0] (op) xs[1] (op) ... (broadcasting size-1 axes); average is the sum / len(xs)."""
     fn = "merge.elementwise"
     op = _check_op(op, fn)
-    xs = _check_inputs(xs, fn, n=2 if op == "subtract" else None)
-    out = prepare_out(out, xs[0].shape, "out", fn)
+    xs = _check_inputs(xs, fn, n=2 if op == "subtract" else None, same_shape=False)
+    out = prepare_out(out, broadcast_shape([x.shape for x in xs], fn), "out", fn)
     # out may be xs[0] itself (read before it is written, element by element), never another input
     check_aliases(fn, [("out", out)], _named("xs", xs), same_ok=(("out", "xs[0]"),))
     if op == "subtract":
@@ -87,18 +122,58 @@ def elementwise(op, xs, *, out=None):
 
 
 @_quiet
-def elementwise_backward(op, xs, y, dy, *, dxs=None):
+def elementwise_backward(op, xs, y, dy, *, dxs=None, work=None):
     """Gradients w.r.t. each input of elementwise(op, xs) = y, for dy; a list of arrays.
 
-    add passes dy itself to every input (no copy: treat the results as read-only); dxs, when
-    given, is a list of output buffers (entries may be None to allocate).
+    add passes dy itself to every input of y's shape (no copy: treat the results as read-only);
+    dxs, when given, is a list of output buffers of the inputs' shapes (entries may be None to
+    allocate). An input broadcast along some axes gets the sum of its full-size gradient over
+    them; `work` (y's shape) holds that full-size gradient (allocated when None and needed).
     """
     fn = "merge.elementwise_backward"
     op = _check_op(op, fn)
-    xs = _check_inputs(xs, fn, n=2 if op == "subtract" else None)
-    dy = check_array(dy, "dy", fn, shape=xs[0].shape)
+    xs = _check_inputs(xs, fn, n=2 if op == "subtract" else None, same_shape=False)
+    full = broadcast_shape([x.shape for x in xs], fn)
+    dy = check_array(dy, "dy", fn, shape=full)
     if op in ("maximum", "minimum", "multiply"):
-        y = check_array(y, "y", fn, shape=xs[0].shape)
+        y = check_array(y, "y", fn, shape=full)
+    k = len(xs)
+    if all(x.shape == full for x in xs):
+        return _same_shape_backward(op, xs, y, dy, dxs, fn)
+    dxs = list(dxs) if dxs is not None else [None] * k
+    if len(dxs) != k:
+        raise ValueError(f"{fn}: dxs must hold {k} buffers; received {len(dxs)}.")
+    dxs = [prepare_out(d, x.shape, f"dxs[{i}]", fn) for i, (d, x) in enumerate(zip(dxs, xs))]
+    work = prepare_out(work, full, "work", fn)
+    check_aliases(fn, _named("dxs", dxs) + [("work", work)],
+                  _named("xs", xs) + [("y", y if op in ("maximum", "minimum", "multiply") else None), ("dy", dy)])
+    taken = None
+    for i, (x, d) in enumerate(zip(xs, dxs)):
+        if op == "add":
+            g = dy
+        elif op == "subtract":
+            g = dy if i == 0 else np.negative(dy, out=work)
+        elif op == "average":
+            g = np.multiply(dy, np.float32(1.0 / k), out=work)
+        elif op == "multiply":
+            g = work
+            np.copyto(g, dy)
+            for j, other in enumerate(xs):
+                if j != i:
+                    np.multiply(g, other, out=g)
+        else:   # maximum / minimum: dy to the first input equal to y, where no earlier one is
+            hit = np.equal(x, y)
+            if taken is None:
+                taken = hit.copy()
+            else:
+                np.logical_and(hit, ~taken, out=hit)
+                np.logical_or(taken, hit, out=taken)
+            g = np.multiply(dy, hit, out=work)
+        _reduce_to(g, x.shape, d)
+    return dxs
+
+
+def _same_shape_backward(op, xs, y, dy, dxs, fn):
     k = len(xs)
     if op == "add":
         return [dy] * k

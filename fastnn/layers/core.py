@@ -193,15 +193,24 @@ class Activation(_ActivationMixin, Layer):
 
 
 class Dropout(Layer):
-    """Inverted dropout: in training keep with probability 1-rate and scale by 1/(1-rate)."""
+    """Inverted dropout: in training keep with probability 1-rate and scale by 1/(1-rate).
+
+    noise_shape (Keras's): the shape of the mask, broadcast over the axes where it is 1; None
+    entries take the input's size (EfficientNet's stochastic depth drops whole samples with
+    noise_shape=(None, 1, 1, 1))."""
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
             raise ValueError(f"Dropout: rate must be a float in [0, 1]; received rate={rate!r}.")
         if noise_shape is not None:
-            raise ValueError("Dropout: noise_shape is not supported by fastnn yet; use SpatialDropout "
-                             "semantics through a Reshape, or leave noise_shape=None.")
+            if not isinstance(noise_shape, (list, tuple)) or not all(
+                    d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1)
+                    for d in noise_shape):
+                raise ValueError(f"Dropout: noise_shape must be a tuple of positive ints or None; received "
+                                 f"noise_shape={noise_shape!r}.")
+            noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
+        self.noise_shape = noise_shape
         self.rate = float(rate)
         self.seed = seed
         self._seedseq = np.random.SeedSequence(seed) if seed is not None else None
@@ -222,12 +231,33 @@ class Dropout(Layer):
             return y
         self._zero = False
         y = self._buffer("y", x.shape)
+        self._noise = None
+        if self.noise_shape is not None:
+            return self._forward_noise_shape(x, y)
         mask = self._buffer("mask", x.shape, np.uint8)
         # drawn by global sample index: a data-parallel process's rows get the mask they have in
         # the whole batch (offset 0 in one process)
         offset = _random.batch_row_offset() * (x.size // x.shape[0]) if x.ndim and x.shape[0] else 0
         y, self._mask = K.dropout.dropout(x, self.rate, self._next_seed(), out=y, mask=mask, offset=offset)
         return y
+
+    def _forward_noise_shape(self, x, y):
+        """The mask is drawn over noise_shape (a scaled 0/1 array, `_noise`) and multiplied in
+        broadcast."""
+        if len(self.noise_shape) != x.ndim:
+            raise ValueError(f"Dropout '{self.name}': noise_shape {self.noise_shape} does not have the rank of the "
+                             f"input {x.shape}.")
+        shape = tuple(x.shape[j] if d is None else d for j, d in enumerate(self.noise_shape))
+        if any(d not in (1, n) for d, n in zip(shape, x.shape)):
+            raise ValueError(f"Dropout '{self.name}': noise_shape {self.noise_shape} must be 1 or the input's size "
+                             f"on every axis; the input is {x.shape}.")
+        ones = self._buffer("ones", shape)
+        ones.fill(1)
+        noise = self._buffer("noise", shape)
+        offset = _random.batch_row_offset() * (ones.size // shape[0]) if shape[0] else 0
+        self._noise, _ = K.dropout.dropout(ones, self.rate, self._next_seed(), out=noise,
+                                           mask=self._buffer("mask", shape, np.uint8), offset=offset)
+        return np.multiply(x, self._noise, out=y)
 
     def backward(self, dy):
         if not self._active:
@@ -236,11 +266,14 @@ class Dropout(Layer):
         if self._zero:
             dx.fill(0)
             return dx
+        if self._noise is not None:
+            return np.multiply(dy, self._noise, out=dx)
         return K.dropout.dropout_backward(dy, self._mask, self.rate, dx=dx)
 
     def get_config(self):
         c = super().get_config()
-        c.update(rate=self.rate, noise_shape=None, seed=self.seed)
+        c.update(rate=self.rate, noise_shape=None if self.noise_shape is None else list(self.noise_shape),
+                 seed=self.seed)
         return c
 
 

@@ -1,6 +1,7 @@
 """Merging layers (Keras 3's keras.layers.merging): several inputs, one output.
 
-Add, Subtract, Multiply, Average, Maximum, Minimum (element-wise over same-shape inputs),
+Add, Subtract, Multiply, Average, Maximum, Minimum (element-wise; axes of size 1 broadcast, as
+in Keras: a (N, 1, 1, C) excitation times an (N, H, W, C) feature map),
 Concatenate(axis) and Dot(axes, normalize), over fastnn.kernels.merge. They follow the
 multi-input protocol of docs/layers.md: `forward` receives a list of arrays, `backward`
 returns a list with one gradient per input.
@@ -33,29 +34,39 @@ class _Merge(Layer):
 
     def compute_output_shape(self, input_shape):
         shapes = self._check_shapes(input_shape)
-        first = shapes[0]
-        for s in shapes[1:]:
-            if len(s) != len(first) or any(a is not None and b is not None and a != b
-                                            for a, b in zip(s[1:], first[1:])):
-                raise ValueError(f"{type(self).__name__} '{self.name}': inputs must have the same shape; received "
-                                 f"{', '.join(shape_str(t) for t in shapes)}.")
-        return tuple(next((d for d in col if d is not None), None) for col in zip(*shapes))
+        out = [None]
+        for j in range(1, len(shapes[0])):
+            if any(len(s) != len(shapes[0]) for s in shapes):
+                break
+            col = [s[j] for s in shapes]
+            sizes = {d for d in col if d not in (None, 1)}
+            if len(sizes) > 1:
+                break
+            out.append(sizes.pop() if sizes else (None if None in col else 1))
+        else:
+            return tuple(out)
+        raise ValueError(f"{type(self).__name__} '{self.name}': inputs must have the same shape, or size 1 on the "
+                         f"axes where they differ (broadcast); received {', '.join(shape_str(t) for t in shapes)}.")
 
     def forward(self, xs, training=False):
         self._xs = xs
-        y = self._buffer("y", xs[0].shape)
+        shape = xs[0].shape if all(x.shape == xs[0].shape for x in xs) else \
+            K.merge.broadcast_shape([x.shape for x in xs])
+        y = self._buffer("y", shape)
         self._y = K.merge.elementwise(self.op, xs, out=y)
         return y
 
     def backward(self, dy):
-        if self.op == "add":
+        same = all(x.shape == dy.shape for x in self._xs)
+        if self.op == "add" and same:
             return [dy] * len(self._xs)
-        dxs = [self._buffer(f"dx{i}", dy.shape) for i in range(len(self._xs))]
-        return K.merge.elementwise_backward(self.op, self._xs, self._y, dy, dxs=dxs)
+        dxs = [self._buffer(f"dx{i}", x.shape) for i, x in enumerate(self._xs)]
+        work = None if same else self._buffer("work", dy.shape)
+        return K.merge.elementwise_backward(self.op, self._xs, self._y, dy, dxs=dxs, work=work)
 
 
 class Add(_Merge):
-    """Element-wise sum of several same-shape inputs."""
+    """Element-wise sum of several inputs (same shape, or 1 where they differ)."""
     op = "add"
 
 
@@ -66,7 +77,7 @@ class Subtract(_Merge):
 
 
 class Multiply(_Merge):
-    """Element-wise product of several same-shape inputs."""
+    """Element-wise product of several inputs (same shape, or 1 where they differ)."""
     op = "multiply"
 
 

@@ -218,7 +218,7 @@ def _model_class(name, custom_objects, fn):
 
 
 # ---------------------------------------------------------------------------------------------
-def _weight_keys(model):
+def _weight_keys(model, owners=None):
     """Keras 3's .weights.h5 layout (KERAS-NUMERICS.md §2.13): ([(key, variable)], [groups]).
 
     Each container's children are keyed by their snake-cased class name, made unique within the
@@ -226,6 +226,7 @@ def _weight_keys(model):
     layers/batch_normalization/vars/0, ...), never by the layer's own name, so a file loads into
     an equal architecture built under other names; a nested model is a container of its own
     (layers/functional/layers/dense/vars/0). Every layer and container gets its vars group.
+    `owners`, when a dict, receives key -> the layer's name (for error messages).
     """
     from fastnn.layers.base import class_name, snake_case
     keys, groups = [], ["vars"]
@@ -241,7 +242,10 @@ def _weight_keys(model):
             if hasattr(layer, "_graph_calls") and layer.built:
                 walk(layer, path + "/")
             else:
-                keys.extend((f"{path}/vars/{i}", v) for i, v in enumerate(layer._variables))
+                for i, v in enumerate(layer._variables):
+                    keys.append((f"{path}/vars/{i}", v))
+                    if owners is not None:
+                        owners[f"{path}/vars/{i}"] = layer.name
 
     walk(model, "")
     return keys, groups
@@ -278,30 +282,92 @@ def save_weights(model, filepath, overwrite=True):
     _atomic_write(filepath, write)
 
 
+def _text(v):
+    return v.decode("utf8") if isinstance(v, bytes) else str(v)
+
+
+def _is_keras_h5(h):
+    """A legacy Keras HDF5 weight file (Keras 2's save_weights, the files Keras publishes for
+    keras.applications, or a whole-model .h5): layer groups listed in a `layer_names` attribute."""
+    return "layer_names" in h.attrs or ("model_weights" in h and "layer_names" in h["model_weights"].attrs)
+
+
+def _legacy_h5_assignments(model, h, filepath):
+    """[(variable, array)] for a legacy Keras HDF5 file, matched as Keras matches them: the
+    file's layers that hold weights (in `layer_names` order) against the model's layers that
+    hold weights (in model.layers order), each layer's `weight_names` against its trainable then
+    non-trainable weights. Raises before anything is assigned."""
+    group = h["model_weights"] if "model_weights" in h else h
+    saved = []
+    for name in (_text(n) for n in group.attrs["layer_names"]):
+        weight_names = [_text(w) for w in group[name].attrs.get("weight_names", [])]
+        if weight_names:
+            saved.append((name, weight_names))
+    layers = [layer for layer in model.layers if layer.weights]
+    if len(saved) != len(layers):
+        have = {n for n, _ in saved}
+        missing = [layer.name for layer in layers if layer.name not in have]
+        hint = f"; layers of the model not in the file: {missing[:5]}" if missing else ""
+        raise ValueError(f"load_weights: {filepath!r} holds weights for {len(saved)} layers but the model has "
+                         f"{len(layers)} layers with weights{hint}.")
+    out = []
+    for k, ((name, weight_names), layer) in enumerate(zip(saved, layers)):
+        variables = layer.trainable_weights + layer.non_trainable_weights
+        if len(weight_names) != len(variables):
+            raise ValueError(f"load_weights: layer #{k} (named {layer.name!r} in the model, {name!r} in the file) "
+                             f"expects {len(variables)} weights; the file holds {len(weight_names)} "
+                             f"({weight_names}).")
+        for wname, v in zip(weight_names, variables):
+            a = group[name][wname][()]
+            if a.shape != v.shape:
+                raise ValueError(f"load_weights: layer {layer.name!r} (file layer {name!r}), weight {wname!r}: the "
+                                 f"file holds shape {a.shape}, the model expects {v.shape}.")
+            out.append((v, a))
+    return out
+
+
 def load_weights(model, filepath):
+    """Keras 3 .weights.h5 (or fastnn's .npz twin) and legacy Keras HDF5 weight files; every
+    array is checked against the model before any is assigned, so a file that does not fit
+    leaves the model as it was."""
     filepath = os.fspath(filepath)
-    keys, _ = _weight_keys(model)
+    if not os.path.isfile(filepath):
+        raise FileNotFoundError(f"load_weights: no file at {filepath!r}.")
+    owners = {}
+    keys, _ = _weight_keys(model, owners)
     with open(filepath, "rb") as f:
         magic = f.read(8)
     if magic.startswith(b"PK"):
         with np.load(filepath, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     else:
-        import h5py
+        try:
+            import h5py
+        except ImportError:
+            raise ImportError('load_weights: reading .h5 weight files needs h5py: pip install "fastnn[h5]"') from None
         arrays = {}
         with h5py.File(filepath, "r") as h:
+            if _is_keras_h5(h) and not any(k in h for k, _ in keys):
+                assignments = _legacy_h5_assignments(model, h, filepath)
+                for v, a in assignments:
+                    v.value[...] = a
+                return
             for key, _ in keys + _legacy_weight_keys(model):
                 if key in h:
                     arrays[key] = h[key][()]
     if any(k not in arrays for k, _ in keys) and all(k in arrays for k, _ in _legacy_weight_keys(model)):
         keys = _legacy_weight_keys(model)    # a file from an earlier fastnn (keyed by layer names)
+        owners = {k: k.split("/")[1] for k, _ in keys}
     missing = [k for k, _ in keys if k not in arrays]
     if missing:
-        raise ValueError(f"load_weights: {filepath!r} lacks weights {missing[:5]}; the layer names or structure "
-                         f"differ from this model.")
+        named = ", ".join(f"{owners.get(k, '?')!r} ({k})" for k in missing[:5])
+        raise ValueError(f"load_weights: {filepath!r} lacks the weights of layer(s) {named}"
+                         f"{' and more' if len(missing) > 5 else ''}; the file was written for another "
+                         f"architecture.")
     for key, v in keys:
         a = arrays[key]
         if a.shape != v.shape:
-            raise ValueError(f"load_weights: {key} has shape {a.shape} in the file but {v.shape} in the model.")
+            raise ValueError(f"load_weights: layer {owners.get(key, '?')!r} ({key}): the file holds shape {a.shape}, "
+                             f"the model expects {v.shape}.")
     for key, v in keys:
         v.value[...] = arrays[key]

@@ -7,8 +7,31 @@ import numpy as np
 OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
 
 
+def _broadcast(xs):
+    """Every input repeated along its size-1 axes to the common shape (same rank, each axis
+    equal or 1), element by element."""
+    shape = tuple(max(d) for d in zip(*[np.shape(x) for x in xs]))
+    out = []
+    for x in xs:
+        x = np.asarray(x, np.float64)
+        full = np.empty(shape)
+        for idx in np.ndindex(*shape):
+            full[idx] = x[tuple(0 if x.shape[j] == 1 else i for j, i in enumerate(idx))]
+        out.append(full)
+    return out, shape
+
+
+def _unbroadcast(g, shape):
+    """The sum of a full-size gradient over the axes an input of `shape` was repeated along."""
+    out = np.zeros(shape)
+    for idx in np.ndindex(*g.shape):
+        out[tuple(0 if shape[j] == 1 else i for j, i in enumerate(idx))] += g[idx]
+    return out
+
+
 def elementwise(op, xs):
-    flat = [np.asarray(x, np.float64).ravel() for x in xs]
+    xs, shape = _broadcast(xs)
+    flat = [x.ravel() for x in xs]
     y = np.empty(flat[0].size)
     for e in range(y.size):
         vals = [f[e] for f in flat]
@@ -27,11 +50,13 @@ def elementwise(op, xs):
         else:
             v = min(vals)
         y[e] = v
-    return y.reshape(np.shape(xs[0])).astype(np.float32)
+    return y.reshape(shape).astype(np.float32)
 
 
 def elementwise_backward(op, xs, y, dy):
-    flat = [np.asarray(x, np.float64).ravel() for x in xs]
+    shapes = [np.shape(x) for x in xs]
+    xs, _ = _broadcast(xs)
+    flat = [x.ravel() for x in xs]
     g = np.asarray(dy, np.float64).ravel()
     k = len(xs)
     dxs = [np.zeros(g.size) for _ in range(k)]
@@ -53,7 +78,7 @@ def elementwise_backward(op, xs, y, dy):
                 best = max(vals) if op == "maximum" else min(vals)
                 d = 1.0 if vals.index(best) == i else 0.0
             dxs[i][e] = d * g[e]
-    return [d.reshape(np.shape(dy)).astype(np.float32) for d in dxs]
+    return [_unbroadcast(d.reshape(np.shape(dy)), s).astype(np.float32) for d, s in zip(dxs, shapes)]
 
 
 def concatenate(xs, axis=-1):
