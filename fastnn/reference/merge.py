@@ -10,7 +10,7 @@ OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
 def _broadcast(xs):
     """Every input repeated along its size-1 axes to the common shape (same rank, each axis
     equal or 1), element by element."""
-    shape = tuple(max(d) for d in zip(*[np.shape(x) for x in xs]))
+    shape = tuple((set(d) - {1} or {1}).pop() for d in zip(*[np.shape(x) for x in xs]))   # 1 vs 0 is 0
     out = []
     for x in xs:
         x = np.asarray(x, np.float64)
