@@ -28,6 +28,13 @@ def _shape(draw, ndim_min=1, ndim_max=3, side=4):
                  for _ in range(draw(st.integers(ndim_min, ndim_max))))
 
 
+def _broadcastable(draw, shape, k):
+    """k shapes: `shape` itself, or (sometimes) with some axes cut to 1 (Keras's broadcast)."""
+    if not draw(st.integers(0, 2)) == 0:
+        return [shape] * k
+    return [tuple(1 if draw(st.integers(0, 2)) == 0 else d for d in shape) for _ in range(k)]
+
+
 def _listed(fn, names, k, outs=None, m=None):
     """fn(..., xs=[kw['xs[0]'], ...], dxs=[...]) from the entries of kw, returning a tuple."""
     def call(**kw):
@@ -49,11 +56,11 @@ def elementwise_call(draw):
     rng = np.random.default_rng(draw(F.seeds()))
     op = draw(st.sampled_from(K.OPS))
     k = 2 if op == "subtract" else draw(st.integers(1, 4))
-    shape = _shape(draw)
+    shapes = _broadcastable(draw, _shape(draw), k)
     # maximum/minimum: no NaN (the reference's Python max/min is not NaN-propagating; the kernel's
     # np.maximum is, as Keras's ops.maximum)
     special = op not in ("maximum", "minimum") and draw(st.integers(0, 3)) == 0
-    xs = {f"xs[{i}]": F.values(rng, shape, special=special) for i in range(k)}
+    xs = {f"xs[{i}]": F.values(rng, s, special=special) for i, s in enumerate(shapes)}
     names = tuple(xs)
     return F.Call(_listed(K.elementwise, "xs", k), dict(op=op, **xs, out=None),
                   lambda r: R.elementwise(r["op"], [r[n] for n in names]),
@@ -67,16 +74,18 @@ def elementwise_backward_call(draw):
     rng = np.random.default_rng(draw(F.seeds()))
     op = draw(st.sampled_from(K.OPS))
     k = 2 if op == "subtract" else draw(st.integers(1, 4))
-    shape = _shape(draw)
+    shapes = _broadcastable(draw, _shape(draw), k)
     special = op not in ("maximum", "minimum") and draw(st.integers(0, 3)) == 0
-    xl = [F.values(rng, shape, special=special) for _ in range(k)]
-    if op in ("maximum", "minimum") and draw(st.booleans()) and k > 1:
+    xl = [F.values(rng, s, special=special) for s in shapes]
+    if op in ("maximum", "minimum") and draw(st.booleans()) and k > 1 and shapes[1] == shapes[0]:
         xl[1][...] = xl[0]                              # ties: the first input takes the gradient
+    shape = K.broadcast_shape(shapes)
+    same = all(s == shape for s in shapes)
     xs = {f"xs[{i}]": x for i, x in enumerate(xl)}
     names = tuple(xs)
     y = K.elementwise(op, xl)
     dy = F.values(rng, shape, special=special)
-    outs = {} if op == "add" else {f"dxs[{i}]": i for i in range(k)}
+    outs = {} if op == "add" and same else {f"dxs[{i}]": i for i in range(k)}   # add: dy itself
     return F.Call(_listed(K.elementwise_backward, "xs", k, "dxs", k),
                   dict(op=op, **xs, y=y, dy=dy, **{n: None for n in outs}),
                   lambda r: tuple(R.elementwise_backward(r["op"], [r[n] for n in names], r["y"], r["dy"])),
@@ -196,8 +205,15 @@ CALLS = {"elementwise": elementwise_call(), "elementwise_backward": elementwise_
          "l2_normalize": l2_normalize_call(), "l2_normalize_backward": l2_normalize_backward_call()}
 
 
+# public functions that compute no array: broadcast_shape (a shape rule, exercised by the
+# broadcasting elementwise calls above)
+NOT_KERNELS = {"broadcast_shape"}
+
+
 def test_every_public_function_is_fuzzed():
-    assert sorted(CALLS) == sorted(n for n in K.__all__ if callable(getattr(K, n)))
+    public = {n for n in K.__all__ if callable(getattr(K, n))}
+    assert sorted(CALLS) == sorted(public - NOT_KERNELS)
+    assert NOT_KERNELS <= public
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
