@@ -89,9 +89,9 @@ def elementwise_backward_call(draw):
     return F.Call(_listed(K.elementwise_backward, "xs", k, "dxs", k),
                   dict(op=op, **xs, y=y, dy=dy, **{n: None for n in outs}),
                   lambda r: tuple(R.elementwise_backward(r["op"], [r[n] for n in names], r["y"], r["dy"])),
+                  # (y is not read by add/subtract/average: a buffer over it is no conflict)
                   inputs=names + (("y", "dy") if op in ("maximum", "minimum", "multiply") else ("dy",)),
-                  outs=outs,   # (y is not read by add/subtract/average: a buffer over it is no conflict) no_special=names + ("y",) if op in ("maximum", "minimum")
-                  else ("y",), params={"op": OP_JUNK}, label=f"elementwise_backward({op}, k={k})", **TOL)
+                  outs=outs, no_special=names + ("y",) if op in ("maximum", "minimum") else ("y",), params={"op": OP_JUNK}, label=f"elementwise_backward({op}, k={k})", **TOL)
 
 
 @st.composite
