@@ -32,7 +32,7 @@ import numpy as np
 from fastnn._kernels import rnn as _k
 from fastnn.kernels import activation as _activation
 from fastnn.kernels import conv as _conv
-from fastnn.kernels import dense as _dense
+from fastnn.kernels import gemm as _gemm
 from fastnn.kernels._checks import check_array
 
 __all__ = ["CELLS", "forward", "backward", "bidirectional_forward", "bidirectional_backward",
@@ -45,6 +45,48 @@ _GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 # best this CPU runs (FASTNN_ISA=avx512|avx2|portable caps it). Tests set it to run every flavour.
 ISA = None
 _ISA_NAMES = {"portable": 0, "avx2": 1, "avx512": 2}
+
+
+# ---------------------------------------------------------------------------- GEMMs over all steps
+# The projection and weight-gradient GEMMs are cut into blocks of output rows whose size
+# depends only on the shape (ROW_BLOCK), each block one single-threaded GEMM (fastnn's sgemm
+# where it runs, else BLAS), the blocks shared out over the threads: the same operations for
+# any thread count. (dense's column shares pick the GEMM per share size, so their bits can
+# change with the number of threads.)
+ROW_BLOCK = 256
+
+
+def _mm1(a, b, out):
+    if _gemm.available() and min(a.shape[0], a.shape[1], b.shape[1]) >= 32:
+        _gemm.matmul(a, b, out)
+    else:
+        np.matmul(a, b, out=out)
+
+
+def _mm(a, b, out, bias=None):
+    """out = a @ b (+ bias): a (M, K) or a transposed view, b (K, N), out (M, N) C-contiguous."""
+    m, k = a.shape
+    rb = ROW_BLOCK if m > ROW_BLOCK else max(m, 1)
+    nblocks = -(-m // rb)
+
+    def work(task, i0, i1, nthreads):
+        for blk in range(i0, i1):
+            r0, r1 = blk * rb, min(m, (blk + 1) * rb)
+            if k == 0:
+                out[r0:r1] = 0.0
+            else:
+                _mm1(a[r0:r1], b, out[r0:r1])
+            if bias is not None:
+                out[r0:r1] += bias
+
+    _conv._run(work, nblocks, 2.0 * m * k * b.shape[1])
+    return out
+
+
+def _colsum(dz2, out):
+    """out = dz2.sum(axis=0) (NumPy's pairwise sum: one thread, a fixed order)."""
+    np.sum(dz2, axis=0, out=out, dtype=np.float32)
+    return out
 
 
 def _isa() -> int:
@@ -156,23 +198,20 @@ def _project(j):
     a = j.alloc
     n, t, d, GU, U = j.N, j.T, j.D, j.GU, j.U
     z = a(j.tag + "z", (n, t, GU))
-    x2 = j.x.reshape(n * t, d)
     z2 = z.reshape(n * t, GU)
     if j.xmask is None:
-        _dense.dense(x2, j.w, j.bin, out=z2)
+        _mm(j.x.reshape(n * t, d), j.w, z2, j.bin)
     elif j.xmask.shape[0] == 1:
         xm = a(j.tag + "xm0", (n, t, d))
         np.multiply(j.x, j.xmask[0][:, None, :], out=xm)
-        _dense.dense(xm.reshape(n * t, d), j.w, j.bin, out=z2)
+        _mm(xm.reshape(n * t, d), j.w, z2, j.bin)
     else:
         tmp = a(j.tag + "zg", (n * t, U))
+        xm = a(j.tag + "xmg", (n, t, d))
         for g in range(j.G):
-            xm = a(j.tag + f"xm{g}", (n, t, d))
             np.multiply(j.x, j.xmask[g][:, None, :], out=xm)
-            wg = a(j.tag + "wg", (d, U))
-            np.copyto(wg, j.w[:, g * U:(g + 1) * U])
-            _dense.dense(xm.reshape(n * t, d), wg, None if j.bin is None else
-                         np.ascontiguousarray(j.bin[g * U:(g + 1) * U]), out=tmp)
+            _mm(xm.reshape(n * t, d), j.w[:, g * U:(g + 1) * U], tmp,
+                None if j.bin is None else j.bin[g * U:(g + 1) * U])
             z2[:, g * U:(g + 1) * U] = tmp
     j.z = z
 
@@ -245,10 +284,14 @@ def _forward_jobs(specs, fn):
         if kw:
             raise TypeError(f"{fn}: unexpected keyword argument(s) {sorted(kw)}.")
         j.h0, j.c0 = args["h0"], args["c0"]
-        _project(j)
-        _buffers_forward(j, out)
         jobs.append(j)
-    _loop(jobs, backward=False)
+    # BLAS single-threaded, dense's GEMMs split by its own fixed column shares: the same
+    # GEMM kernel and summation order for any thread count (as inside a model step)
+    with _conv.blas_pinned():
+        for j, (_, kw) in zip(jobs, specs):
+            _project(j)
+            _buffers_forward(j, kw.get("out"))
+        _loop(jobs, backward=False)
     return [(j.y, j.hT, j.cT, j if j.training else None) for j in jobs]
 
 
@@ -307,54 +350,57 @@ def _prepare_backward(j, dy, dy_last, dh, dc, fn):
 
 
 def _weight_grads(j, need_dx, dx, dkernel, drecurrent, dbias, fn):
+    """dW = x^T dz, db, dx = dz W^T and dU = h_{t-1}^T dz_rec: one GEMM each over all steps
+    (per gate where dropout masks differ between gates)."""
     a, tag = j.alloc, j.tag
     n, t, d, U, GU, G = j.N, j.T, j.D, j.U, j.GU, j.G
     dw = _out(dkernel, "dkernel", j.w.shape, fn, a, tag)
     du = _out(drecurrent, "drecurrent", j.u.shape, fn, a, tag)
-    bshape = (2, GU) if j.kind == 2 else (GU,)
-    db = _out(dbias, "dbias", bshape, fn, a, tag)
-    db_in = db[0] if j.kind == 2 else db
+    db = _out(dbias, "dbias", (2, GU) if j.kind == 2 else (GU,), fn, a, tag)
     dx = _out(dx, "dx", j.x.shape, fn, a, tag) if need_dx else None
-    x2 = j.x.reshape(n * t, d)
-    dz2 = j.dz.reshape(n * t, GU)
-    # dW, db, dx: one GEMM each over all steps
-    if j.xmask is None:
-        _dense.dense_backward(x2, j.w, dz2, need_dx=need_dx, dx=None if dx is None else dx.reshape(n * t, d),
-                              dw=dw, db=db_in)
+    nt = n * t
+    dz2 = j.dz.reshape(nt, GU)
+    x2 = j.x.reshape(nt, d)
+    if j.xmask is None or j.xmask.shape[0] == 1:
+        src = x2
+        if j.xmask is not None:
+            xm = a(tag + "bxm", (n, t, d))
+            np.multiply(j.x, j.xmask[0][:, None, :], out=xm)
+            src = xm.reshape(nt, d)
+        _mm(src.T, dz2, dw)
+        if need_dx:
+            _mm(dz2, j.w.T, dx.reshape(nt, d))
+            if j.xmask is not None:
+                dx *= j.xmask[0][:, None, :]
     else:
-        tmpd = a(tag + "gdz", (n * t, U))
-        wg = a(tag + "gw", (d, U))
+        xm = a(tag + "bxm", (n, t, d))
         dwg = a(tag + "gdw", (d, U))
         dxg = a(tag + "gdx", (n, t, d)) if need_dx else None
         if need_dx:
             dx.fill(0.0)
         for g in range(G):
-            m = j.xmask[min(g, j.xmask.shape[0] - 1)]
-            xm = a(tag + "bxm", (n, t, d))
+            m = j.xmask[g]
+            cols = slice(g * U, (g + 1) * U)
             np.multiply(j.x, m[:, None, :], out=xm)
-            np.copyto(tmpd, dz2[:, g * U:(g + 1) * U])
-            np.copyto(wg, j.w[:, g * U:(g + 1) * U])
-            dbg = a(tag + "gdb", (U,))
-            _dense.dense_backward(xm.reshape(n * t, d), wg, tmpd, need_dx=need_dx,
-                                  dx=None if dxg is None else dxg.reshape(n * t, d), dw=dwg, db=dbg)
-            dw[:, g * U:(g + 1) * U] = dwg
-            db_in[g * U:(g + 1) * U] = dbg
+            _mm(xm.reshape(nt, d).T, dz2[:, cols], dwg)
+            dw[:, cols] = dwg
             if need_dx:
+                _mm(dz2[:, cols], j.w[:, cols].T, dxg.reshape(nt, d))
                 dxg *= m[:, None, :]
                 dx += dxg
-    # dU = h_{t-1}^T dz_rec over all steps (per gate with recurrent dropout masks)
-    hp2 = j.chp.reshape(n * t, U)
-    drec2 = (j.drec if j.drec is not None else j.dz).reshape(n * t, GU)
-    dbr = db[1] if j.kind == 2 else a(tag + "dbr", (GU,))
+    db_in = db[0] if j.kind == 2 else db
+    _colsum(dz2, db_in)
+    hp2 = j.chp.reshape(nt, U)
+    drec2 = (j.drec if j.drec is not None else j.dz).reshape(nt, GU)
+    if j.kind == 2:
+        _colsum(drec2, db[1])
     if j.rmask is None and j.kind != 3:
-        _dense.dense_backward(hp2, j.u, drec2, need_dx=False, dw=du, db=dbr)
+        _mm(hp2.T, drec2, du)
     else:
-        tmpd = a(tag + "gdz", (n * t, U))
         dug = a(tag + "gdu", (U, U))
-        ug = a(tag + "gu", (U, U))
-        dbg = a(tag + "gdb", (U,))
         hm = a(tag + "ghm", (n, t, U))
         for g in range(G):
+            cols = slice(g * U, (g + 1) * U)
             if j.kind == 3 and g == 2:
                 src = j.crh            # r * h_{t-1} (* m_h): the h gate's GEMM operand
             elif j.rmask is not None:
@@ -362,12 +408,8 @@ def _weight_grads(j, need_dx, dx, dkernel, drecurrent, dbias, fn):
                 src = hm
             else:
                 src = j.chp
-            np.copyto(tmpd, drec2[:, g * U:(g + 1) * U])
-            np.copyto(ug, j.u[:, g * U:(g + 1) * U])
-            _dense.dense_backward(src.reshape(n * t, U), ug, tmpd, need_dx=False, dw=dug, db=dbg)
-            du[:, g * U:(g + 1) * U] = dug
-            if j.kind == 2:
-                dbr[g * U:(g + 1) * U] = dbg
+            _mm(src.reshape(nt, U).T, drec2[:, cols], dug)
+            du[:, cols] = dug
     if j.bin is None:
         db.fill(0.0)
     return dx, dw, du, db
@@ -391,8 +433,9 @@ def backward(cache, dy=None, dy_last=None, dh=None, dc=None, *, need_dx=True, dx
     """
     fn = "rnn.backward"
     _prepare_backward(cache, dy, dy_last, dh, dc, fn)
-    _loop([cache], backward=True)
-    dx, dw, du, db = _weight_grads(cache, need_dx, dx, dkernel, drecurrent, dbias, fn)
+    with _conv.blas_pinned():
+        _loop([cache], backward=True)
+        dx, dw, du, db = _weight_grads(cache, need_dx, dx, dkernel, drecurrent, dbias, fn)
     return dx, dw, du, db, cache.dh0, cache.dc0
 
 
@@ -407,15 +450,16 @@ def bidirectional_backward(forward_cache, backward_cache, forward_grads, backwar
     for j, g in zip(jobs, grads):
         _prepare_backward(j, g.pop("dy", None), g.pop("dy_last", None), g.pop("dh", None),
                           g.pop("dc", None), fn)
-    _loop(jobs, backward=True)
     outs = []
-    for j, g in zip(jobs, grads):
-        dx, dw, du, db = _weight_grads(j, g.pop("need_dx", True), g.pop("dx", None),
-                                       g.pop("dkernel", None), g.pop("drecurrent", None),
-                                       g.pop("dbias", None), fn)
-        if g:
-            raise TypeError(f"{fn}: unexpected gradient argument(s) {sorted(g)}.")
-        outs.append((dx, dw, du, db, j.dh0, j.dc0))
+    with _conv.blas_pinned():
+        _loop(jobs, backward=True)
+        for j, g in zip(jobs, grads):
+            dx, dw, du, db = _weight_grads(j, g.pop("need_dx", True), g.pop("dx", None),
+                                           g.pop("dkernel", None), g.pop("drecurrent", None),
+                                           g.pop("dbias", None), fn)
+            if g:
+                raise TypeError(f"{fn}: unexpected gradient argument(s) {sorted(g)}.")
+            outs.append((dx, dw, du, db, j.dh0, j.dc0))
     return outs
 
 
