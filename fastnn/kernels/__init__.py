@@ -11,6 +11,8 @@ Each topic is a module with the same name at every level of the project:
     loss        fused softmax/sigmoid + crossentropy values and gradients
     dropout     inverted dropout with a seeded generator
     optim       fused optimizer updates over one flat float32 parameter buffer
+    rnn         SimpleRNN / LSTM / GRU over whole sequences (forward, backward through time),
+                embedding gather and scatter-add
     threads     one threading policy for BLAS, OpenMP and Numba
 
 This package never imports the model layer (fastnn.layers, fastnn.models): other projects can
@@ -31,7 +33,7 @@ import importlib
 from fastnn.kernels import threads
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
-TOPICS = ("conv", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim")
+TOPICS = ("conv", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim", "rnn")
 
 __all__ = [*TOPICS, "threads", "set_num_threads", "get_num_threads"]
 

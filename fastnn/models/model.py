@@ -112,6 +112,71 @@ def _inference_chains(nodes, output_ids) -> dict:
     return chains
 
 
+def _mask_sources(nodes) -> bool:
+    """True when a layer of the graph makes a Keras mask (Embedding(mask_zero=True), Masking):
+    the forward pass then carries masks along (_forward_masked)."""
+    from fastnn.layers.recurrent import Embedding, Masking
+    return any((isinstance(l, Embedding) and l.mask_zero) or isinstance(l, Masking) for l, _, _ in nodes)
+
+
+def _forward_masked(model, vals, training):
+    """Forward pass that also propagates masks as Keras does: each layer gets its input's mask
+    (`layer._mask`) and compute_mask gives its output's. Masks are (batch, timesteps) bool."""
+    masks = model._masks
+    for i in range(len(masks)):
+        masks[i] = None
+    for layer, ins, out in model._nodes:
+        x = vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins]
+        m = masks[ins[0]] if len(ins) == 1 else [masks[i] for i in ins]
+        layer._mask = m
+        vals[out] = layer.forward(x, training)
+        masks[out] = layer.compute_mask(x, m)
+
+
+def _output_mask(model):
+    """The mask of the (single) model output after a forward pass, or None."""
+    if not getattr(model, "_masking", False):
+        return None
+    m = model._masks[model._output_ids[0]]
+    return None if isinstance(m, list) else m
+
+
+def _masked_weights(model, sw, y_pred):
+    """Keras's apply_mask: an output mask (N, T) becomes sample weights, valid entries weighted
+    total/valid so that sum_over_batch_size averages over the valid steps only."""
+    m = _output_mask(model)
+    if m is None or m.shape != y_pred.shape[:m.ndim] or y_pred.ndim < 2:
+        return sw, None
+    red = getattr(model.loss, "reduction", "sum_over_batch_size")
+    mf = m.astype(FLOATX)
+    if red in ("mean", "sum_over_batch_size"):
+        valid = float(mf.sum())
+        mf *= np.float32(m.size / valid if valid else 0.0)
+    if sw is not None:
+        mf = mf * sw.reshape(sw.shape + (1,) * (mf.ndim - sw.ndim))
+    return mf, m.astype(FLOATX)
+
+
+def _input_dtype(model, i, a, fn):
+    """float32, or the integer dtype of an Input(dtype="int32"/"int64") / an input read only by
+    integer-input layers (Embedding) when the data are integers."""
+    if not model.built:
+        return FLOATX
+    t = model._graph_inputs[i] if i < len(model._graph_inputs) else None
+    want = getattr(t, "dtype", "float32") if t is not None else "float32"
+    if want in ("int32", "int64"):
+        if np.issubdtype(a.dtype, np.floating) and a.size and not np.all(a == np.floor(a)):
+            raise TypeError(f"{fn}: input '{t.layer.name}' holds integer ids (dtype {want}); received "
+                            f"non-integer values of dtype {a.dtype}.")
+        return np.dtype(want)
+    if np.issubdtype(a.dtype, np.integer) and t is not None:
+        tid = id(t)
+        readers = [l for l, ins, _ in model._nodes if any(model._tensors[j] is t for j in ins)]
+        if readers and all(getattr(l, "_int_input", False) for l in readers):
+            return a.dtype if a.dtype in (np.int32, np.int64) else np.int64
+    return FLOATX
+
+
 def _loss_name(loss) -> str:
     name = getattr(loss, "name", None)
     if not isinstance(name, str) or not name:
@@ -197,6 +262,8 @@ class Model(Layer):
             in_ids = [ids[id(s)] for s in t.inputs]
             t.layer._need_dx = not all(i in input_set for i in in_ids)
             self._nodes.append((t.layer, in_ids, ids[id(t)]))
+        self._masking = _mask_sources(self._nodes)
+        self._masks = [None] * len(order)
         self._bn_relu = _bn_relu_pairs(self._nodes, set(self._output_ids))
         self._chains = _inference_chains(self._nodes, set(self._output_ids))
         self._input_layers = [t.layer for t in inputs]
@@ -324,7 +391,9 @@ class Model(Layer):
         return outs
 
     def _run_forward(self, vals, training, timer):
-        if timer is None and not training and self._chains:
+        if self._masking:
+            _forward_masked(self, vals, training)
+        elif timer is None and not training and self._chains:
             self._run_inference(vals)
         elif timer is None:
             for layer, ins, out in self._nodes:
@@ -535,7 +604,7 @@ class Model(Layer):
                 raise TypeError(f"{fn}: x could not be converted to a float32 array: {e}") from None
             if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
                 raise TypeError(f"{fn}: x must be numeric; received dtype {a.dtype}.")
-            a = np.ascontiguousarray(a, dtype=FLOATX)
+            a = np.ascontiguousarray(a, dtype=_input_dtype(self, i, a, fn))
             if a.ndim == 0:
                 raise ValueError(f"{fn}: x must have a batch axis; received a scalar.")
             out.append(a)
@@ -683,7 +752,8 @@ class Model(Layer):
         (y_pred,) = self._forward(xs, True)
         if timer is not None:
             t0 = time.perf_counter()
-        loss, d = self._loss_and_grad(y, y_pred, sw)
+        lsw, omask = _masked_weights(self, sw, y_pred)
+        loss, d = self._loss_and_grad(y, y_pred, lsw)
         if d.dtype != FLOATX or not d.flags.c_contiguous:
             d = np.ascontiguousarray(d, dtype=FLOATX)
         if d.shape != y_pred.shape and not self._fused:
@@ -702,7 +772,7 @@ class Model(Layer):
             v.value[...] = v.constraint(v.value)
         if timer is not None:
             timer.optimizer += time.perf_counter() - t0
-        self._update_metrics(loss, y, y_pred, sw)
+        self._update_metrics(loss, y, y_pred, sw, omask)
         return loss
 
     def profile(self, x, y, steps=5, batch_size=None, print_fn=print):
@@ -720,14 +790,15 @@ class Model(Layer):
     def _test_step(self, xs, y, sw):
         with blas_pinned():
             (y_pred,) = self._forward(xs, False)
+        lsw, omask = _masked_weights(self, sw, y_pred)
         if self._fused:
-            loss, _ = self._loss_and_grad(y, y_pred, sw)
+            loss, _ = self._loss_and_grad(y, y_pred, lsw)
         else:
-            loss = float(self.loss(y, y_pred, sample_weight=sw))
+            loss = float(self.loss(y, y_pred, sample_weight=lsw))
         loss += self._activity_penalty()
         for v in self._reg_vars:
             loss += float(v.regularizer(v.value))
-        self._update_metrics(loss, y, y_pred, sw)
+        self._update_metrics(loss, y, y_pred, sw, omask)
         return loss
 
     def _activity_penalty(self):
@@ -740,14 +811,17 @@ class Model(Layer):
                 total += float(layer.activity_regularizer(y)) / max(1, y.shape[0])
         return total
 
-    def _update_metrics(self, loss, y, y_pred, sw):
+    def _update_metrics(self, loss, y, y_pred, sw, mask=None):
         n = y_pred.shape[0]
         self._loss_sum += loss * n
         self._loss_count += n
         if self._metrics is None:
             self._resolve_metrics(y, y_pred)
         for m, weighted in zip(self._metrics, self._metric_weighted):
-            m.update_state(y, y_pred, sample_weight=sw if weighted else None)
+            w = sw if weighted else None
+            if mask is not None:   # Keras weights the metrics of a masked output by the mask
+                w = mask if w is None else mask * w.reshape(w.shape + (1,) * (mask.ndim - w.ndim))
+            m.update_state(y, y_pred, sample_weight=w)
 
     def _logs(self, prefix=""):
         logs = {"loss": self._loss_sum / max(self._loss_count, 1)}
