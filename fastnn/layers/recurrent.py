@@ -325,7 +325,7 @@ class RNN(Layer):
     """
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
-                 stateful=False, unroll=False, zero_output_for_mask=None, **kwargs):
+                 stateful=False, unroll=False, zero_output_for_mask=False, **kwargs):
         if isinstance(cell, (list, tuple)):
             cell = StackedRNNCells(cell)
         super().__init__(**kwargs)
@@ -338,9 +338,7 @@ class RNN(Layer):
         self.go_backwards = bool(go_backwards)
         self.stateful = bool(stateful)
         self.unroll = bool(unroll)     # accepted: the compiled loop is already unrolled-fast
-        self.zero_output_for_mask = (self.return_sequences if zero_output_for_mask is None
-                                     else bool(zero_output_for_mask))
-        self._zero_arg = zero_output_for_mask
+        self.zero_output_for_mask = bool(zero_output_for_mask)   # Keras 3: False (Keras 2: return_sequences)
         self.supports_masking = True
         self._states = None            # stateful: the states carried to the next batch
         self._mask = None              # set by the model before forward (the input's mask)
@@ -565,7 +563,7 @@ class RNN(Layer):
         c = super().get_config()
         c.update(return_sequences=self.return_sequences, return_state=self.return_state,
                  go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
-                 zero_output_for_mask=self._zero_arg)
+                 zero_output_for_mask=self.zero_output_for_mask)
         if type(self) is RNN:
             c["cell"] = serialize(self.cell)
         return c
