@@ -53,7 +53,7 @@ _ISA_NAMES = {"portable": 0, "avx2": 1, "avx512": 2}
 # where it runs, else BLAS), the blocks shared out over the threads: the same operations for
 # any thread count. (dense's column shares pick the GEMM per share size, so their bits can
 # change with the number of threads.)
-ROW_BLOCK = 256
+ROW_BLOCK = 128
 
 
 def _mm1(a, b, out):
@@ -64,8 +64,18 @@ def _mm1(a, b, out):
 
 
 def _mm(a, b, out, bias=None):
-    """out = a @ b (+ bias): a (M, K) or a transposed view, b (K, N), out (M, N) C-contiguous."""
+    """out = a @ b (+ bias): a (M, K) or a transposed view, b (K, N), out (M, N) C-contiguous.
+
+    With few output rows and more columns (the weight gradients: M = input features or units,
+    K = N*T), the transposed product out^T = b^T @ a^T is cut into row blocks instead (a
+    per-thread scratch, copied back), so both threads get work."""
     m, k = a.shape
+    n = b.shape[1]
+    if bias is None and m < 2 * ROW_BLOCK and n > m and n >= 2 * ROW_BLOCK // 2:
+        scratch = _conv._workspace("rnn_mmT", n * m).reshape(n, m)
+        _mm(b.T, a.T, scratch)
+        np.copyto(out, scratch.T)
+        return out
     rb = ROW_BLOCK if m > ROW_BLOCK else max(m, 1)
     nblocks = -(-m // rb)
 
@@ -79,7 +89,7 @@ def _mm(a, b, out, bias=None):
             if bias is not None:
                 out[r0:r1] += bias
 
-    _conv._run(work, nblocks, 2.0 * m * k * b.shape[1])
+    _conv._run(work, nblocks, 2.0 * m * k * n)
     return out
 
 
