@@ -432,7 +432,12 @@ def backward_rows(int kind, int isa, int G, int act, tuple pa, int rec, tuple pr
                        &dh0[0, 0], NULL if dc0 is None else &dc0[0, 0], &ws[0])
 
 
-def embedding_forward(const long long[::1] ids,   # IN (M,) int64
+ctypedef fused index_t:
+    int
+    long long
+
+
+def embedding_forward(const index_t[::1] ids,     # IN (M,) int32 or int64
                       const float[:, ::1] table,  # IN (V, D)
                       float[:, ::1] out):          # OUT (M, D)
     """out[m] = table[ids[m]]; returns the position of the first id outside [0, V), or -1
@@ -451,12 +456,21 @@ def embedding_forward(const long long[::1] ids,   # IN (M,) int64
     return bad
 
 
-def embedding_backward(const long long[::1] ids,   # IN (M,) int64, checked by the forward
+def embedding_backward(const index_t[::1] ids,    # IN (M,) int32 or int64, in [0, V)
                        const float[:, ::1] dout,   # IN (M, D)
                        float[:, ::1] dtable):      # OUT (V, D), zeroed here
-    """dtable = scatter-add of dout's rows at ids (in row order: deterministic)."""
-    cdef Py_ssize_t m, M = ids.shape[0], D = dtable.shape[1]
+    """dtable = scatter-add of dout's rows at ids (in row order: deterministic); returns the
+    position of the first id outside [0, V) (then nothing is written), or -1."""
+    cdef Py_ssize_t m, M = ids.shape[0], V = dtable.shape[0], D = dtable.shape[1], bad = -1
+    cdef long long i
     with nogil:
-        memset(&dtable[0, 0], 0, dtable.shape[0] * D * sizeof(float))
         for m in range(M):
-            rn_add(&dtable[ids[m], 0], &dout[m, 0], &dtable[ids[m], 0], D)
+            i = ids[m]
+            if i < 0 or i >= V:
+                bad = m
+                break
+        if bad < 0:
+            memset(&dtable[0, 0], 0, V * D * sizeof(float))
+            for m in range(M):
+                rn_add(&dtable[ids[m], 0], &dout[m, 0], &dtable[ids[m], 0], D)
+    return bad

@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 
+from fastnn._kernels import activation as _actk
 from fastnn._kernels import rnn as _k
 from fastnn.kernels import activation as _activation
 from fastnn.kernels import conv as _conv
@@ -54,6 +55,8 @@ _ISA_NAMES = {"portable": 0, "avx2": 1, "avx512": 2}
 # any thread count. (dense's column shares pick the GEMM per share size, so their bits can
 # change with the number of threads.)
 ROW_BLOCK = 128
+_LINEAR = (0.0, 0.0, 0.0, 0.0)
+_SERIAL = 1 << 62      # bias_act's parallel threshold that keeps it in the calling thread
 
 
 def _mm1(a, b, out):
@@ -86,11 +89,16 @@ def _mm(a, b, out, bias=None):
                 out[r0:r1] = 0.0
             else:
                 _mm1(a[r0:r1], b, out[r0:r1])
-            if bias is not None:
-                out[r0:r1] += bias
+            if bias is not None:     # compiled row pass (NumPy's broadcast += buffers 32 KB)
+                _actk.bias_act(out[r0:r1], bias, True, 0, 0, _LINEAR, _SERIAL)
 
     _conv._run(work, nblocks, 2.0 * m * k * n)
     return out
+
+
+def _rowscale(x, m, out):
+    """out[n, t, :] = x[n, t, :] * m[n, :] (einsum: NumPy's broadcasting multiply buffers 32 KB)."""
+    return np.einsum("ntd,nd->ntd", x, m, out=out)
 
 
 def _colsum(dz2, out):
@@ -213,13 +221,13 @@ def _project(j):
         _mm(j.x.reshape(n * t, d), j.w, z2, j.bin)
     elif j.xmask.shape[0] == 1:
         xm = a(j.tag + "xm0", (n, t, d))
-        np.multiply(j.x, j.xmask[0][:, None, :], out=xm)
+        _rowscale(j.x, j.xmask[0], xm)
         _mm(xm.reshape(n * t, d), j.w, z2, j.bin)
     else:
         tmp = a(j.tag + "zg", (n * t, U))
         xm = a(j.tag + "xmg", (n, t, d))
         for g in range(j.G):
-            np.multiply(j.x, j.xmask[g][:, None, :], out=xm)
+            _rowscale(j.x, j.xmask[g], xm)
             _mm(xm.reshape(n * t, d), j.w[:, g * U:(g + 1) * U], tmp,
                 None if j.bin is None else j.bin[g * U:(g + 1) * U])
             z2[:, g * U:(g + 1) * U] = tmp
@@ -375,13 +383,16 @@ def _weight_grads(j, need_dx, dx, dkernel, drecurrent, dbias, fn):
         src = x2
         if j.xmask is not None:
             xm = a(tag + "bxm", (n, t, d))
-            np.multiply(j.x, j.xmask[0][:, None, :], out=xm)
+            _rowscale(j.x, j.xmask[0], xm)
             src = xm.reshape(nt, d)
         _mm(src.T, dz2, dw)
         if need_dx:
-            _mm(dz2, j.w.T, dx.reshape(nt, d))
-            if j.xmask is not None:
-                dx *= j.xmask[0][:, None, :]
+            if j.xmask is None:
+                _mm(dz2, j.w.T, dx.reshape(nt, d))
+            else:
+                dxg = a(tag + "gdx", (n, t, d))
+                _mm(dz2, j.w.T, dxg.reshape(nt, d))
+                _rowscale(dxg, j.xmask[0], dx)
     else:
         xm = a(tag + "bxm", (n, t, d))
         dwg = a(tag + "gdw", (d, U))
@@ -391,13 +402,13 @@ def _weight_grads(j, need_dx, dx, dkernel, drecurrent, dbias, fn):
         for g in range(G):
             m = j.xmask[g]
             cols = slice(g * U, (g + 1) * U)
-            np.multiply(j.x, m[:, None, :], out=xm)
+            _rowscale(j.x, m, xm)
             _mm(xm.reshape(nt, d).T, dz2[:, cols], dwg)
             dw[:, cols] = dwg
             if need_dx:
                 _mm(dz2[:, cols], j.w[:, cols].T, dxg.reshape(nt, d))
-                dxg *= m[:, None, :]
-                dx += dxg
+                _rowscale(dxg, m, xm)
+                dx += xm
     db_in = db[0] if j.kind == 2 else db
     _colsum(dz2, db_in)
     hp2 = j.chp.reshape(nt, U)
@@ -414,7 +425,7 @@ def _weight_grads(j, need_dx, dx, dkernel, drecurrent, dbias, fn):
             if j.kind == 3 and g == 2:
                 src = j.crh            # r * h_{t-1} (* m_h): the h gate's GEMM operand
             elif j.rmask is not None:
-                np.multiply(j.chp, j.rmask[:, g, None, :], out=hm)
+                _rowscale(j.chp, j.rmask[:, g], hm)
                 src = hm
             else:
                 src = j.chp
@@ -499,7 +510,7 @@ def embedding(ids, table, *, out=None, layer=None):
         out = np.empty(shape, np.float32)
     else:
         check_array(out, "out", fn, shape=shape, writeable=True)
-    flat = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
+    flat = _flat_ids(ids)
     bad = _k.embedding_forward(flat, table, out.reshape(-1, table.shape[1]))
     if bad >= 0:
         where = f" of layer '{layer}'" if layer else ""
@@ -523,8 +534,15 @@ def embedding_backward(ids, dout, vocab, *, dtable=None):
         dtable = np.empty((vocab, d), np.float32)
     else:
         check_array(dtable, "dtable", fn, shape=(vocab, d), writeable=True)
-    flat = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
-    if flat.size and (flat.min() < 0 or flat.max() >= vocab):
-        raise ValueError(f"{fn}: ids must be in [0, {vocab}); received ids in [{flat.min()}, {flat.max()}].")
-    _k.embedding_backward(flat, dout.reshape(-1, d), dtable)
+    flat = _flat_ids(ids)
+    bad = _k.embedding_backward(flat, dout.reshape(-1, d), dtable)
+    if bad >= 0:
+        raise ValueError(f"{fn}: ids must be in [0, {vocab}); received id {int(flat[bad])}.")
     return dtable
+
+
+def _flat_ids(ids):
+    """ids as a flat C-contiguous int32 or int64 array (no copy when they already are)."""
+    if ids.dtype in (np.int32, np.int64):
+        return np.ascontiguousarray(ids).reshape(-1)
+    return np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)

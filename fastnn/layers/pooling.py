@@ -169,7 +169,8 @@ class GlobalAveragePooling1D(BaseGlobalPooling):
         # Keras: sum(x * mask) / sum(mask) over the steps
         m = np.asarray(self._mask, FLOATX)
         w = self._buffer("mask_w", m.shape)
-        np.divide(m, m.sum(axis=1, keepdims=True), out=w)
+        with np.errstate(divide="ignore", invalid="ignore"):   # all steps masked: NaN, as Keras
+            np.einsum("nl,n->nl", m, 1.0 / m.sum(axis=1), out=w)
         self._w = w
         self._x_shape = x.shape
         y = self._buffer("y", (x.shape[0], x.shape[-1]))
@@ -181,7 +182,7 @@ class GlobalAveragePooling1D(BaseGlobalPooling):
             return super().backward(dy)
         dy = dy.reshape(dy.shape[0], dy.shape[-1])
         dx = self._buffer("dx", self._x_shape)
-        np.multiply(dy[:, None, :], self._w[:, :, None], out=dx)
+        np.einsum("nl,nc->nlc", self._w, dy, out=dx)     # (a broadcasting multiply buffers 32 KB)
         return dx
 
 

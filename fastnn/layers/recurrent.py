@@ -957,14 +957,15 @@ class Masking(Layer):
         return np.any(np.not_equal(inputs, np.float32(self.mask_value)), axis=-1)
 
     def forward(self, x, training=False):
-        keep = self.compute_mask(x)
-        self._keep = keep[..., None].astype(FLOATX)
+        keep = self._buffer("keep", x.shape[:-1])
+        np.copyto(keep, self.compute_mask(x))
+        self._keep = keep
         y = self._buffer("y", x.shape)
-        return np.multiply(x, self._keep, out=y)
+        return np.einsum("...d,...->...d", x, keep, out=y)
 
     def backward(self, dy):
         dx = self._buffer("dx", dy.shape)
-        return np.multiply(dy, self._keep, out=dx)
+        return np.einsum("...d,...->...d", dy, self._keep, out=dx)
 
     def get_config(self):
         return {**super().get_config(), "mask_value": self.mask_value}
