@@ -5,9 +5,9 @@
    NR = 2 * RN_VL columns (rn_pack: panel p holds B[kk, p*NR + j] at bp[p*k*NR + kk*NR + j], zero
    past n). The microkernel keeps an MR x NR tile of c in registers (RN_MR x 2 vectors: 24 of the
    32 zmm registers, 12 of the 16 ymm/xmm ones), broadcasts a[i, kk] and FMAs the packed row.
-   Rows past the last whole MR block go one at a time through the same code with MR = 1: every
-   element of c is the same sequence of multiply-adds in kk order whichever block its row falls
-   in, so a row's result does not depend on how the batch was cut into shares (thread-count
+   Rows past the last whole MR block go through the same code with MR = 4, 2, 1: every element
+   of c is the same sequence of multiply-adds in kk order whichever block its row falls in, so a
+   row's result does not depend on how the batch was cut into shares (thread-count
    independence). GCC vector extensions + -ffp-contract=fast: FMAs where the target has them. */
 
 #define RN_CAT2(a, b) a##_##b
@@ -66,24 +66,30 @@ RN_AI void RN_FN(rn_tile)(Py_ssize_t k, const float* a, Py_ssize_t lda, const fl
     }
 }
 
+/* every NR-wide panel for rows [i, i + MR) */
+RN_AI void RN_FN(rn_rows)(Py_ssize_t k, Py_ssize_t n, const float* a, Py_ssize_t lda,
+                          const float* bp, float* c, Py_ssize_t ldc, int accumulate, const int MR) {
+    const Py_ssize_t NR = 2 * RN_VL;
+    for (Py_ssize_t p = 0; p * NR < n; p++) {
+        Py_ssize_t nc = n - p * NR < NR ? n - p * NR : NR;
+        RN_FN(rn_tile)(k, a, lda, bp + p * k * NR, c + p * NR, ldc, nc, accumulate, MR);
+    }
+}
+
 static RN_TGT void RN_FN(rn_gemm)(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const float* a,
                                   Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc,
                                   int accumulate) {
-    const Py_ssize_t NR = 2 * RN_VL;
-    Py_ssize_t np_ = (n + NR - 1) / NR;
+    /* whole MR blocks, then the rest in blocks of 4, 2 and 1 rows (a one-row tail would load
+       the whole packed B for each row: measured 2-3x slower steps at 32-64 rows a share) */
     Py_ssize_t i = 0;
     for (; i + RN_MR <= m; i += RN_MR)
-        for (Py_ssize_t p = 0; p < np_; p++) {
-            Py_ssize_t nc = n - p * NR < NR ? n - p * NR : NR;
-            RN_FN(rn_tile)(k, a + i * lda, lda, bp + p * k * NR, c + i * ldc + p * NR, ldc, nc,
-                           accumulate, RN_MR);
-        }
+        RN_FN(rn_rows)(k, n, a + i * lda, lda, bp, c + i * ldc, ldc, accumulate, RN_MR);
+    for (; i + 4 <= m; i += 4)
+        RN_FN(rn_rows)(k, n, a + i * lda, lda, bp, c + i * ldc, ldc, accumulate, 4);
+    for (; i + 2 <= m; i += 2)
+        RN_FN(rn_rows)(k, n, a + i * lda, lda, bp, c + i * ldc, ldc, accumulate, 2);
     for (; i < m; i++)
-        for (Py_ssize_t p = 0; p < np_; p++) {
-            Py_ssize_t nc = n - p * NR < NR ? n - p * NR : NR;
-            RN_FN(rn_tile)(k, a + i * lda, lda, bp + p * k * NR, c + i * ldc + p * NR, ldc, nc,
-                           accumulate, 1);
-        }
+        RN_FN(rn_rows)(k, n, a + i * lda, lda, bp, c + i * ldc, ldc, accumulate, 1);
 }
 
 #undef RN_CAT2
