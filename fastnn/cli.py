@@ -146,6 +146,13 @@ def cmd_info(args):
               f"{b.get('num_threads')} threads)  {b.get('filepath')}")
     if not t.get("blas"):
         print("BLAS     none found by threadpoolctl")
+    from fastnn.kernels import isa
+
+    fl = isa.info()
+    print(f"ISA      flavour {fl['flavour']} (this CPU runs: {', '.join(fl['supported'])}; "
+          f"FASTNN_ISA=avx512|avx2|portable picks one)")
+    for name, body in fl["kernels"].items():
+        print(f"         {name:<52} {body}")
     return 0
 
 

@@ -126,23 +126,33 @@ cdef extern from *:
 
     /* ---- loops. Plain C, not Cython: gcc vectorised only some of the Cython-generated
        versions of these loops (measured 3x slower). `omp simd` because y may be x (in
-       place); target_clones adds an AVX2+FMA copy chosen at load time (ifunc), the
-       baseline SSE2 copy runs everywhere else. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define FNN_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("no-trapping-math")))
+       place). Each loop is compiled twice (FNN_DUAL): an AVX2+FMA body (x86-64-v3) and the
+       baseline one (SSE2 on x86-64); fnn_act_v3, set per module by set_isa (fastnn.kernels.isa,
+       FASTNN_ISA), picks one per call, so either flavour runs (and is tested) on any CPU that
+       has it. There is no AVX-512 body: the avx512 flavour runs the AVX2 one. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    #define FNN_HAS_V3 1
+    #define FNN_DUAL(ret, name, params, ...) \
+      static __attribute__((target("arch=x86-64-v3"), optimize("no-trapping-math"))) ret name##_v3 params __VA_ARGS__ \
+      static __attribute__((optimize("no-trapping-math"))) ret name##_base params __VA_ARGS__
+    #define FNN_PICK(name) (fnn_act_v3 ? name##_v3 : name##_base)
     #else
-    #define FNN_CLONES
+    #define FNN_HAS_V3 0
+    #define FNN_DUAL(ret, name, params, ...) static ret name##_base params __VA_ARGS__
+    #define FNN_PICK(name) (name##_base)
     #endif
+    /* 1: this module runs the AVX2+FMA bodies (only ever set where the CPU has them) */
+    static int fnn_act_v3 = 0;
     /* The parameters are copied into locals p0..p3 first: a load of p[k] inside a select
        arm (p might alias y) is "control flow" to the vectoriser. */
     #define FNN_PARAMS const float p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3]; \
         (void)p0; (void)p1; (void)p2; (void)p3;
     #define FNN_MAP(name, expr) \
-      static FNN_CLONES void name(const float* x, float* y, Py_ssize_t n, const float* p) { \
-        FNN_PARAMS _Pragma("omp simd") for (Py_ssize_t i = 0; i < n; i++) { float v = x[i]; y[i] = (expr); } }
+      FNN_DUAL(void, name, (const float* x, float* y, Py_ssize_t n, const float* p), { \
+        FNN_PARAMS _Pragma("omp simd") for (Py_ssize_t i = 0; i < n; i++) { float v = x[i]; y[i] = (expr); } })
     #define FNN_MAP2(name, expr) \
-      static FNN_CLONES void name(const float* x, const float* yy, const float* dy, float* dx, Py_ssize_t n, const float* p) { \
-        FNN_PARAMS _Pragma("omp simd") for (Py_ssize_t i = 0; i < n; i++) { float v = x[i]; float w = yy[i]; (void)w; (void)v; dx[i] = dy[i] * (expr); } }
+      FNN_DUAL(void, name, (const float* x, const float* yy, const float* dy, float* dx, Py_ssize_t n, const float* p), { \
+        FNN_PARAMS _Pragma("omp simd") for (Py_ssize_t i = 0; i < n; i++) { float v = x[i]; float w = yy[i]; (void)w; (void)v; dx[i] = dy[i] * (expr); } })
 
     #define FNN_SELU_A 1.6732632423543772848170429916717f
     #define FNN_SELU_S 1.0507009873554804934193349852946f
@@ -255,50 +265,67 @@ cdef extern from *:
     typedef void (*fnn_fwd_fn)(const float*, float*, Py_ssize_t, const float*);
     typedef void (*fnn_bwd_fn)(const float*, const float*, const float*, float*, Py_ssize_t, const float*);
     /* indexed by the ACT_* kinds below */
-    static const fnn_fwd_fn fnn_fwd_table[14] = {
-        fnn_f_linear, fnn_f_relu, fnn_f_elu, fnn_f_selu, fnn_f_gelu, fnn_f_gelu_tanh,
-        fnn_f_sigmoid, fnn_f_hard_sigmoid, fnn_f_hard_silu, fnn_f_tanh, fnn_f_softsign,
-        fnn_f_softplus, fnn_f_silu, fnn_f_exponential};
-    static const fnn_bwd_fn fnn_bwd_table[14] = {
-        fnn_b_linear, fnn_b_relu, fnn_b_elu, fnn_b_selu, fnn_b_gelu, fnn_b_gelu_tanh,
-        fnn_b_sigmoid, fnn_b_hard_sigmoid, fnn_b_hard_silu, fnn_b_tanh, fnn_b_softsign,
-        fnn_b_softplus, fnn_b_silu, fnn_b_exponential};
+    #define FNN_FWD_LIST(S) { \
+        fnn_f_linear##S, fnn_f_relu##S, fnn_f_elu##S, fnn_f_selu##S, fnn_f_gelu##S, fnn_f_gelu_tanh##S, \
+        fnn_f_sigmoid##S, fnn_f_hard_sigmoid##S, fnn_f_hard_silu##S, fnn_f_tanh##S, fnn_f_softsign##S, \
+        fnn_f_softplus##S, fnn_f_silu##S, fnn_f_exponential##S}
+    #define FNN_BWD_LIST(S) { \
+        fnn_b_linear##S, fnn_b_relu##S, fnn_b_elu##S, fnn_b_selu##S, fnn_b_gelu##S, fnn_b_gelu_tanh##S, \
+        fnn_b_sigmoid##S, fnn_b_hard_sigmoid##S, fnn_b_hard_silu##S, fnn_b_tanh##S, fnn_b_softsign##S, \
+        fnn_b_softplus##S, fnn_b_silu##S, fnn_b_exponential##S}
+    static const fnn_fwd_fn fnn_fwd_table_base[14] = FNN_FWD_LIST(_base);
+    static const fnn_bwd_fn fnn_bwd_table_base[14] = FNN_BWD_LIST(_base);
+    #if FNN_HAS_V3
+    static const fnn_fwd_fn fnn_fwd_table_v3[14] = FNN_FWD_LIST(_v3);
+    static const fnn_bwd_fn fnn_bwd_table_v3[14] = FNN_BWD_LIST(_v3);
+    #endif
     static inline void fnn_act_forward(int kind, const float* x, float* y, Py_ssize_t n, const float* p) {
-        fnn_fwd_table[kind](x, y, n, p);
+        FNN_PICK(fnn_fwd_table)[kind](x, y, n, p);
     }
     static inline void fnn_act_backward(int kind, const float* x, const float* y, const float* dy,
                                         float* dx, Py_ssize_t n, const float* p) {
-        fnn_bwd_table[kind](x, y, dy, dx, n, p);
+        FNN_PICK(fnn_bwd_table)[kind](x, y, dy, dx, n, p);
+    }
+    /* this module's flavour: 0 portable, >= 1 the AVX2+FMA bodies (the caller checks support) */
+    static inline void fnn_act_set_isa(int isa) {
+        fnn_act_v3 = FNN_HAS_V3 && isa >= 1;
     }
 
     /* ---- rows: softmax / log-softmax of k contiguous floats (y may be x) */
-    static FNN_CLONES float fnn_row_max(const float* x, Py_ssize_t k) {
+    FNN_DUAL(float, fnn_row_max, (const float* x, Py_ssize_t k), {
         float m = -INFINITY;          /* NaN is skipped here and re-enters through exp */
         _Pragma("omp simd reduction(max:m)")
         for (Py_ssize_t j = 0; j < k; j++) m = x[j] > m ? x[j] : m;
         return m;
-    }
-    static FNN_CLONES float fnn_row_sum_exp(const float* x, float* y, Py_ssize_t k, float m) {
-        /* y = exp(x - m) (when y is not NULL) and returns the sum */
-        float s = 0.0f;
+    })
+    static inline float fnn_row_max(const float* x, Py_ssize_t k) { return FNN_PICK(fnn_row_max)(x, k); }
+    FNN_DUAL(float, fnn_row_sum_exp, (const float* x, float* y, Py_ssize_t k, float m), {
+        /* y = exp(x - m) (when y is not NULL) and returns the sum, summed in double: a float
+           sum of k terms in vector-width partial sums is off by ~sqrt(k / width) ulp (1.5e-6
+           relative for k = 3000 on the 4-lane portable flavour), which log_softmax shows as
+           an absolute error; the double sum costs one convert and add next to exp's ~20 flops */
+        double s = 0.0;
         if (y) {
             _Pragma("omp simd reduction(+:s)")
-            for (Py_ssize_t j = 0; j < k; j++) { float e = fnn_exp(x[j] - m); y[j] = e; s += e; }
+            for (Py_ssize_t j = 0; j < k; j++) { float e = fnn_exp(x[j] - m); y[j] = e; s += (double)e; }
         } else {
             _Pragma("omp simd reduction(+:s)")
-            for (Py_ssize_t j = 0; j < k; j++) s += fnn_exp(x[j] - m);
+            for (Py_ssize_t j = 0; j < k; j++) s += (double)fnn_exp(x[j] - m);
         }
-        return s;
-    }
-    static FNN_CLONES void fnn_row_scale(float* y, Py_ssize_t k, float c) {
+        return (float)s;
+    })
+    static inline float fnn_row_sum_exp(const float* x, float* y, Py_ssize_t k, float m) { return FNN_PICK(fnn_row_sum_exp)(x, y, k, m); }
+    FNN_DUAL(void, fnn_row_scale, (float* y, Py_ssize_t k, float c), {
         _Pragma("omp simd")
         for (Py_ssize_t j = 0; j < k; j++) y[j] *= c;
-    }
-    static FNN_CLONES void fnn_row_shift(const float* x, float* y, Py_ssize_t k, float m, float c) {
+    })
+    static inline void fnn_row_scale(float* y, Py_ssize_t k, float c) { FNN_PICK(fnn_row_scale)(y, k, c); }
+    FNN_DUAL(void, fnn_row_shift, (const float* x, float* y, Py_ssize_t k, float m, float c), {
         /* (x - m) - c, not x - (m + c): m + c would round away log(s)'s low bits when |m| >> 1 */
         _Pragma("omp simd")
         for (Py_ssize_t j = 0; j < k; j++) y[j] = (x[j] - m) - c;
-    }
+    })
+    static inline void fnn_row_shift(const float* x, float* y, Py_ssize_t k, float m, float c) { FNN_PICK(fnn_row_shift)(x, y, k, m, c); }
     static inline float fnn_logs(float s) {
         /* log(s) of a sum of exps, s in [1, k]; NaN passes through */
         return (s == s && s < INFINITY) ? fnn_log(s) : s;
@@ -316,7 +343,7 @@ cdef extern from *:
             fnn_row_scale(y, k, 1.0f / s);
         }
     }
-    static FNN_CLONES void fnn_softmax_row_b(const float* y, const float* dy, float* dx, Py_ssize_t k, int log) {
+    FNN_DUAL(void, fnn_softmax_row_b, (const float* y, const float* dy, float* dx, Py_ssize_t k, int log), {
         float s = 0.0f;
         if (log) {      /* dx = dy - softmax * sum(dy), softmax = exp(y) */
             _Pragma("omp simd reduction(+:s)")
@@ -329,11 +356,13 @@ cdef extern from *:
             _Pragma("omp simd")
             for (Py_ssize_t j = 0; j < k; j++) dx[j] = y[j] * (dy[j] - s);
         }
-    }
-    static FNN_CLONES void fnn_add_bias(float* y, const float* b, Py_ssize_t k) {
+    })
+    static inline void fnn_softmax_row_b(const float* y, const float* dy, float* dx, Py_ssize_t k, int log) { FNN_PICK(fnn_softmax_row_b)(y, dy, dx, k, log); }
+    FNN_DUAL(void, fnn_add_bias, (float* y, const float* b, Py_ssize_t k), {
         _Pragma("omp simd")
         for (Py_ssize_t j = 0; j < k; j++) y[j] += b[j];
-    }
+    })
+    static inline void fnn_add_bias(float* y, const float* b, Py_ssize_t k) { FNN_PICK(fnn_add_bias)(y, b, k); }
     """
     float fnn_exp(float x) noexcept nogil
     float fnn_expm1(float x) noexcept nogil
@@ -353,6 +382,7 @@ cdef extern from *:
     void fnn_softmax_row(const float* x, float* y, Py_ssize_t k, bint log) noexcept nogil
     void fnn_softmax_row_b(const float* y, const float* dy, float* dx, Py_ssize_t k, bint log) noexcept nogil
     void fnn_add_bias(float* y, const float* b, Py_ssize_t k) noexcept nogil
+    void fnn_act_set_isa(int isa) noexcept nogil
 
 
 # Activation kinds (one loop per kind; fastnn.kernels.activation maps names to these).

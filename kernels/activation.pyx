@@ -5,7 +5,7 @@ Design note
 - Elementwise activations are one loop per kind (fnn_f_<kind> / fnn_b_<kind>, plain C in
   activation.pxd): the kind is dispatched once per chunk through a table, never per element,
   and every loop body is straight-line float32 code (selects, fnn_* polynomials), so gcc
-  vectorises it (SSE2 everywhere, plus an AVX2+FMA clone picked at load time). Only gelu's erf
+  vectorises it (SSE2, and an AVX2+FMA body picked per call by the module's flavour, set_isa). Only gelu's erf
   form calls libm (erfcf), which stays scalar. This file holds the drivers: chunking, prange.
 - Big arrays are cut into CHUNK-float pieces run by an OpenMP `prange` (dynamic schedule: on a
   shared machine a descheduled thread's share is taken over instead of waited for; one atomic
@@ -23,6 +23,12 @@ Design note
 """
 from cython.parallel cimport prange
 from libc.math cimport INFINITY
+
+
+cdef void _apply_isa(int isa) noexcept nogil:
+    fnn_act_set_isa(isa)
+
+include "isa.pxi"
 
 cdef enum:
     CHUNK = 16384       # floats per parallel task (64 KB: L2-resident)

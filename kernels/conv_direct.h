@@ -100,20 +100,6 @@ static inline void cd_interior(const cd_geom* g, Py_ssize_t* a, Py_ssize_t* b) {
 #undef CD_G
 #endif
 
-/* 1 if this CPU runs flavour isa */
-static int cd_isa_ok(int isa) {
-    if (isa == 0)
-        return 1;
-#ifdef CD_X86
-    __builtin_cpu_init();
-    if (isa == 1)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (isa == 2)
-        return __builtin_cpu_supports("avx512f");
-#endif
-    return 0;
-}
-
 /* floats per vector of flavour isa: F is padded to a multiple of it in wp / bp / dwp */
 static int cd_block(int isa) { return isa == 2 ? 16 : isa == 1 ? 8 : 4; }
 

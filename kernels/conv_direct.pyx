@@ -25,7 +25,7 @@
 #    ReLU'd in registers, then the 2x2 max writes the pooled output: the conv output (4x the
 #    pooled one) never reaches memory.
 #  - instruction sets: the kernels (conv_direct_isa.h, GCC vector extensions) are compiled three
-#    times, for AVX-512F, AVX2+FMA and a portable baseline; the caller picks one with isa_ok()
+#    times, for AVX-512F, AVX2+FMA and a portable baseline; the caller picks one per call (at most get_isa(), the module's flavour)
 #    (__builtin_cpu_supports), so the default build needs no -march=native.
 # Serial: fastnn.kernels.conv runs one call per thread on a contiguous range of output rows
 # (`_run`), with per-thread workspaces. No checks here: fastnn.kernels.conv validates all.
@@ -34,7 +34,6 @@ cdef extern from "conv_direct.h" nogil:
     enum: CD_KMAX
     ctypedef struct cd_geom:
         Py_ssize_t N, H, W, C, KH, KW, F, OH, OW, sh, sw, dh, dw, pt, pl
-    int cd_isa_ok(int isa)
     int cd_block(int isa)
     void cd_forward(int isa, const float* x, const cd_geom* g, const float* wp, const float* bp,
                     Py_ssize_t Fp, const float* zrow, Py_ssize_t q0, Py_ssize_t q1, float* y,
@@ -49,9 +48,10 @@ cdef extern from "conv_direct.h" nogil:
 KMAX = CD_KMAX
 
 
-def isa_ok(int isa):
-    """True if this CPU runs flavour isa (0 portable, 1 AVX2+FMA, 2 AVX-512F)."""
-    return bool(cd_isa_ok(isa))
+cdef void _apply_isa(int isa) noexcept nogil:
+    pass        # the caller passes a flavour per call; the entry points cap it at _isa
+
+include "isa.pxi"     # _isa, isa_supported, get_isa, set_isa (FASTNN_ISA via fastnn.kernels.isa)
 
 
 def block(int isa):
@@ -69,6 +69,12 @@ cdef inline cd_geom _geom(x, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW, Py_ssiz
     return g
 
 
+cdef inline void _check_isa(int isa) except *:
+    # a body of a flavour the CPU lacks would die on an illegal instruction: refuse it
+    if isa < 0 or isa > _isa:
+        raise ValueError(f"conv_direct: flavour {isa} is above this module's flavour {_isa}")
+
+
 def forward(const float[:, :, :, ::1] x__nhwc,     # IN (N, H, W, C)
             const float[:, ::1] wp__kf,            # IN (KH*KW*C, Fp): w, F padded with zeros
             const float[::1] bp__f,                # IN (Fp,): bias (zeros if none), padded
@@ -82,6 +88,7 @@ def forward(const float[:, :, :, ::1] x__nhwc,     # IN (N, H, W, C)
 
     relative: y holds only those rows ((q1 - q0)*OW, F), row q0 first (a chunk's scratch)."""
     cdef cd_geom g = _geom(x__nhwc, y__mf.shape[1], KH, KW, OH, OW, sh, sw, dh, dw, pt, pl)
+    _check_isa(isa)
     if q1 <= q0:
         return
     cdef float* y0 = &y__mf[0, 0] if relative else &y__mf[0, 0] + q0 * OW * g.F
@@ -102,6 +109,7 @@ def conv_relu_maxpool(const float[:, :, :, ::1] x__nhwc,   # IN (N, H, W, C)
                       int isa):
     """Pooled rows pr = n*PH + ph in [p0, p1) of maxpool2x2(relu(conv(x, w) + b)) ('valid')."""
     cdef cd_geom g = _geom(x__nhwc, y__nhwf.shape[3], KH, KW, OH, OW, sh, sw, dh, dw, pt, pl)
+    _check_isa(isa)
     if p1 <= p0:
         return
     with nogil:
@@ -123,6 +131,7 @@ def backward(const float[:, :, :, ::1] x__nhwc,    # IN (N, H, W, C)
              int isa):
     """dwp, dbp (float64, F padded) += dw, db of output rows [q0, q1); dy masked by y > 0 if y."""
     cdef cd_geom g = _geom(x__nhwc, dy__mf.shape[1], KH, KW, OH, OW, sh, sw, dh, dw, pt, pl)
+    _check_isa(isa)
     cdef const float* py = NULL
     if q1 <= q0:
         return

@@ -19,21 +19,12 @@
 
 typedef ptrdiff_t gm_int;
 
-/* microkernel shapes: variant -> (MR, NR) */
-static const int gm_mr_tab[3] = {14, 12, 6};
-static const int gm_nr_tab[3] = {32, 32, 64};
-
-static int gm_has512 = 0;   /* set by gm_ok(): the transposing pack may use AVX-512 */
-
-static int gm_ok(void) {
-#ifdef GM_X86
-    __builtin_cpu_init();
-    gm_has512 = __builtin_cpu_supports("avx512f");
-    return gm_has512;
-#else
-    return 0;
-#endif
-}
+/* microkernel shapes: variant -> (MR, NR). Variants 0-2 are AVX-512 (zmm accumulators), 3 is
+   AVX2+FMA (6x16: 12 ymm accumulators, BLIS's Haswell shape); the caller (gemm.pyx) runs only
+   variants of a flavour the module's flavour allows. */
+static const int gm_mr_tab[4] = {14, 12, 6, 6};
+static const int gm_nr_tab[4] = {32, 32, 64, 16};
+#define GM_IS_AVX512(variant) ((variant) <= 2)
 
 /* packed A: mc x kc as panels of MR rows, k-major inside a panel (pa[k*MR + i]) */
 static void gm_pack_a(gm_int mc, gm_int kc, const float* a, gm_int rsa, gm_int csa, int MR,
@@ -104,15 +95,46 @@ static void gm_pack_bt16(gm_int kc, gm_int nr, const float* bt, gm_int ld, int N
         for (gm_int k = 0; k < kc; k++)
             pb[k * NR + j0] = bt[j0 * ld + k];
 }
-#else
-static void gm_pack_bt16(gm_int kc, gm_int nr, const float* bt, gm_int ld, int NR, float* pb) {
-    (void)kc; (void)nr; (void)bt; (void)ld; (void)NR; (void)pb;
+
+/* the same with AVX2 8x8 register transposes (the avx2 flavour) */
+__attribute__((target("avx2,fma")))
+static void gm_pack_bt8(gm_int kc, gm_int nr, const float* bt, gm_int ld, int NR, float* pb) {
+    gm_int j0 = 0;
+    for (; j0 + 8 <= nr; j0 += 8) {
+        gm_int k0 = 0;
+        for (; k0 + 8 <= kc; k0 += 8) {
+            __m256 r[8], t[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = _mm256_loadu_ps(bt + (j0 + i) * ld + k0);
+            for (int i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {      /* r[i + q]: columns q (low lane), q + 4 (high) */
+                r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+                r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+                r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+                r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+            }
+            for (int q = 0; q < 4; q++) {
+                _mm256_storeu_ps(pb + (k0 + q) * NR + j0, _mm256_permute2f128_ps(r[q], r[q + 4], 0x20));
+                _mm256_storeu_ps(pb + (k0 + q + 4) * NR + j0, _mm256_permute2f128_ps(r[q], r[q + 4], 0x31));
+            }
+        }
+        for (; k0 < kc; k0++)
+            for (int i = 0; i < 8; i++)
+                pb[k0 * NR + j0 + i] = bt[(j0 + i) * ld + k0];
+    }
+    for (; j0 < nr; j0++)
+        for (gm_int k = 0; k < kc; k++)
+            pb[k * NR + j0] = bt[j0 * ld + k];
 }
 #endif
 
-/* packed B: kc x nc as panels of NR columns, pb[k*NR + j] */
+/* packed B: kc x nc as panels of NR columns, pb[k*NR + j]; variant picks the flavour of the
+   transposing pack */
 static void gm_pack_b(gm_int kc, gm_int nc, const float* b, gm_int rsb, gm_int csb, int NR,
-                      float* pb) {
+                      int variant, float* pb) {
     for (gm_int j0 = 0; j0 < nc; j0 += NR, pb += NR * kc) {
         gm_int nr = nc - j0 < NR ? nc - j0 : NR;
         const float* bp = b + j0 * csb;
@@ -122,8 +144,12 @@ static void gm_pack_b(gm_int kc, gm_int nc, const float* b, gm_int rsb, gm_int c
                 for (gm_int j = nr; j < NR; j++)
                     pb[k * NR + j] = 0.0f;
             }
-        } else if (rsb == 1 && gm_has512) {   /* transposed B (w rows): 16x16 transposes */
+#ifdef GM_X86
+        } else if (rsb == 1 && GM_IS_AVX512(variant)) {   /* transposed B (w rows) */
             gm_pack_bt16(kc, nr, bp, csb, NR, pb);
+        } else if (rsb == 1) {
+            gm_pack_bt8(kc, nr, bp, csb, NR, pb);
+#endif
         } else {              /* other strides: read along k, contiguous when rsb == 1 */
             for (gm_int j = 0; j < nr; j++)
                 for (gm_int k = 0; k < kc; k++)
@@ -178,6 +204,43 @@ GM_KERNEL(gm_kernel_6x64, 6, 4, 64)
    + 16 columns): half the FMAs of padding them to 64 */
 GM_KERNEL(gm_kernel_6x32s64, 6, 2, 64)
 
+/* The AVX2+FMA microkernel: MR x (NV*8) with ymm accumulators, the same loop as GM_KERNEL
+   (every element of C is one fma chain over k in order, whatever its tile: edge tiles and the
+   caller's split do not change a bit). */
+#define GM_KERNEL_AVX2(NAME, MR, NV, BS)                                                         \
+__attribute__((target("avx2,fma"), noinline))                                                   \
+static void NAME(gm_int kc, const float* pa, const float* pb, float* c, gm_int ldc,            \
+                 int accumulate) {                                                             \
+    __m256 acc[MR][NV];                                                                        \
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                     \
+        _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) acc[i][j] = _mm256_setzero_ps(); \
+    for (gm_int k = 0; k < kc; k++) {                                                          \
+        __m256 b[NV];                                                                          \
+        _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) b[j] = _mm256_loadu_ps(pb + 8 * j); \
+        _mm_prefetch((const char*)(pb + BS * 8), _MM_HINT_T0);                                  \
+        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                               \
+            __m256 a = _mm256_broadcast_ss(pa + i);                                            \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                               \
+                acc[i][j] = _mm256_fmadd_ps(a, b[j], acc[i][j]);                               \
+        }                                                                                      \
+        pa += MR;                                                                              \
+        pb += BS;                                                                              \
+    }                                                                                          \
+    if (accumulate) {                                                                          \
+        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                 \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++) {                             \
+                float* cp = c + i * ldc + 8 * j;                                               \
+                _mm256_storeu_ps(cp, _mm256_add_ps(_mm256_loadu_ps(cp), acc[i][j]));           \
+            }                                                                                  \
+    } else {                                                                                   \
+        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                 \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NV; j++)                               \
+                _mm256_storeu_ps(c + i * ldc + 8 * j, acc[i][j]);                              \
+    }                                                                                          \
+}
+
+GM_KERNEL_AVX2(gm_kernel_6x16, 6, 2, 16)
+
 typedef void (*gm_kernel_fn)(gm_int, const float*, const float*, float*, gm_int, int);
 
 /* C (m x n, row stride ldc, column stride 1) = A @ B (accumulate 0) or C += A @ B (1).
@@ -189,7 +252,7 @@ static void gm_sgemm(int variant, gm_int kcb, gm_int mcb, gm_int m, gm_int n, gm
                      gm_int csb, float* c, gm_int ldc, int accumulate, float* pa, float* pb) {
     const int MR = gm_mr_tab[variant], NR = gm_nr_tab[variant];
     gm_kernel_fn kern = variant == 0 ? gm_kernel_14x32 : variant == 1 ? gm_kernel_12x32
-                                                                      : gm_kernel_6x64;
+                      : variant == 2 ? gm_kernel_6x64 : gm_kernel_6x16;
     float tile[14 * 64] __attribute__((aligned(64)));
     if (m <= 0 || n <= 0)
         return;
@@ -202,7 +265,7 @@ static void gm_sgemm(int variant, gm_int kcb, gm_int mcb, gm_int m, gm_int n, gm
     for (gm_int p0 = 0; p0 < k; p0 += kcb) {
         gm_int kc = k - p0 < kcb ? k - p0 : kcb;
         int acc = accumulate || p0 > 0;
-        gm_pack_b(kc, n, b + p0 * rsb, rsb, csb, NR, pb);
+        gm_pack_b(kc, n, b + p0 * rsb, rsb, csb, NR, variant, pb);
         for (gm_int i0 = 0; i0 < m; i0 += mcb) {
             gm_int mc = m - i0 < mcb ? m - i0 : mcb;
             gm_pack_a(mc, kc, a + i0 * rsa + p0 * csa, rsa, csa, MR, pa);
@@ -243,7 +306,8 @@ static void gm_sgemm(int variant, gm_int kcb, gm_int mcb, gm_int m, gm_int n, gm
                      gm_int csb, float* c, gm_int ldc, int accumulate, float* pa, float* pb) {
     (void)variant; (void)kcb; (void)mcb; (void)m; (void)n; (void)k; (void)a; (void)rsa;
     (void)csa; (void)b; (void)rsb; (void)csb; (void)c; (void)ldc; (void)accumulate; (void)pa;
-    (void)pb;   /* never called: gm_ok() is 0, the Python side uses np.matmul */
+    (void)pb;   /* never called: not x86-64, the flavour is portable and the Python side uses
+                   np.matmul */
 }
 #endif
 

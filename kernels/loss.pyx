@@ -5,7 +5,8 @@ Design note
 - Rows of (N, K) logits are independent: one OpenMP task per block of rows, each row done in
   L1 (max, exp, sum, scale, loss) so the logits are read once and the probabilities written
   once. The row loops are plain C (below, on top of the fnn_* math in activation.pxd) so that
-  gcc vectorises them, with an AVX2+FMA clone picked at load time.
+  gcc vectorises them, compiled for AVX2+FMA and the baseline (FNN_DUAL in activation.pxd,
+  the body picked per call by this module's flavour: set_isa).
 - from_logits=True: loss = sum_j ys_j (lse - z_j) with lse = m + log(sum exp(z - m)): no
   overflow at |z| = 1e4. from_logits=False reproduces Keras on the softmax probabilities:
   q = p / sum(p), clip to [1e-7, 1 - 1e-7] (float32 bounds, as the torch backend compares),
@@ -18,7 +19,13 @@ Design note
   scale is one float per row (stride 1) or one for all rows (stride 0).
 """
 from cython.parallel cimport prange
-from .activation cimport fnn_exp, fnn_log, fnn_logs, fnn_softmax_row
+from .activation cimport fnn_exp, fnn_log, fnn_logs, fnn_softmax_row, fnn_act_set_isa
+
+
+cdef void _apply_isa(int isa) noexcept nogil:
+    fnn_act_set_isa(isa)      # this module's copy of the activation.pxd loops and its own rows
+
+include "isa.pxi"
 
 cdef extern from *:
     """
@@ -40,8 +47,8 @@ cdef extern from *:
 
     /* softmax CE of one row: writes p (probabilities), returns the loss.
        y: dense labels (NULL when sparse), c: sparse class */
-    static FNN_CLONES float fnn_sce_row(const float* z, const float* y, long long c, float* p,
-                                        Py_ssize_t k, float ls, int from_logits) {
+    FNN_DUAL(float, fnn_sce_row, (const float* z, const float* y, long long c, float* p,
+                                        Py_ssize_t k, float ls, int from_logits), {
         float a = 1.0f - ls, b = ls / (float)k;
         float m = fnn_row_max(z, k);
         float s = fnn_row_sum_exp(z, p, k, m);
@@ -79,10 +86,11 @@ cdef extern from *:
             acc += a * fnn_logc(p[c] / sp);
         }
         return -acc;
-    }
+    })
+    static inline float fnn_sce_row(const float* z, const float* y, long long c, float* p, Py_ssize_t k, float ls, int from_logits) { return FNN_PICK(fnn_sce_row)(z, y, c, p, k, ls, from_logits); }
 
-    static FNN_CLONES void fnn_sce_row_b(const float* p, const float* y, long long c, float* dz,
-                                         Py_ssize_t k, float ls, int from_logits, float scale) {
+    FNN_DUAL(void, fnn_sce_row_b, (const float* p, const float* y, long long c, float* dz,
+                                         Py_ssize_t k, float ls, int from_logits, float scale), {
         float a = 1.0f - ls, b = ls / (float)k;
         if (from_logits) {
             if (y) {
@@ -123,11 +131,12 @@ cdef extern from *:
         if (sp != sp) {
             for (Py_ssize_t j = 0; j < k; j++) dz[j] = sp;
         }
-    }
+    })
+    static inline void fnn_sce_row_b(const float* p, const float* y, long long c, float* dz, Py_ssize_t k, float ls, int from_logits, float scale) { FNN_PICK(fnn_sce_row_b)(p, y, c, dz, k, ls, from_logits, scale); }
 
     /* sigmoid BCE of one row (mean over k): writes p = sigmoid(z), returns the loss */
-    static FNN_CLONES float fnn_bce_row(const float* z, const float* y, float* p, Py_ssize_t k,
-                                        float ls, int from_logits) {
+    FNN_DUAL(float, fnn_bce_row, (const float* z, const float* y, float* p, Py_ssize_t k,
+                                        float ls, int from_logits), {
         float a = 1.0f - ls, b = 0.5f * ls, acc = 0.0f;
         if (from_logits) {
             _Pragma("omp simd reduction(+:acc)")
@@ -150,10 +159,11 @@ cdef extern from *:
             }
         }
         return acc / (float)k;
-    }
+    })
+    static inline float fnn_bce_row(const float* z, const float* y, float* p, Py_ssize_t k, float ls, int from_logits) { return FNN_PICK(fnn_bce_row)(z, y, p, k, ls, from_logits); }
 
-    static FNN_CLONES void fnn_bce_row_b(const float* p, const float* y, float* dz, Py_ssize_t k,
-                                         float ls, int from_logits, float scale) {
+    FNN_DUAL(void, fnn_bce_row_b, (const float* p, const float* y, float* dz, Py_ssize_t k,
+                                         float ls, int from_logits, float scale), {
         float a = 1.0f - ls, b = 0.5f * ls, s = scale / (float)k;
         if (from_logits) {
             _Pragma("omp simd")
@@ -166,7 +176,8 @@ cdef extern from *:
                 dz[j] = (q != q) ? q : (FNN_FREE(q) ? d : 0.0f);
             }
         }
-    }
+    })
+    static inline void fnn_bce_row_b(const float* p, const float* y, float* dz, Py_ssize_t k, float ls, int from_logits, float scale) { FNN_PICK(fnn_bce_row_b)(p, y, dz, k, ls, from_logits, scale); }
     """
     float fnn_sce_row(const float* z, const float* y, long long c, float* p, Py_ssize_t k,
                       float ls, bint from_logits) noexcept nogil

@@ -62,21 +62,6 @@
 #undef NB_NVS
 #endif
 
-/* 1 if this CPU runs flavour isa */
-static int nb_isa_ok(int isa) {
-    if (isa == 0)
-        return 1;
-#ifdef NB_X86
-    __builtin_cpu_init();
-    if (isa == 1)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (isa == 2)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
-               && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-    return 0;
-}
-
 #ifdef NB_X86
 #define NB_DISPATCH(isa, fn, ...)                                                    \
     do {                                                                             \

@@ -53,7 +53,6 @@ cdef inline Py_ssize_t _n_chunks(Py_ssize_t m, Py_ssize_t c) noexcept nogil:
 
 cdef extern from "norm.h" nogil:
     # the row loops, one C definition per instruction-set flavour (norm.h / norm_isa.h)
-    int nb_isa_ok(int isa)
     void nb_moments(int isa, const float* x, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
                     const float* shift, double* s1, double* s2)
     void nb_grad_sums(int isa, const float* dy, const float* x, const float* y, Py_ssize_t r0,
@@ -67,29 +66,10 @@ cdef extern from "norm.h" nogil:
                      const float* d, const float* mean, float* dx)
 
 
-# the flavour every call runs: the best this CPU has, chosen once at import (set_isa: tests)
-cdef int _isa = 2 if nb_isa_ok(2) else (1 if nb_isa_ok(1) else 0)
+cdef void _apply_isa(int isa) noexcept nogil:
+    pass        # every call passes _isa to the row loops
 
-
-def isa_ok(int isa):
-    """True if this CPU runs flavour isa (0 portable, 1 AVX2+FMA, 2 AVX-512F)."""
-    return bool(nb_isa_ok(isa))
-
-
-def get_isa():
-    """The flavour the kernels run (0 portable, 1 AVX2+FMA, 2 AVX-512F)."""
-    return _isa
-
-
-def set_isa(int isa):
-    """Force flavour isa (tests and benchmarks; not thread-safe against running kernels);
-    returns the previous one."""
-    global _isa
-    if isa not in (0, 1, 2) or not nb_isa_ok(isa):
-        raise ValueError(f"set_isa: flavour {isa} is not available on this CPU")
-    cdef int old = _isa
-    _isa = isa
-    return old
+include "isa.pxi"     # _isa, isa_supported, get_isa, set_isa (FASTNN_ISA via fastnn.kernels.isa)
 
 
 cdef inline Py_ssize_t _row_blocks(Py_ssize_t m, Py_ssize_t c) noexcept nogil:

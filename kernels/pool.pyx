@@ -217,10 +217,9 @@ cdef extern from *:
         return 0;
     }
 
-    /* The same sum with AVX where the CPU has it (checked at run time; the build targets
-       SSE2): vcvtps2pd converts four floats instead of two, and the loop is bound by converts.
+    /* The same sum with AVX in the avx2 and avx512 flavours (the build targets SSE2):
+       vcvtps2pd converts four floats instead of two, and the loop is bound by converts.
        Same additions in the same order, so the same result. */
-    static int fastnn_has_avx(void) { return __builtin_cpu_supports("avx"); }
 
     __attribute__((target("avx"))) static void fastnn_gavg_tiled_avx(const float* x0,
             ptrdiff_t P, ptrdiff_t C, ptrdiff_t c0, ptrdiff_t c1, float* y, double* acc) {
@@ -290,7 +289,6 @@ cdef extern from *:
                            Py_ssize_t c1, float* y, double* acc) noexcept nogil
     void fastnn_gavg_tiled_avx(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
                                Py_ssize_t c1, float* y, double* acc) noexcept nogil
-    int fastnn_has_avx() noexcept nogil
     void fastnn_avgcells1(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c0,
                           float* y) noexcept nogil
 
@@ -577,7 +575,14 @@ cdef inline void _avg_scalar(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssi
     yr[c] = <float>(acc / P)
 
 
-cdef bint _HAS_AVX = fastnn_has_avx() != 0
+cdef bint _HAS_AVX = False
+
+
+cdef void _apply_isa(int isa) noexcept nogil:
+    global _HAS_AVX
+    _HAS_AVX = isa >= 1     # AVX is part of both AVX flavours (x86-64-v3 and v4)
+
+include "isa.pxi"     # _isa, isa_supported, get_isa, set_isa (FASTNN_ISA via fastnn.kernels.isa)
 
 
 cdef Py_ssize_t _avg_tiled(const float* x0, Py_ssize_t P, Py_ssize_t C, Py_ssize_t c,

@@ -55,9 +55,15 @@ cdef enum:
     GRU_BEFORE = 3
 
 
+cdef void _apply_isa(int isa) noexcept nogil:
+    pass                  # the flavour is passed to every call (fastnn.kernels.rnn reads get_isa)
+
+include "isa.pxi"     # _isa, isa_supported, get_isa, set_isa (FASTNN_ISA via fastnn.kernels.isa)
+
+
 def isa_ok(int isa):
-    """True if this CPU runs flavour isa (0 portable, 1 AVX2+FMA, 2 AVX-512F)."""
-    return bool(rn_isa_ok(isa))
+    """True if this CPU runs flavour isa (0 portable, 1 AVX2+FMA, 2 AVX-512)."""
+    return bool(rn_isa_ok(isa)) and bool(fnn_isa_supported(isa))
 
 
 def packed_size(int isa, Py_ssize_t k, Py_ssize_t n):

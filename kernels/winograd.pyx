@@ -30,6 +30,7 @@
 
 cdef extern from "winograd.h" nogil:
     enum: WINO_CMAX
+    int wino_isa
     void wino_input(const float* x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C, Py_ssize_t pt,
                     Py_ssize_t pl, Py_ssize_t th, Py_ssize_t tw, Py_ssize_t r0, Py_ssize_t r1,
                     float* V, Py_ssize_t ldv)
@@ -46,6 +47,13 @@ cdef extern from "winograd.h" nogil:
                             Py_ssize_t r0, Py_ssize_t r1, float* dx, Py_ssize_t ldv)
 
 CMAX = WINO_CMAX     # the transforms' zero / sink rows hold this many channels
+
+
+cdef void _apply_isa(int isa) noexcept nogil:
+    global wino_isa
+    wino_isa = isa
+
+include "isa.pxi"     # _isa, isa_supported, get_isa, set_isa (FASTNN_ISA via fastnn.kernels.isa)
 
 
 # ---- Python entry points (typed memoryviews; fastnn.kernels.conv has validated them) ----

@@ -22,6 +22,18 @@ def test_info_lists_versions_kernels_threads(capsys):
                  "OpenMP", "BLAS"):
         assert word in out
     assert "runtime" in out  # the compiled OpenMP runtime module is always built
+    from fastnn.kernels import isa
+    assert f"ISA      flavour {isa.get_isa()}" in out     # and the body each kernel runs
+    assert "dense GEMM" in out and "batch norm" in out
+
+
+def test_info_under_a_forced_flavour(tmp_path):
+    env = dict(os.environ, FASTNN_ISA="portable")
+    r = subprocess.run([sys.executable, "-c", "import sys; from fastnn.cli import main; sys.exit(main(['info']))"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "ISA      flavour portable" in r.stdout
+    assert "BLAS (np.matmul)" in r.stdout            # the portable flavour has no sgemm kernel
 
 
 def test_console_script_entry_point(tmp_path):

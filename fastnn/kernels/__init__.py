@@ -5,7 +5,8 @@ Each topic is a module with the same name at every level of the project:
     conv        conv2d / conv1d forward and backward (im2col + one GEMM per batch chunk)
     pool        max / average pooling 1D and 2D, global pooling, forward and backward
     dense       matmul-backed dense layer with the bias and activation fused after the GEMM
-    gemm        the AVX-512 sgemm behind dense's per-thread blocks (np.matmul where absent)
+    gemm        the AVX-512 / AVX2 sgemm behind dense's per-thread blocks (np.matmul in the
+                portable flavour)
     norm        batch normalization (training and inference), forward and backward
     activation  every Keras 3 activation and its derivative
     loss        fused softmax/sigmoid + crossentropy values and gradients
@@ -14,6 +15,8 @@ Each topic is a module with the same name at every level of the project:
     rnn         SimpleRNN / LSTM / GRU over whole sequences (forward, backward through time),
                 embedding gather and scatter-add
     threads     one threading policy for BLAS, OpenMP and Numba
+    isa         the instruction-set flavour every kernel runs (avx512, avx2, portable;
+                env FASTNN_ISA)
 
 This package never imports the model layer (fastnn.layers, fastnn.models): other projects can
 use it on its own. Inputs are checked here; bad shapes, dtypes or strides raise ValueError or
@@ -30,12 +33,12 @@ from __future__ import annotations
 
 import importlib
 
-from fastnn.kernels import threads
+from fastnn.kernels import isa, threads
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
 TOPICS = ("conv", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim", "rnn")
 
-__all__ = [*TOPICS, "threads", "set_num_threads", "get_num_threads"]
+__all__ = [*TOPICS, "threads", "isa", "set_num_threads", "get_num_threads"]
 
 threads.ensure_policy()
 

@@ -35,6 +35,7 @@ loops behind trust what they get.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +111,34 @@ def _blas_single_thread():
     return _pool_state["blas"].limit(limits=1)
 
 
+class _blas_one:
+    """Cheap context (~1 us, threadpoolctl's limit costs ~25) in which BLAS runs each call on
+    one thread: a GEMM's bits must not depend on how BLAS splits it over its threads. A no-op
+    inside blas_pinned (already one thread)."""
+
+    def __enter__(self):
+        self.saved = []
+        if pinned():
+            return self
+        libs = _pool_state.get("blas_libs")
+        if libs is None:
+            from threadpoolctl import ThreadpoolController
+
+            libs = _pool_state["blas_libs"] = [
+                c for c in ThreadpoolController().select(user_api="blas").lib_controllers]
+        for lib in libs:
+            n = lib.num_threads
+            if n != 1:
+                lib.set_num_threads(1)
+                self.saved.append((lib, n))
+        return self
+
+    def __exit__(self, *exc):
+        for lib, n in self.saved:
+            lib.set_num_threads(n)
+        return False
+
+
 class blas_pinned:
     """Context for a whole model step: BLAS runs single-threaded, parallelism comes only from
     the kernels' own shares (see `_run`).
@@ -149,11 +178,42 @@ def _workspace(name: str, size: int, dtype=np.float32) -> np.ndarray:
     return buf[:size]
 
 
-def _chunk_rows(total_rows: int, ow: int, k: int) -> int:
-    """Output rows (n, oh) per chunk: col stays near CHUNK_BYTES, chunks of equal size."""
-    rows = max(1, CHUNK_BYTES // max(1, ow * k * 4))
-    nchunks = -(-total_rows // rows)
-    return -(-total_rows // nchunks)
+def _grid(n: int, per: int, rows: int, even: bool = False) -> list:
+    """The chunks of a batch of n images of `per` rows each (output rows, or Winograd tile rows),
+    as (r0, r1) ranges of the rows r = image * per + row. The grid depends on the shape only,
+    never on the thread count, so every GEMM of a call has the same operands whatever the
+    threads: BLAS's kernels may round a row differently depending on where it falls in a GEMM
+    (its tail kernels), so another split would give other bits.
+
+    rows: the target rows per chunk. Images that fit go whole, in runs of equal size; a bigger
+    image is cut into runs of equal length (even with even=True: a 2x2 pool's row pairs stay in
+    one chunk), so no chunk spans a cut image and another one."""
+    if n == 0 or per == 0:
+        return []
+    if rows >= per:
+        k = rows // per
+        k = -(-n // -(-n // k))                  # equal runs: 10 images at 4 -> 4, 3, 3
+        return [(i * per, min(i + k, n) * per) for i in range(0, n, k)]
+    step = max(2, rows - rows % 2) if even else max(1, rows)
+    cuts = -(-per // step)
+    step = -(-per // cuts)
+    if even:
+        step += step % 2
+    return [(i * per + j, i * per + min(j + step, per)) for i in range(n) for j in range(0, per, step)]
+
+
+def _units(chunks: list, per: int) -> list:
+    """Backward's work items over a _grid: runs of chunks that cover whole images (one chunk of
+    whole images, or all the chunks of one cut image) as (first chunk, end chunk) indices. A dx
+    row belongs to one image, so one thread does all of an image's chunks, in order."""
+    units, i = [], 0
+    while i < len(chunks):
+        j = i + 1
+        while chunks[j - 1][1] % per:            # a cut image: up to its last chunk
+            j += 1
+        units.append((i, j))
+        i = j
+    return units
 
 
 # ---------------------------------------------------------------- argument checks
@@ -228,6 +288,9 @@ def _threads_for(n_items: int, flops: float) -> int:
 
 def _run(work, n_items: int, flops: float):
     """Run work(task, i0, i1, nthreads) over items [0, n_items): split across threads or not.
+    For work whose every output element is computed the same way wherever the split falls
+    (the direct kernels' rows, dense's column shares on fastnn's sgemm); GEMMs on BLAS and
+    reductions go through _run_items instead, whose results do not depend on the split.
 
     Measured: interleaving OpenMP regions (im2col) with multi-threaded OpenBLAS GEMMs makes the
     two thread pools wait on each other (idle threads spin or sleep/wake around every chunk), and
@@ -249,11 +312,88 @@ def _run(work, n_items: int, flops: float):
     try:
         pool = _pool(t)
         bounds = [n_items * i // t for i in range(t + 1)]
-        with _blas_single_thread():
+        with _blas_one():
             # the caller runs the first share itself: one thread hand-off fewer per call
             futures = [pool.submit(work, i, bounds[i], bounds[i + 1], 1) for i in range(1, t)]
             try:
                 work(0, bounds[0], bounds[1], 1)
+            finally:
+                for fut in futures:
+                    fut.result()
+    finally:
+        _pool_lock.release()
+
+
+class _Turnstile:
+    """Lets the partial sums of chunks into one accumulator in chunk order, whichever thread
+    computed them: enter(i) waits until chunks 0..i-1 are in, leave(i) lets i + 1 through. So a
+    backward's dw and db are ((c0 + c1) + c2) + ... for any thread count. Items are taken in
+    increasing order (_run_items), so the lowest chunk not yet added is always being computed:
+    no deadlock; a failed worker breaks the turnstile and wakes the others."""
+
+    def __init__(self):
+        self._next, self._broken = 0, False
+        self._cv = threading.Condition()
+
+    def enter(self, i: int):
+        with self._cv:
+            while self._next != i and not self._broken:
+                self._cv.wait()
+            if self._broken:
+                raise RuntimeError("conv: another worker of this call failed")
+
+    def leave(self, i: int):
+        with self._cv:
+            self._next = i + 1
+            self._cv.notify_all()
+
+    def add(self, i: int, acc, part):
+        """acc += part as the i-th term of the ordered sum."""
+        self.enter(i)
+        try:
+            np.add(acc, part, out=acc)
+        finally:
+            self.leave(i)
+
+    def fail(self):
+        with self._cv:
+            self._broken = True
+            self._cv.notify_all()
+
+
+def _run_items(work, n_items: int, flops: float, turn: _Turnstile | None = None):
+    """Run work(i, nthreads=1) for every item i in [0, n_items): the policy's threads take the
+    items in increasing order as they come free (a thread held up on a shared machine holds up
+    no share), BLAS single-threaded throughout (its bits must not depend on its own split) and
+    the kernels' OpenMP loops too (GNU OpenMP cannot start a team in a forked child once the
+    parent has used one, and the threads here already share the cores). turn: the call's
+    _Turnstile, broken when a worker fails so that the others do not wait for ever."""
+    t = min(get_num_threads(), n_items) if flops >= SERIAL_FLOPS else 1
+    if t <= 1 or not _pool_lock.acquire(blocking=False):   # (or another thread uses the pool)
+        with _blas_one():
+            for i in range(n_items):
+                work(i, 1)
+        return
+    try:
+        counter = itertools.count()
+
+        def task():
+            try:
+                while True:
+                    i = next(counter)             # atomic under the GIL
+                    if i >= n_items:
+                        return
+                    work(i, 1)
+            except BaseException:
+                if turn is not None:
+                    turn.fail()
+                raise
+
+        pool = _pool(t)
+        with _blas_one():
+            futures = [pool.submit(task) for _ in range(t - 1)]
+            try:
+                task()
             finally:
                 for fut in futures:
                     fut.result()
@@ -325,7 +465,6 @@ def _check_pool(pool, out_hw, fn: str):
     return (out_hw[0] // 2, out_hw[1] // 2)
 
 
-_BEST_ISA = next(i for i in (2, 1, 0) if _cd.isa_ok(i))
 _zero_state = {"z": np.zeros(0, np.float32)}
 
 
@@ -335,9 +474,10 @@ def _isa(f: int) -> int:
     at F=8, 0.73 at F=24, 0.83 forward / 1.06 backward at F=40), else AVX-512 (F=48: 0.95/1.17)."""
     if DIRECT_ISA is not None:
         return DIRECT_ISA
-    if _BEST_ISA == 2 and _padded_f(f, 1) < _padded_f(f, 2):
+    lvl = _cd.get_isa()       # the flavour in force (fastnn.kernels.isa)
+    if lvl == 2 and _padded_f(f, 1) < _padded_f(f, 2):
         return 1
-    return _BEST_ISA
+    return lvl
 
 
 def _zeros(size: int) -> np.ndarray:
@@ -420,6 +560,11 @@ def _forward_direct_pooled(x, w, b, strides, dilation, pads, out_hw, out):
     _run(work, n * ph, 2.0 * n * 2 * ph * ow * kh * kw * c * f)
 
 
+# output elements (rows x F) per chunk of the direct backward: its float64 partial sums are
+# per chunk, and the chunks add in order, so the grid (not the thread count) fixes the bits
+DIRECT_BWD_CHUNK = 1 << 16
+
+
 def _backward_direct(x, w, dy, strides, dilation, pads, out_hw, dw_out, db, y):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
@@ -431,22 +576,25 @@ def _backward_direct(x, w, dy, strides, dilation, pads, out_hw, dw_out, db, y):
     y2 = None if y is None else y.reshape(n * oh * ow, f)
     zrow = _zeros(wd * c)
     flops = 2.0 * dy2.shape[0] * k * f
-    # one float64 partial [dW; db] (F padded) per task, summed below in a fixed order
-    parts = _workspace("cd_parts", _threads_for(n * oh, flops) * (k + 1) * fp, np.float64)
-    parts = parts.reshape(-1, k + 1, fp)
+    # the float64 [dW; db] (F padded), summed chunk by chunk in chunk order
+    acc = _workspace("cd_acc", (k + 1) * fp, np.float64).reshape(k + 1, fp)
+    acc.fill(0.0)
+    rows = max(1, DIRECT_BWD_CHUNK // max(1, ow * fp))
+    chunks = [(q, min(q + rows, n * oh)) for q in range(0, n * oh, rows)]
+    turn = _Turnstile()
 
-    def work(task, q_lo, q_hi, nthreads):     # output rows [q_lo, q_hi)
-        part = parts[task]
+    def work(i, nthreads):
+        q0, q1 = chunks[i]
+        part = _workspace("cd_part", (k + 1) * fp, np.float64).reshape(k + 1, fp)
         part.fill(0.0)
         dys = _workspace("cd_dys", (ow + k + 1) * fp)     # dy rows, float partials
-        _cd.backward(x, dy2, y2, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q_lo, q_hi, dys,
+        _cd.backward(x, dy2, y2, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, dys,
                      part[:k], part[k], isa)
+        turn.add(i, acc, part)
 
-    _run(work, n * oh, flops)
-    for extra in parts[1:]:
-        np.add(parts[0], extra, out=parts[0])
-    dw_out.reshape(k, f)[...] = parts[0][:k, :f]
-    db[...] = parts[0][k, :f]
+    _run_items(work, len(chunks), flops, turn)
+    dw_out.reshape(k, f)[...] = acc[:k, :f]
+    db[...] = acc[k, :f]
 
 
 # ---------------------------------------------------------------- Winograd F(2x2, 3x3)
@@ -459,11 +607,9 @@ def _use_winograd(w, strides, dilation, pads) -> bool:
             and max(c, f) <= _wg.CMAX)
 
 
-def _wino_rows(n_rows: int, tw: int, c: int, f: int) -> int:
-    """Tile rows per chunk: V and M stay near WINO_CHUNK_BYTES, chunks of equal size."""
-    rows = max(1, WINO_CHUNK_BYTES // (16 * 4 * tw * (c + f)))
-    nchunks = -(-n_rows // rows)
-    return -(-n_rows // nchunks) if n_rows else 1
+def _wino_rows(tw: int, c: int, f: int) -> int:
+    """Target tile rows per chunk: V and M stay near WINO_CHUNK_BYTES."""
+    return max(1, WINO_CHUNK_BYTES // (16 * 4 * tw * (c + f)))
 
 
 def _tiles(name: str, rows: int, t: int, k: int):
@@ -511,56 +657,68 @@ class _WinoForward:
 
 
 def _wino_forward(x, w, b, pads, out_hw, out, act, affine=None):
-    # Each thread owns a contiguous range of tile rows (n, ti), whose outputs no other tile
-    # row writes, so even a batch of 1 splits; per chunk of tile rows: input transform, 16
-    # GEMMs V[xi] @ U[xi], output transform (+ bias, ReLU) straight into y, and any other
-    # activation while the chunk's output rows are in cache.
+    # The tile rows (n, ti) are cut by _grid (whole images, or runs of one image's tile rows)
+    # and the threads take the chunks; a chunk's outputs are its own, so even a batch of 1
+    # splits. Per chunk: input transform, 16 GEMMs V[xi] @ U[xi], output transform (+ bias,
+    # ReLU) straight into y, and any other activation while the chunk's rows are in cache.
     g = _WinoForward(x, w, b, pads, out_hw, act, affine)
     n, oh, ow, th, f, act = x.shape[0], g.oh, g.ow, g.th, g.f, g.act
     out2 = out.reshape(n * oh * ow, f)
+    rows = _wino_rows(g.tw, g.c, f)
+    chunks = _grid(n, th, rows)
 
-    def work(task, r_lo, r_hi, nthreads):
-        rows = _wino_rows(r_hi - r_lo, g.tw, g.c, f)
-        for r0 in range(r_lo, r_hi, rows):
-            r1 = min(r0 + rows, r_hi)
-            g.chunk(x, r0, r1, rows, out)
-            if act is not None or affine is not None:     # output rows q = n*OH + oh
-                q0 = (r0 // th) * oh + 2 * (r0 % th)
-                q1 = (r1 // th) * oh + 2 * (r1 % th)
-                _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads, affine)
+    def work(i, nthreads):
+        r0, r1 = chunks[i]
+        g.chunk(x, r0, r1, rows, out)
+        if act is not None or affine is not None:     # output rows q = n*OH + oh
+            q0 = (r0 // th) * oh + 2 * (r0 % th)
+            q1 = ((r1 - 1) // th) * oh + min(2 * ((r1 - 1) % th) + 2, oh)
+            _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads, affine)
 
-    _run(work, n * th, 18.0 * out2.shape[0] * g.c * f)
+    _run_items(work, len(chunks), 18.0 * out2.shape[0] * g.c * f)
 
 
 def _wino_forward_pooled(x, w, b, pads, out_hw, out, act, affine):
-    """Inference: Winograd conv -> epilogue -> 2x2 max pool, a chunk of whole images at a time
-    into a per-thread scratch that the pool reads in cache; only the pooled output is written.
-    Each tile's arithmetic is _wino_forward's, so the bits are too."""
+    """Inference: Winograd conv -> epilogue -> 2x2 max pool, chunk by chunk of _wino_forward's
+    grid into a per-thread scratch that the pool reads in cache; only the pooled output is
+    written. The chunks, and so every GEMM and tile, are _wino_forward's: the same bits."""
     from fastnn._kernels import pool as _pool_k
 
     g = _WinoForward(x, w, b, pads, out_hw, act, affine)
     n, oh, ow, th, f, act = x.shape[0], g.oh, g.ow, g.th, g.f, g.act
+    ph = oh // 2
+    rows = _wino_rows(g.tw, g.c, f)
+    chunks = _grid(n, th, rows)
 
-    def work(task, n_lo, n_hi, nthreads):     # images [n_lo, n_hi)
-        rows = _wino_rows((n_hi - n_lo) * th, g.tw, g.c, f)      # tile rows per GEMM chunk
-        per = max(1, rows // th)              # images per pooled chunk
-        ybuf = _workspace("wino_ypool", min(per, n_hi - n_lo) * oh * ow * f)
-        for i0 in range(n_lo, n_hi, per):
-            i1 = min(i0 + per, n_hi)
-            xs = x[i0:i1]
-            ys = ybuf[:(i1 - i0) * oh * ow * f].reshape(i1 - i0, oh, ow, f)
-            for r0 in range(0, (i1 - i0) * th, rows):
-                g.chunk(xs, r0, min(r0 + rows, (i1 - i0) * th), rows, ys)
-            _apply_epilogue(ys.reshape(-1, f), act, 1, affine)
+    def work(i, nthreads):
+        r0, r1 = chunks[i]
+        i0 = r0 // th
+        if r0 % th == 0 and r1 % th == 0:          # whole images [i0, i1)
+            i1 = r1 // th
+            ys = _workspace("wino_ypool", (i1 - i0) * oh * ow * f).reshape(i1 - i0, oh, ow, f)
+            g.chunk(x[i0:i1], 0, r1 - r0, rows, ys)
+            _apply_epilogue(ys.reshape(-1, f), act, nthreads, affine)
             _pool_k.max_pool2x2_rows(ys, out[i0:i1])
+            return
+        # tile rows [t0, t1) of image i0: output rows [2 t0, 2 t1), pooled rows [t0, t1)
+        t0, t1 = r0 - i0 * th, r1 - i0 * th
+        ys = _workspace("wino_ypool", oh * ow * f).reshape(1, oh, ow, f)
+        g.chunk(x[i0:i0 + 1], t0, t1, rows, ys)
+        q1 = min(2 * t1, oh)
+        _apply_epilogue(ys[0, 2 * t0:q1].reshape(-1, f), act, nthreads, affine)
+        p1 = min(t1, ph)
+        if p1 > t0:
+            _pool_k.max_pool2x2_rows(ys[:, 2 * t0:2 * p1], out[i0:i0 + 1, t0:p1])
 
-    _run(work, n, 18.0 * n * oh * ow * g.c * f)
+    _run_items(work, len(chunks), 18.0 * n * oh * ow * g.c * f)
 
 
 def _wino_backward(x, w, dy, pads, out_hw, dx, dw_out, db, y):
-    # Per chunk: V recomputed from x, dM = A dY A^T (masked, db summed), dU += V^T dM; with dx,
-    # dV = dM U^T (into V's buffer, free by then) and dx += B dV B^T. Threads own whole images
-    # (the tiles' dx overlap only within an image): no races. dU and db are per-task partials.
+    # Per chunk of _wino_forward's grid: V recomputed from x, dM = A dY A^T (masked, db summed),
+    # dU = V^T dM added to the call's dU in chunk order (_Turnstile: the same sums for any
+    # thread count); with dx, dV = dM U^T (into V's buffer, free by then) and dx += B dV B^T.
+    # The tiles' dx overlap within an image, so one thread does all the chunks of an image
+    # (_units), in order.
     n, _, _, c = x.shape
     f = w.shape[3]
     pt, pl = pads[0], pads[2]
@@ -571,39 +729,42 @@ def _wino_backward(x, w, dy, pads, out_hw, dx, dw_out, db, y):
     if dx is not None:   # U^T contiguous: dM @ U^T runs at the NN GEMM's speed (72 -> 108 GFLOP/s)
         ut = _workspace("wino_ut", 16 * c * f).reshape(16, f, c)
         np.copyto(ut, _wino_weights(w).transpose(0, 2, 1))
-    tasks = _threads_for(n, flops)
-    parts = _workspace("wino_parts", tasks * 16 * c * f).reshape(tasks, 16, c, f)
-    dbs = _workspace("wino_db", tasks * f, np.float64).reshape(tasks, f)
+    du = _workspace("wino_du", 16 * c * f).reshape(16, c, f)
+    du.fill(0.0)
+    dbacc = _workspace("wino_db", f, np.float64)
+    dbacc.fill(0.0)
     has_y = y is not None
     yv = y if has_y else dy
+    rows = _wino_rows(tw, c, f)
+    chunks = _grid(n, th, rows)
+    units = _units(chunks, th)
+    turn = _Turnstile()
 
-    def work(task, n_lo, n_hi, nthreads):
-        du, dba = parts[task], dbs[task]
-        du.fill(0.0)
-        dba.fill(0.0)
-        r_lo, r_hi = n_lo * th, n_hi * th
-        rows = _wino_rows(r_hi - r_lo, tw, c, f)
+    def work(u, nthreads):
         dut = _workspace("wino_dut", 16 * c * f).reshape(16, c, f)
-        for r0 in range(r_lo, r_hi, rows):
-            r1 = min(r0 + rows, r_hi)
+        dbt = _workspace("wino_dbt", f, np.float64)
+        for i in range(*units[u]):
+            r0, r1 = chunks[i]
             t = (r1 - r0) * tw
             vb, v = _tiles("wino_v", rows * tw, t, c)
             dmb, dm = _tiles("wino_m", rows * tw, t, f)
             _wg.input_tiles(x, pt, pl, th, tw, r0, r1, vb)
-            _wg.dy_tiles(dy, yv, has_y, th, tw, r0, r1, dmb, dba)
+            dbt.fill(0.0)
+            _wg.dy_tiles(dy, yv, has_y, th, tw, r0, r1, dmb, dbt)
             np.matmul(v.transpose(0, 2, 1), dm, out=dut)
-            np.add(du, dut, out=du)
+            turn.enter(i)
+            try:
+                np.add(du, dut, out=du)
+                np.add(dbacc, dbt, out=dbacc)
+            finally:
+                turn.leave(i)
             if ut is not None:
                 np.matmul(dm, ut, out=v)
                 _wg.input_adjoint(vb, pt, pl, th, tw, r0, r1, dx)
 
-    _run(work, n, flops)
-    for extra in parts[1:]:
-        np.add(parts[0], extra, out=parts[0])
-    _wg.weight_adjoint(parts[0], dw_out)
-    db_sum = _workspace("wino_dbsum", f, np.float64)
-    np.sum(dbs, axis=0, out=db_sum)
-    db[...] = db_sum
+    _run_items(work, len(units), flops, turn)
+    _wg.weight_adjoint(du, dw_out)
+    db[...] = dbacc
 
 
 def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=None, pool=None):
@@ -634,31 +795,38 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=Non
     flops = 2.0 * out2.shape[0] * k * f
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads):
         x2 = x.reshape(n * h * wd, c)
+        chunks = _gemm_grid(n, oh, ow, c, f)
 
-        def work_1x1(task, m0, m1, nthreads):
+        def work_1x1(i, nthreads):        # output rows [q0, q1) = pixel rows [q0*OW, q1*OW)
+            m0, m1 = chunks[i][0] * ow, chunks[i][1] * ow
             np.matmul(x2[m0:m1], w2, out=out2[m0:m1])
-            if b is not None and m1 > m0:
+            if b is not None:
                 _k.bias_add(out2[m0:m1], b, nthreads)
             _apply_epilogue(out2[m0:m1], act, nthreads, affine)
 
-        _run(work_1x1, out2.shape[0], flops)
+        _run_items(work_1x1, len(chunks), flops)
         return
     # The bias rides in the GEMM: col gets a column of ones and w a row b, which saves a pass
     # over the output (measured: the same GEMM speed with K+1 columns).
     wa = _weights_with_bias(w2, b)
     ldc = wa.shape[0]
-    rows = _chunk_rows(n * oh, ow, ldc)
+    chunks = _gemm_grid(n, oh, ow, ldc, f)
 
-    def work(task, q_lo, q_hi, nthreads):     # output rows q = n*OH + oh in [q_lo, q_hi)
-        col_all = _workspace("col", min(rows, max(q_hi - q_lo, 0)) * ow * ldc)
-        for q0 in range(q_lo, q_hi, rows):
-            q1 = min(q0 + rows, q_hi)
-            col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
-            _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
-            np.matmul(col, wa, out=out2[q0 * ow:q1 * ow])
-            _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads, affine)
+    def work(i, nthreads):                # output rows q = n*OH + oh in [q0, q1)
+        q0, q1 = chunks[i]
+        col = _workspace("col", (q1 - q0) * ow * ldc).reshape(-1, ldc)
+        _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
+        np.matmul(col, wa, out=out2[q0 * ow:q1 * ow])
+        _apply_epilogue(out2[q0 * ow:q1 * ow], act, nthreads, affine)
 
-    _run(work, n * oh, flops)
+    _run_items(work, len(chunks), flops)
+
+
+def _gemm_grid(n: int, oh: int, ow: int, k: int, f: int) -> list:
+    """The chunks (output-row ranges) of an im2col or 1x1 convolution: the col buffer (rows x K)
+    and the output block (rows x F) stay near CHUNK_BYTES; row pairs stay whole (the pooled
+    path runs the same chunks)."""
+    return _grid(n, oh, max(1, CHUNK_BYTES // max(1, ow * max(k, f) * 4)), even=True)
 
 
 def _weights_with_bias(w2, b):
@@ -675,13 +843,10 @@ def _weights_with_bias(w2, b):
 def _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine):
     """Inference: conv -> epilogue -> 2x2 max pool per chunk, only the pooled output written.
 
-    A chunk is a run of whole images (or, for an image whose col buffer exceeds CHUNK_BYTES,
-    a run of its output-row pairs (2p, 2p + 1)); its GEMM writes a per-thread scratch block that
-    the epilogue and the pool read while it is in cache, so the full-size convolution output
-    never goes to memory. The same arithmetic as conv2d -> (affine, activation) -> max_pool2d,
-    and the same bits wherever BLAS's GEMM rounds a row block as it rounds the whole (it does
-    on every model shape tests/kernels/test_conv_epilogue.py checks; its small-matrix and
-    matrix-vector kernels for tiny or one-filter products may differ in the last bit).
+    The chunks are _forward's (_gemm_grid: runs of whole images, or runs of row pairs of one
+    image); each chunk's GEMM writes a per-thread scratch block that the epilogue and the pool
+    read while it is in cache, so the full-size convolution output never goes to memory. The
+    same GEMMs, row for row, as conv2d -> (affine, activation) -> max_pool2d: the same bits.
     """
     from fastnn._kernels import pool as _pool_k
 
@@ -703,45 +868,43 @@ def _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine):
         wa = w.reshape(c, f) if one else _weights_with_bias(w.reshape(kh * kw * c, f), b)
     x2 = x.reshape(-1, c) if one else None
     ldc = 0 if direct else wa.shape[0]
-    rows = _chunk_rows(n * oh, ow, max(ldc, f))
-    per_img = rows // oh                      # whole images per chunk (0: pairs of one image)
-    pairs = max(1, rows // 2)
+    chunks = _gemm_grid(n, oh, ow, c if one else ldc, f)
     flops = 2.0 * n * oh * ow * kh * kw * c * f
 
-    def block(q0, q1, col_all, ybuf, nthreads):   # output rows [q0, q1) -> scratch, epilogue
-        y2 = ybuf[:(q1 - q0) * ow * f].reshape(-1, f)
+    def work(i, nthreads):                # output rows [q0, q1) -> scratch, epilogue, pool
+        q0, q1 = chunks[i]
+        y2 = _workspace("ypool", (q1 - q0) * ow * f).reshape(-1, f)
         if direct:
             _cd.forward(x, wp, bp, zrow, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, y2, False,
                         isa, True)
         elif one:
             np.matmul(x2[q0 * ow:q1 * ow], wa, out=y2)
             if b is not None:
-                _k.bias_add(y2, b, 1)
+                _k.bias_add(y2, b, nthreads)
         else:
-            col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
+            col = _workspace("col", (q1 - q0) * ow * ldc).reshape(-1, ldc)
             _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
             np.matmul(col, wa, out=y2)
-        _apply_epilogue(y2, act, 1, affine)
-        return y2
-
-    def work(task, n_lo, n_hi, nthreads):     # images [n_lo, n_hi)
-        if per_img:
-            col_all = _workspace("col", min(per_img, n_hi - n_lo) * oh * ow * ldc)
-            ybuf = _workspace("ypool", min(per_img, n_hi - n_lo) * oh * ow * f)
-            for i0 in range(n_lo, n_hi, per_img):
-                i1 = min(i0 + per_img, n_hi)
-                y2 = block(i0 * oh, i1 * oh, col_all, ybuf, nthreads)
-                _pool_k.max_pool2x2_rows(y2.reshape(i1 - i0, oh, ow, f), out[i0:i1])
+        _apply_epilogue(y2, act, nthreads, affine)
+        i0 = q0 // oh
+        if q0 % oh == 0 and q1 % oh == 0:          # whole images [i0, i1)
+            i1 = q1 // oh
+            _pool_k.max_pool2x2_rows(y2.reshape(i1 - i0, oh, ow, f), out[i0:i1])
             return
-        col_all = _workspace("col", min(pairs, ph) * 2 * ow * ldc)
-        ybuf = _workspace("ypool", min(pairs, ph) * 2 * ow * f)
-        for i in range(n_lo, n_hi):
-            for p0 in range(0, ph, pairs):
-                p1 = min(p0 + pairs, ph)
-                y2 = block(i * oh + 2 * p0, i * oh + 2 * p1, col_all, ybuf, nthreads)
-                _pool_k.max_pool2x2_rows(y2.reshape(1, 2 * (p1 - p0), ow, f), out[i:i + 1, p0:p1])
+        p0, p1 = (q0 - i0 * oh) // 2, min((q1 - i0 * oh) // 2, ph)   # rows of one image
+        if p1 > p0:
+            _pool_k.max_pool2x2_rows(y2[:2 * (p1 - p0) * ow].reshape(1, 2 * (p1 - p0), ow, f),
+                                     out[i0:i0 + 1, p0:p1])
 
-    _run(work, n, flops)
+    _run_items(work, len(chunks), flops)
+
+
+# A batch of fewer images than this, whose whole dcol fits in DCOL_MAX_BYTES, runs the im2col
+# backward in two phases (dW + dcol over chunks, then col2im over input rows) so that a batch of
+# 1 still splits over the threads; the choice depends on the shape only (the bits of dx differ
+# between the two orders of summation).
+SMALL_BATCH = 4
+DCOL_MAX_BYTES = 64 << 20
 
 
 def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None):
@@ -772,51 +935,89 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None)
         return
     ldc = k + 1
     flops = (4.0 if dx is not None else 2.0) * dy2.shape[0] * k * f
-
-    def _parts(n_items):      # one partial [dW; db] per task, summed below
-        return _workspace("parts", _threads_for(n_items, flops) * ldc * f).reshape(-1, ldc, f)
+    # [dW; db], summed over the chunks in chunk order (_Turnstile): the same for any thread count
+    acc = _workspace("dwacc", ldc * f).reshape(ldc, f)
+    acc.fill(0.0)
+    turn = _Turnstile()
 
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads):
         x2 = x.reshape(n * h * wd, c)
         dx2 = None if dx is None else dx.reshape(n * h * wd, c)
+        chunks = _gemm_grid(n, oh, ow, c, f)
+        dbacc = _workspace("dbacc", f, np.float64)
+        dbacc.fill(0.0)
 
-        def work_1x1(task, m0, m1, nthreads):     # pixel rows [m0, m1): partial [dW; db]
-            dwa = parts[task]
-            acc = _workspace("db", f, np.float64)
-            acc.fill(0.0)
+        def work_1x1(i, nthreads):     # pixel rows [m0, m1): dW, db in order, dx rows
+            m0, m1 = chunks[i][0] * ow, chunks[i][1] * ow
+            dwt = _workspace("dwt", k * f).reshape(k, f)
+            dbt = _workspace("db", f, np.float64)
+            dbt.fill(0.0)
             dyc = _dy_rows(m0, m1)
-            np.matmul(x2[m0:m1].T, dyc, out=dwa[:k])
-            if m1 > m0:
-                _k.column_sums_add(dyc, acc, nthreads)
-                if dx2 is not None:
-                    np.matmul(dyc, w2.T, out=dx2[m0:m1])
-            dwa[k] = acc
+            np.matmul(x2[m0:m1].T, dyc, out=dwt)
+            _k.column_sums_add(dyc, dbt, nthreads)
+            if dx2 is not None:
+                np.matmul(dyc, w2.T, out=dx2[m0:m1])
+            turn.enter(i)
+            try:
+                np.add(acc[:k], dwt, out=acc[:k])
+                np.add(dbacc, dbt, out=dbacc)
+            finally:
+                turn.leave(i)
 
-        parts = _parts(x2.shape[0])
-        _run(work_1x1, x2.shape[0], flops)
+        _run_items(work_1x1, len(chunks), flops, turn)
+        dw2[...] = acc[:k]
+        db[...] = dbacc
+        return
+    # col has a column of ones, so colᵀ @ dY also yields db in its last row (no extra pass);
+    # dcol = dY @ [w | 0]ᵀ reuses col (the dW GEMM is done with it), col2im skips column K.
+    chunks = _gemm_grid(n, oh, ow, ldc, f)
+    if dx is not None:
+        wt = _workspace("wt", f * ldc).reshape(f, ldc)
+        wt[:, :k] = w2.T
+        wt[:, k] = 0.0
+    dx_rows = None if dx is None else dx.reshape(n * h, wd * c)
+
+    def chunk_dw(i, col, nthreads):    # col of chunk i, dW/db added in order; returns dy rows
+        q0, q1 = chunks[i]
+        dw_tmp = _workspace("dwt", ldc * f).reshape(ldc, f)
+        dyc = _dy_rows(q0 * ow, q1 * ow)
+        _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
+        np.matmul(col.T, dyc, out=dw_tmp)
+        turn.add(i, acc, dw_tmp)
+        return dyc
+
+    if dx is not None and n < SMALL_BATCH and n * oh * ow * ldc * 4 <= DCOL_MAX_BYTES:
+        # Phase 1 keeps the whole dcol so that phase 2, the col2im gather split over input
+        # rows, reads every output row that touches its rows: no races, and a batch of 1 splits.
+        dcol_all = _workspace("dcol", n * oh * ow * ldc).reshape(-1, ldc)
+
+        def work_chunk(i, nthreads):
+            q0, q1 = chunks[i]
+            col = _workspace("col", (q1 - q0) * ow * ldc).reshape(-1, ldc)
+            dyc = chunk_dw(i, col, nthreads)
+            np.matmul(dyc, wt, out=dcol_all[q0 * ow:q1 * ow])
+
+        _run_items(work_chunk, len(chunks), flops, turn)
+        n_rows = n * h
+        rows_dx = [(r, min(r + 16, n_rows)) for r in range(0, n_rows, 16)]
+
+        def work_dx(i, nthreads):       # input rows [r0, r1), all fresh
+            r0, r1 = rows_dx[i]
+            _k.col2im_add(dcol_all, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, 0, n * oh, r0, r1, r0,
+                          dx, nthreads)
+
+        _run_items(work_dx, len(rows_dx), flops)
     else:
-        # col has a column of ones, so colᵀ @ dY also yields db in its last row (no extra pass);
-        # dcol = dY @ [w | 0]ᵀ reuses col (the dW GEMM is done with it), col2im skips column K.
-        rows = _chunk_rows(n * oh, ow, ldc)
-        if dx is not None:
-            wt = _workspace("wt", f * ldc).reshape(f, ldc)
-            wt[:, :k] = w2.T
-            wt[:, k] = 0.0
-        dx_rows = None if dx is None else dx.reshape(n * h, wd * c)
+        units = _units(chunks, oh)
 
-        def work(task, n_lo, n_hi, nthreads):     # images [n_lo, n_hi): their dx rows are ours alone
-            dwa = parts[task]
-            dw_tmp = _workspace("dwt", ldc * f).reshape(ldc, f)
-            col_all = _workspace("col", min(rows, (n_hi - n_lo) * oh) * ow * ldc)
-            dwa.fill(0.0)
+        def work(u, nthreads):          # the chunks of whole images: their dx rows are ours alone
+            c_lo, c_hi = units[u]
+            n_lo, n_hi = chunks[c_lo][0] // oh, -(-chunks[c_hi - 1][1] // oh)
             zeroed = n_lo * h     # dx rows (n*H + ih) below this hold their partial sums already
-            for q0 in range(n_lo * oh, n_hi * oh, rows):
-                q1 = min(q0 + rows, n_hi * oh)
-                col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
-                dyc = _dy_rows(q0 * ow, q1 * ow)
-                _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
-                np.matmul(col.T, dyc, out=dw_tmp)
-                np.add(dwa, dw_tmp, out=dwa)
+            for i in range(c_lo, c_hi):
+                q0, q1 = chunks[i]
+                col = _workspace("col", (q1 - q0) * ow * ldc).reshape(-1, ldc)
+                dyc = chunk_dw(i, col, nthreads)
                 if dx_rows is None:
                     continue
                 np.matmul(dyc, wt, out=col)
@@ -832,44 +1033,9 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None)
             if dx_rows is not None and zeroed < n_hi * h:
                 dx_rows[zeroed:n_hi * h].fill(0.0)    # bottom rows no window reads
 
-        if _threads_for(n, flops) > 1 or _threads_for(n * oh, flops) == 1:
-            parts = _parts(n)
-            _run(work, n, flops)
-        else:
-            # Fewer images than threads (batch 1): split output rows instead. Phase 1 keeps the
-            # whole dcol (at most threads-1 images) so that phase 2, the col2im gather split
-            # over input rows, reads every output row that touches its rows: no races, and no
-            # multi-threaded BLAS (which stalls on small GEMMs on a busy machine).
-            dcol_all = None if dx is None else _workspace("dcol", n * oh * ow * ldc).reshape(-1, ldc)
-
-            def work_rows(task, q_lo, q_hi, nthreads):     # output rows [q_lo, q_hi)
-                dwa = parts[task]
-                dw_tmp = _workspace("dwt", ldc * f).reshape(ldc, f)
-                col_all = _workspace("col", min(rows, q_hi - q_lo) * ow * ldc)
-                dwa.fill(0.0)
-                for q0 in range(q_lo, q_hi, rows):
-                    q1 = min(q0 + rows, q_hi)
-                    col = col_all[:(q1 - q0) * ow * ldc].reshape(-1, ldc)
-                    dyc = _dy_rows(q0 * ow, q1 * ow)
-                    _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, q0, q1, col, nthreads)
-                    np.matmul(col.T, dyc, out=dw_tmp)
-                    np.add(dwa, dw_tmp, out=dwa)
-                    if dcol_all is not None:
-                        np.matmul(dyc, wt, out=dcol_all[q0 * ow:q1 * ow])
-
-            def work_dx(task, r_lo, r_hi, nthreads):     # input rows [r_lo, r_hi), all fresh
-                if r_hi > r_lo:
-                    _k.col2im_add(dcol_all, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, 0, n * oh,
-                                  r_lo, r_hi, r_lo, dx, nthreads)
-
-            parts = _parts(n * oh)
-            _run(work_rows, n * oh, flops)
-            if dx is not None:
-                _run(work_dx, n * h, flops)
-    for extra in parts[1:]:
-        np.add(parts[0], extra, out=parts[0])
-    dw2[...] = parts[0][:k]
-    db[...] = parts[0][k]
+        _run_items(work, len(units), flops, turn)
+    dw2[...] = acc[:k]
+    db[...] = acc[k]
 
 
 # ---------------------------------------------------------------- public API

@@ -1,7 +1,7 @@
 """Dense layer kernels on float32 C-contiguous matrices: y = act(x @ w + b) and its backward.
 
-The GEMM of each single-threaded share goes to fastnn's AVX-512 sgemm (fastnn.kernels.gemm,
-GEMM = "auto" below) or to the BLAS NumPy links (np.matmul(out=)); the bias and the activation then run
+The GEMM of each single-threaded share goes to fastnn's sgemm (fastnn.kernels.gemm, AVX-512 or
+AVX2+FMA, GEMM = "auto" below) or to the BLAS NumPy links (np.matmul(out=)); the bias and the activation then run
 as ONE fused compiled pass over y, row by row while each row is in cache (softmax across the
 last axis included).
 """
@@ -26,8 +26,8 @@ _BLOCK = 16            # column shares are cut at multiples of 16 floats (one ca
 # (and the bias+activation epilogue of its part) start to finish. Measured on the shared 2-core
 # machine: a multi-threaded OpenBLAS GEMM synchronises its threads many times per call, and
 # with other processes running it took 8x longer than on one thread (M1 step 280 ms vs 35 ms);
-# independent shares wait for each other once, at the end. Below SPLIT_FLOPS one call with
-# BLAS's own threading is as fast (and gives NumPy's `x @ w` bit for bit).
+# independent shares wait for each other once, at the end. Below SPLIT_FLOPS (SERIAL_FLOPS in a
+# model step) one call does it all.
 #
 # The shares are column blocks of the weights, not row blocks of x: y[:, a:b] = x @ w[:, a:b]
 # (forward), dx[:, a:b] = dy @ w[a:b].T and dw[a:b] = x[:, a:b].T @ dy (backward). Each thread
@@ -37,9 +37,9 @@ _BLOCK = 16            # column shares are cut at multiples of 16 floats (one ca
 # and keeps row shares.
 SPLIT_FLOPS = 3.2e7
 
-# GEMM of a single-threaded share: "auto" = fastnn's own AVX-512 sgemm (fastnn.kernels.gemm)
-# when the CPU has AVX-512F and the block is large enough, else NumPy's BLAS; "blas" = always
-# np.matmul. Measured on the M1 per-thread blocks (one thread, interleaved, medians, vs
+# GEMM of a single-threaded share: "auto" = fastnn's own sgemm (fastnn.kernels.gemm: AVX-512
+# or AVX2+FMA microkernel by flavour) when the flavour has one and the product is large enough,
+# else NumPy's BLAS; "blas" = always np.matmul. Measured on the M1 per-thread blocks (one thread, interleaved, medians, vs
 # OpenBLAS): forward 128 x 784|1024 x 512 1.10x, 256 x ... x 512 1.07-1.08x, dW (392|512) x 128
 # x 1024 1.18-1.20x, dx 128 x 1024 x (400|512) 1.11-1.18x. OpenBLAS packs with a small
 # microkernel for M = 128 and a scalar transposing pack for w.T; ours keeps a 6 x 64 tile in 24
@@ -49,22 +49,39 @@ GEMM = "auto"
 _GEMM_MIN = 32          # smallest m, n, k sent to our kernel (below, tile padding dominates)
 
 
-def _matmul(a, b, out, nthreads):
-    """out = a @ b for one share: our sgemm if GEMM allows it and BLAS would run single-threaded."""
-    m, k = a.shape
-    if (GEMM == "auto" and _gemm.available() and (nthreads == 1 or _conv.pinned())
-            and min(m, k, out.shape[1]) >= _GEMM_MIN):
+def _own(m, k, n) -> bool:
+    """Whether a call's GEMMs (m x k @ k x n, the whole product) run on fastnn's sgemm. Decided
+    on the whole product, never per share: every element of an sgemm result is computed the same
+    way wherever a share boundary falls, so its results do not depend on the thread count."""
+    return GEMM == "auto" and _gemm.available() and min(m, k, n) >= _GEMM_MIN
+
+
+def _matmul(a, b, out, own):
+    """out = a @ b for one share: fastnn's sgemm when own, else NumPy's BLAS."""
+    if own:
         _gemm.matmul(a, b, out)
     else:
         np.matmul(a, b, out=out)
 
 
-def _split(work, n_items, flops):
-    # inside a model step (conv.blas_pinned) BLAS is single-threaded: split from SERIAL_FLOPS on
-    if flops < (_conv.SERIAL_FLOPS if _conv.pinned() else SPLIT_FLOPS):
-        work(0, 0, n_items, 0)
-    else:
-        _conv._run(work, n_items, flops)
+# BLAS shares: a product on BLAS (no sgemm in the portable flavour, GEMM = "blas", or a small
+# product) is cut into at most this many blocks, by its shape only, and each block runs on a
+# single-threaded BLAS: BLAS may round a row or column differently depending on where it falls
+# in a GEMM, so shares that followed the thread count would change the bits with it.
+BLAS_BLOCKS = 8
+
+
+def _split(work, n_items, flops, own):
+    if own:
+        # inside a model step (conv.blas_pinned) BLAS is single-threaded: split from SERIAL_FLOPS on
+        if flops < (_conv.SERIAL_FLOPS if _conv.pinned() else SPLIT_FLOPS):
+            work(0, 0, n_items, 0)
+        else:
+            _conv._run(work, n_items, flops)
+        return
+    nb = 1 if flops < _conv.SERIAL_FLOPS else min(n_items, BLAS_BLOCKS)
+    bounds = [n_items * i // nb for i in range(nb + 1)]
+    _conv._run_items(lambda i, nthreads: work(i, bounds[i], bounds[i + 1], nthreads), nb, flops)
 
 
 def dense(x, w, b=None, activation="linear", *, out=None, **act_params):
@@ -96,24 +113,26 @@ def dense(x, w, b=None, activation="linear", *, out=None, **act_params):
 
     par = lambda nthreads: _SERIAL if nthreads == 1 else _activation.PARALLEL_MIN
 
+    own = _own(x.shape[0], x.shape[1], units)
+
     def work_rows(task, m0, m1, nthreads):   # rows [m0, m1): GEMM, then bias+act while in cache
-        _matmul(x[m0:m1], w, out[m0:m1], nthreads)
+        _matmul(x[m0:m1], w, out[m0:m1], own)
         if epilogue and m1 > m0:
             _act.bias_act(out[m0:m1], bb, b is not None, max(kind, 0), smax, p, par(nthreads))
 
     def work_cols(task, j0, j1, nthreads):   # column blocks [j0, j1) of w and y
         u0, u1 = min(units, j0 * _BLOCK), min(units, j1 * _BLOCK)
         if u1 > u0:
-            _matmul(x, w[:, u0:u1], out[:, u0:u1], nthreads)
+            _matmul(x, w[:, u0:u1], out[:, u0:u1], own)
             if epilogue:
                 _act.bias_act(out[:, u0:u1], bb[u0:u1] if b is not None else bb, b is not None,
                               max(kind, 0), 0, p, par(nthreads))
 
     flops = 2.0 * x.shape[0] * x.shape[1] * units
     if smax or units < 2 * _BLOCK:
-        _split(work_rows, x.shape[0], flops)
+        _split(work_rows, x.shape[0], flops, own)
     else:
-        _split(work_cols, -(-units // _BLOCK), flops)
+        _split(work_cols, -(-units // _BLOCK), flops, own)
     return out
 
 
@@ -145,14 +164,16 @@ def dense_backward(x, w, dy, *, need_dx=True, dx=None, dw=None, db=None):
         db.fill(0.0)
         return dx, dw, db
 
+    own = _own(m, k, w.shape[1])
+
     def work(task, j0, j1, nthreads):   # input features [a, b): rows of dw, columns of dx
         a, b = min(k, j0 * _BLOCK), min(k, j1 * _BLOCK)
         if b > a:
-            _matmul(x[:, a:b].T, dy, dw[a:b], nthreads)
+            _matmul(x[:, a:b].T, dy, dw[a:b], own)
             if need_dx:
-                _matmul(dy, w[a:b].T, dx[:, a:b], nthreads)
+                _matmul(dy, w[a:b].T, dx[:, a:b], own)
         if j0 == 0:
             np.sum(dy, axis=0, out=db)
 
-    _split(work, -(-k // _BLOCK), (4.0 if need_dx else 2.0) * m * k * w.shape[1])
+    _split(work, -(-k // _BLOCK), (4.0 if need_dx else 2.0) * m * k * w.shape[1], own)
     return dx, dw, db

@@ -2,7 +2,11 @@
 
 matmul(a, b, out, accumulate=False): out = a @ b or out += a @ b, with a and b any 2-D float32
 views (transposed, strided) and out rows contiguous. Pack buffers are per-thread workspaces.
-Use available() first: without AVX-512F this module has no kernel (callers use np.matmul).
+The microkernel follows the instruction-set flavour (fastnn.kernels.isa): AVX-512 (6x64 tiles)
+or AVX2+FMA (6x16); the portable flavour has none, so check available() first (callers then use
+np.matmul). Every element of the result is one fma chain over k in order (K-blocks added in
+order), whatever the tile it falls in: a split of the product over threads, by rows or
+columns, gives the same bits as the whole.
 """
 from __future__ import annotations
 
@@ -13,15 +17,15 @@ from fastnn.kernels import conv as _conv
 
 __all__ = ["available", "matmul", "VARIANT", "KC", "MC"]
 
-VARIANT = 2     # microkernel: 0 = 14x32, 1 = 12x32, 2 = 6x64
+# microkernel per flavour: 0 = 14x32, 1 = 12x32, 2 = 6x64 (AVX-512), 3 = 6x16 (AVX2+FMA)
+VARIANT = {2: 2, 1: 3}
 KC = 256        # K-block (equalised: 784 -> 4 x 196); kc x n of packed B stays in L2
 MC = 96         # M-block: A rows packed at once (16 microkernel panels of 6)
 
-_OK = _gemm.ok()
-
 
 def available() -> bool:
-    return _OK
+    """True if the flavour in force has a microkernel (avx2 or avx512)."""
+    return _gemm.get_isa() >= 1
 
 
 def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
@@ -37,8 +41,10 @@ def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
     if any(st % 4 for arr in (a, b, out) for st in arr.strides):
         raise ValueError(f"{fn}: strides must be whole floats; received a {a.strides}, "
                          f"b {b.strides}, out {out.strides}.")
-    if not _OK:
-        raise RuntimeError(f"{fn}: this CPU has no AVX-512F; use np.matmul.")
+    lvl = _gemm.get_isa()
+    if lvl < 1:
+        raise RuntimeError(f"{fn}: the portable flavour has no sgemm kernel (fastnn.kernels.isa); "
+                           f"use np.matmul.")
     if not out.flags.writeable:
         raise ValueError(f"{fn}: out must be writeable.")
     n = out.shape[1]
@@ -51,7 +57,9 @@ def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
         if not accumulate:
             out.fill(0.0)
         return out
-    v = VARIANT if variant is None else variant
+    v = VARIANT[lvl] if variant is None else variant
+    if v not in VARIANT.values() and v not in _gemm.AVX512_VARIANTS:
+        raise ValueError(f"{fn}: unknown variant {v}.")
     kcb = KC if kc is None else kc
     mcb = MC if mc is None else mc
     nk = -(-k // kcb)

@@ -25,8 +25,6 @@ Outputs are in step order: with go_backwards the sequence comes out reversed, as
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from fastnn._kernels import activation as _actk
@@ -42,10 +40,13 @@ __all__ = ["CELLS", "forward", "backward", "bidirectional_forward", "bidirection
 CELLS = ("simple_rnn", "lstm", "gru")
 _GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 
-# Instruction-set flavour of the recurrent GEMM: 0 portable, 1 AVX2+FMA, 2 AVX-512F; None = the
-# best this CPU runs (FASTNN_ISA=avx512|avx2|portable caps it). Tests set it to run every flavour.
+# Instruction-set flavour of the recurrent GEMM: 0 portable, 1 AVX2+FMA, 2 AVX-512; None = the
+# flavour fastnn.kernels.isa puts in force (FASTNN_ISA). Tests set it to run every flavour.
 ISA = None
-_ISA_NAMES = {"portable": 0, "avx2": 1, "avx512": 2}
+
+
+def _isa() -> int:
+    return int(ISA) if ISA is not None else _k.get_isa()
 
 
 # ---------------------------------------------------------------------------- GEMMs over all steps
@@ -105,16 +106,6 @@ def _colsum(dz2, out):
     """out = dz2.sum(axis=0) (NumPy's pairwise sum: one thread, a fixed order)."""
     np.sum(dz2, axis=0, out=out, dtype=np.float32)
     return out
-
-
-def _isa() -> int:
-    if ISA is not None:
-        return int(ISA)
-    cap = _ISA_NAMES.get(os.environ.get("FASTNN_ISA", "").lower(), 2)
-    for isa in (2, 1, 0):
-        if isa <= cap and _k.isa_ok(isa):
-            return isa
-    return 0
 
 
 def _np_alloc(key, shape, dtype=np.float32):

@@ -126,8 +126,6 @@ def _deserialize_id(obj, getter):
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Rebuild a model saved with model.save('x.keras'), with weights and optimizer state."""
-    from fastnn.models.model import Model
-    from fastnn.models.sequential import Sequential
     filepath = os.fspath(filepath)
     if not zipfile.is_zipfile(filepath):
         raise ValueError(f"load_model: {filepath!r} is not a .keras zip archive.")
@@ -138,12 +136,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         config = json.loads(z.read("config.json"))
         weights = _load_npys(z, "weights/")
         opt_vars = _load_npys(z, "optimizer/")
-    classes = {"Sequential": Sequential, "Model": Model, "Functional": Model}
-    classes.update({k: v for k, v in (custom_objects or {}).items() if isinstance(v, type)})
-    cls = classes.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"load_model: unknown model class {config['class_name']!r}.")
-    model = cls.from_config(config["config"], custom_objects=custom_objects)
+    model = _model_class(config["class_name"], custom_objects, "load_model").from_config(
+        config["config"], custom_objects=custom_objects)
     model.set_weights(weights)
     cc = config.get("compile_config")
     if compile and cc:
@@ -162,11 +156,22 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 
 def model_from_json(json_string, custom_objects=None):
-    from fastnn.models.model import Model
-    from fastnn.models.sequential import Sequential
     config = json.loads(json_string)
-    cls = {"Sequential": Sequential, "Model": Model}[config["class_name"]]
-    return cls.from_config(config["config"], custom_objects=custom_objects)
+    return _model_class(config["class_name"], custom_objects, "model_from_json").from_config(
+        config["config"], custom_objects=custom_objects)
+
+
+def _model_class(name, custom_objects, fn):
+    """The model class saved under `name`, from the layer registry (Model and Sequential register
+    themselves there, so this module imports neither: no import cycle)."""
+    from fastnn import layers
+    custom = {k: v for k, v in (custom_objects or {}).items() if isinstance(v, type)}
+    if name in custom:
+        return custom[name]
+    try:
+        return layers.get_class("Model" if name == "Functional" else name)
+    except ValueError:
+        raise ValueError(f"{fn}: unknown model class {name!r}; pass it in custom_objects.") from None
 
 
 # ---------------------------------------------------------------------------------------------

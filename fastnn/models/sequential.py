@@ -1,13 +1,13 @@
 """Sequential: a plain stack of layers, built from an Input, an input_shape kwarg or the first data."""
 from __future__ import annotations
 
-import numpy as np
-
+from fastnn.layers import register
 from fastnn.layers.base import KerasTensor, Layer, shape_str
 from fastnn.layers.core import InputLayer
 from fastnn.models.model import Model
 
 
+@register
 class Sequential(Model):
     """A linear stack of layers: Sequential([Input((784,)), Dense(10, activation="softmax")])."""
 

@@ -409,8 +409,9 @@ def test_threaded_path_works_after_fork(rng):
     import os
 
     x, w = rand(rng, (4, 9, 9, 4)), rand(rng, (3, 3, 4, 8))
-    with forced_split(K.CHUNK_BYTES, 2):
+    with forced_split(1, 2):              # one output row pair per chunk: several chunks
         want = K.conv2d(x, w)             # the worker threads exist in this process now
+        assert K._pool_state["pool"] is not None and K._pool_state["pid"] == os.getpid()
         pid = os.fork()
         if pid == 0:                      # child: a fresh pool, same result, no hang
             ok = np.allclose(K.conv2d(x, w), want, rtol=1e-6, atol=1e-6)

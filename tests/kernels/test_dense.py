@@ -34,9 +34,9 @@ def test_dense_matches_reference(act, params, m, k, u, bias, rng):
                    None if b is None else b.astype(np.float64), act, **params)
     # the GEMM's float32 rounding (~sqrt(k) ulp of the dot products) dominates
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=2e-6 * np.sqrt(k))
-    # exactly the fused pass of apply() over the bias-added GEMM
-    z = x @ w + (0 if b is None else b)
-    np.testing.assert_allclose(y, A.apply(act, f32(z), **params), rtol=1e-6, atol=1e-6)
+    # exactly the fused pass of apply() over the bias-added GEMM (the same GEMM: the linear call)
+    z = K.dense(x, w, b)
+    np.testing.assert_allclose(y, A.apply(act, z, **params), rtol=1e-6, atol=1e-6)
 
 
 @settings(max_examples=20)

@@ -1,5 +1,7 @@
-"""fastnn.kernels.gemm (the AVX-512 sgemm of dense's per-thread blocks) against float64 matmul,
-and fastnn.kernels.dense with GEMM = "auto" (inside blas_pinned, where the kernel is used)."""
+"""fastnn.kernels.gemm (the AVX-512 / AVX2 sgemm of dense's per-thread blocks) against float64
+matmul, and fastnn.kernels.dense with GEMM = "auto" (inside blas_pinned, where the kernel is
+used). Runs under every flavour (tests/kernels/conftest.py); the portable flavour has no sgemm
+kernel, so the tests of the kernel itself skip there (dense falls back to np.matmul, tested)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -9,7 +11,18 @@ from fastnn.kernels import dense as D
 from fastnn.kernels import gemm as G
 from fastnn.reference import gemm as RG
 
-pytestmark = pytest.mark.skipif(not G.available(), reason="no AVX-512F on this CPU")
+from fastnn._kernels import gemm as _G
+
+# the microkernels of each flavour (0-2 AVX-512, 3 AVX2+FMA)
+VARIANTS = {2: list(_G.AVX512_VARIANTS), 1: list(_G.AVX2_VARIANTS), 0: []}
+
+
+@pytest.fixture
+def kernel(isa):
+    """The variants the flavour in force runs; skips under the portable flavour."""
+    if not VARIANTS[isa]:
+        pytest.skip("the portable flavour has no sgemm kernel (dense runs np.matmul there)")
+    return VARIANTS[isa]
 
 
 def operand(rng, rows, cols, layout):
@@ -36,9 +49,12 @@ def check(a, b, out, accumulate, **kw):
 @settings(max_examples=150, deadline=None)
 @given(m=st.integers(1, 300), n=st.integers(1, 300), k=st.integers(1, 300),
        la=st.sampled_from(["c", "t", "s", "ts"]), lb=st.sampled_from(["c", "t", "s", "ts"]),
-       accumulate=st.booleans(), variant=st.sampled_from([0, 1, 2]),
+       accumulate=st.booleans(), vi=st.integers(0, 2),
        kc=st.sampled_from([16, 64, 256]), mc=st.sampled_from([12, 96]), seed=st.integers(0, 2**31))
-def test_matches_float64(m, n, k, la, lb, accumulate, variant, kc, mc, seed):
+def test_matches_float64(isa, m, n, k, la, lb, accumulate, vi, kc, mc, seed):
+    if not VARIANTS[isa]:
+        pytest.skip("the portable flavour has no sgemm kernel (dense runs np.matmul there)")
+    variant = VARIANTS[isa][vi % len(VARIANTS[isa])]
     rng = np.random.default_rng(seed)
     a, b = operand(rng, m, k, la), operand(rng, k, n, lb)
     big = rng.standard_normal((m, n + 40)).astype(np.float32)     # out: a strided column block
@@ -54,35 +70,56 @@ def test_matches_float64(m, n, k, la, lb, accumulate, variant, kc, mc, seed):
     (392, 128, 1024, "ts", "c"), (400, 128, 1024, "ts", "c"),  # dW blocks
     (128, 1024, 400, "c", "ts"), (128, 1024, 512, "c", "ts"),  # dx blocks
 ])
-def test_m1_blocks(m, k, n, la, lb, rng):
+def test_m1_blocks(kernel, m, k, n, la, lb, rng):
     a, b = operand(rng, m, k, la), operand(rng, k, n, lb)
     for accumulate in (False, True):
         check(a, b, np.full((m, n), 0.5, np.float32), accumulate)
 
 
-def test_overwrite_ignores_nan_in_out(rng):
+def test_overwrite_ignores_nan_in_out(kernel, rng):
     a, b = operand(rng, 37, 50, "c"), operand(rng, 50, 70, "c")
     out = np.full((37, 70), np.nan, np.float32)
     G.matmul(a, b, out)
     assert np.isfinite(out).all()
 
 
-@pytest.mark.parametrize("variant", [0, 1, 2])
-def test_nan_inf_propagate(variant, rng):
-    a, b = operand(rng, 40, 90, "c"), operand(rng, 90, 100, "t")
-    a[3, 7] = np.nan
-    a[20, 5] = np.inf
-    b[11, 70] = -np.inf
-    out = np.empty((40, 100), np.float32)
-    G.matmul(a, b, out, variant=variant)
-    with np.errstate(invalid="ignore"):
-        want = a.astype(np.float64) @ b.astype(np.float64)
-    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
-    np.testing.assert_array_equal(np.isposinf(out), np.isposinf(want))
-    np.testing.assert_array_equal(np.isneginf(out), np.isneginf(want))
+def test_nan_inf_propagate(kernel, rng):
+    for variant in kernel:
+        a, b = operand(rng, 40, 90, "c"), operand(rng, 90, 100, "t")
+        a[3, 7] = np.nan
+        a[20, 5] = np.inf
+        b[11, 70] = -np.inf
+        out = np.empty((40, 100), np.float32)
+        G.matmul(a, b, out, variant=variant)
+        with np.errstate(invalid="ignore"):
+            want = a.astype(np.float64) @ b.astype(np.float64)
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+        np.testing.assert_array_equal(np.isposinf(out), np.isposinf(want))
+        np.testing.assert_array_equal(np.isneginf(out), np.isneginf(want))
 
 
-def test_empty_and_k0(rng):
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 200), n=st.integers(1, 200), k=st.integers(1, 600),
+       la=st.sampled_from(["c", "t"]), lb=st.sampled_from(["c", "t", "ts"]),
+       cut_m=st.integers(0, 200), cut_n=st.integers(0, 200), seed=st.integers(0, 2**31))
+def test_split_gives_the_same_bits(isa, m, n, k, la, lb, cut_m, cut_n, seed):
+    """Any split of the product by rows or by columns (how dense shares it over threads) gives
+    the bits of the whole: each element is one fma chain over k, whatever its tile."""
+    if not VARIANTS[isa]:
+        pytest.skip("the portable flavour has no sgemm kernel (dense runs np.matmul there)")
+    rng = np.random.default_rng(seed)
+    a, b = operand(rng, m, k, la), operand(rng, k, n, lb)
+    whole = np.empty((m, n), np.float32)
+    G.matmul(a, b, whole)
+    cm, cn = cut_m % (m + 1), cut_n % (n + 1)
+    parts = np.empty((m, n), np.float32)
+    G.matmul(a[:cm], b, parts[:cm])
+    G.matmul(a[cm:], b[:, :cn], parts[cm:, :cn])
+    G.matmul(a[cm:], b[:, cn:], parts[cm:, cn:])
+    np.testing.assert_array_equal(parts, whole)
+
+
+def test_empty_and_k0(kernel, rng):
     out = np.full((3, 4), 7.0, np.float32)
     G.matmul(np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32), out, True)
     assert (out == 7).all()
@@ -91,7 +128,7 @@ def test_empty_and_k0(rng):
     G.matmul(np.zeros((0, 5), np.float32), np.zeros((5, 4), np.float32), np.empty((0, 4), np.float32))
 
 
-def test_validation():
+def test_validation(kernel):
     a = np.zeros((3, 4), np.float32)
     with pytest.raises(TypeError, match="a must"):
         G.matmul(a.astype(np.float64), np.zeros((4, 2), np.float32), np.zeros((3, 2), np.float32))

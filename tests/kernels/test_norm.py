@@ -7,16 +7,9 @@ from fastnn._kernels import norm as _norm
 from fastnn.kernels import norm, threads
 from fastnn.reference import norm as ref
 
-# every test of this file runs under each instruction-set flavour of the row loops this CPU has
-# (0 portable, 1 AVX2+FMA, 2 AVX-512); module scope, so hypothesis tests may use it too
-ISAS = [i for i in (0, 1, 2) if _norm.isa_ok(i)]
-
-
-@pytest.fixture(scope="module", params=ISAS, ids=lambda i: f"isa{i}", autouse=True)
-def isa(request):
-    old = _norm.set_isa(request.param)
-    yield request.param
-    _norm.set_isa(old)
+# every test of this file runs under each instruction-set flavour this CPU has (the `flavour`
+# and `isa` fixtures of tests/kernels/conftest.py: 0 portable, 1 AVX2+FMA, 2 AVX-512)
+ISAS = [i for i in (0, 1, 2) if _norm.isa_supported(i)]
 
 # float32 kernel vs float64 oracle: a few ulps of the largest magnitude in the computation
 RTOL = 2e-6

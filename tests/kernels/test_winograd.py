@@ -154,11 +154,9 @@ def test_thread_counts_agree(rng, xs, f, padding):
             res[t] = (K.conv2d(x, w, b, 1, padding),) + K.conv2d_backward(x, w, dy, 1, padding)
     finally:
         threads.set_num_threads(n0)
-    # y and dx are computed image by image: identical; dw / db are summed in another order
-    np.testing.assert_array_equal(res[1][0], res[2][0])
-    np.testing.assert_array_equal(res[1][1], res[2][1])
-    for a, g in zip(res[1][2:], res[2][2:]):
-        np.testing.assert_allclose(a, g, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+    # the chunks are fixed by the shape and dw / db are summed in chunk order: the same bits
+    for a, g in zip(res[1], res[2]):
+        np.testing.assert_array_equal(a, g)
 
 
 def test_buffers_used_and_overwritten(rng):
