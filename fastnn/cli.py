@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 DATASETS = ("mnist", "fashion_mnist", "digits")
-EXPERIMENTS = ("optimizers", "init", "vanishing", "batchnorm", "overfitting", "search")
+EXPERIMENTS = ("optimizers", "init", "vanishing", "batchnorm", "overfitting", "search", "memory")
 
 
 # --- architectures ----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ fastnn's own model API. Each module has `run(size="full"|"tiny", out=DIR)`, whic
     batchnorm    training accuracy with and without BatchNormalization over 16 weight scales
     overfitting  300 samples, 7-layer MLP: no cure vs L2 weight decay vs Dropout
     search       random search of learning rate and weight decay on a validation split
+    memory       SimpleRNN vs LSTM vs GRU remembering a token L steps back; RMSprop vs Adam
 
 Run one with `fastnn experiment NAME [--tiny] [--out DIR]`.
 """
-NAMES = ("optimizers", "init", "vanishing", "batchnorm", "overfitting", "search")
+NAMES = ("optimizers", "init", "vanishing", "batchnorm", "overfitting", "search", "memory")
