@@ -228,7 +228,8 @@ class Layer:
             self.input_shape = input_shape
             self.build(input_shape)
             self.built = True
-            self.output_shape = tuple(self.compute_output_shape(input_shape))
+            out = self.compute_output_shape(input_shape)
+            self.output_shape = list(out) if _is_list_of_shapes(out) else tuple(out)
         return self.output_shape
 
     def compute_mask(self, inputs, previous_mask):
@@ -252,6 +253,13 @@ class Layer:
             shapes = [t.shape for t in x] if isinstance(x, (list, tuple)) else x.shape
             out_shape = self._check_and_build(shapes)
             inputs = list(x) if isinstance(x, (list, tuple)) else [x]
+            if _is_list_of_shapes(out_shape):
+                # several outputs (an RNN with return_state): one tensor each, the node shared
+                outs = [KerasTensor(s, layer=self, inputs=inputs, name=f"{self.name}_{k}")
+                        for k, s in enumerate(out_shape)]
+                for k, t in enumerate(outs):
+                    t.output_index, t.siblings = k, outs
+                return outs
             return KerasTensor(out_shape, layer=self, inputs=inputs, name=self.name)
         # eager call on arrays: build from the data, compute, return a copy (buffers are reused)
         if isinstance(x, (list, tuple)):

@@ -49,6 +49,8 @@ def bn_relu_pairs(nodes, output_ids) -> list:
     readers = _readers(nodes)
     pairs = []
     for layer, _, out in nodes:
+        if isinstance(out, list):        # a layer of several outputs (return_state)
+            continue
         r = readers.get(out, ())
         if (type(layer) is BatchNormalization and out not in output_ids and len(r) == 1
                 and plain_relu(r[0])):
@@ -71,6 +73,8 @@ def inference_chains(nodes, output_ids) -> dict:
 
     def only_reader(k):
         layer, _, out = nodes[k]
+        if isinstance(out, list):
+            return None
         r = readers.get(out, ())
         if out in output_ids or len(r) != 1 or r[0].activity_regularizer is not None:
             return None

@@ -69,6 +69,11 @@ class Graph:
             visit(t, set())
         for t in outputs:
             visit(t, set())
+        for t in list(order):     # every output of a several-output layer gets a slot
+            for sib in getattr(t, "siblings", None) or ():
+                if id(sib) not in ids:
+                    ids[id(sib)] = len(order)
+                    order.append(sib)
         self._tensors = order
         self._input_ids = [ids[id(t)] for t in inputs]
         self._output_ids = [ids[id(t)] for t in outputs]
@@ -78,13 +83,15 @@ class Graph:
         for t in order:
             if isinstance(t.layer, InputLayer):
                 continue
+            if getattr(t, "siblings", None) is not None and _add_sibling(self._nodes, t, ids):
+                continue      # another output of a node already made (return_state)
             if id(t.layer) in seen_layers:
                 raise ValueError(f"Model: layer '{t.layer.name}' is called more than once; shared layers are "
                                  f"not supported by fastnn yet.")
             seen_layers.add(id(t.layer))
             in_ids = [ids[id(s)] for s in t.inputs]
             t.layer._need_dx = not all(i in input_set for i in in_ids)
-            self._nodes.append((t.layer, in_ids, ids[id(t)]))
+            self._nodes.append((t.layer, in_ids, _node_out(t, ids)))
         self._masking = masking.has_sources(self._nodes)
         self._masks = [None] * len(order)
         self._bn_relu = fusion.bn_relu_pairs(self._nodes, set(self._output_ids))
@@ -230,14 +237,23 @@ class Graph:
             fusion.run_inference(self._nodes, self._chains, vals)
         elif timer is None:
             for layer, ins, out in self._nodes:
-                vals[out] = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], training)
+                y = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], training)
+                if isinstance(out, list):
+                    set_outputs(vals, out, y)
+                else:
+                    vals[out] = y
         else:  # model.profile: time every layer
             clock = time.perf_counter
             for k, (layer, ins, out) in enumerate(self._nodes):
                 x = vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins]
                 s = clock()
-                vals[out] = layer.forward(x, training)
+                y = layer.forward(x, training)
                 timer.forward[k] += clock() - s
+                if isinstance(out, list):
+                    set_outputs(vals, out, y)
+                    out = out[0]
+                else:
+                    vals[out] = y
                 timer.shapes[k] = vals[out].shape
                 timer.in_shapes[k] = x.shape if len(ins) == 1 else None
 
@@ -252,6 +268,13 @@ class Graph:
         clock = time.perf_counter
         for k in range(len(self._nodes) - 1, -1, -1):
             layer, ins, out = self._nodes[k]
+            if isinstance(out, list):     # several outputs: a list of gradients, zeros where unused
+                dy = _output_grads(self, out, g)
+                if dy is None:
+                    continue
+                dx = layer.backward(dy)
+                self._pass_back(ins, dx, g, inputs)
+                continue
             dy = g[out]
             if layer.activity_regularizer is not None:  # d penalty / d output joins the flow
                 y = self._vals[out]
@@ -266,8 +289,11 @@ class Graph:
                 s = clock()
                 dx = layer.backward(dy)
                 timer.backward[k] += clock() - s
-            if dx is None:
-                continue
+            self._pass_back(ins, dx, g, inputs)
+
+    def _pass_back(self, ins, dx, g, inputs):
+        """Hand a node's input gradients to its input tensors (summed at branch points)."""
+        if dx is not None:
             dxs = dx if len(ins) > 1 else [dx]
             for i, d in zip(ins, dxs):
                 if d is None or i in inputs:
@@ -312,9 +338,17 @@ class Graph:
             raise ValueError("get_config: the model is not built.")
         ids = {id(t): i for i, t in enumerate(self._tensors)}
         layers = []
-        for t in self._tensors:
-            layers.append({**serialize(t.layer), "name": t.layer.name,
-                           "inbound": [ids[id(s)] for s in t.inputs]})
+        first = {}     # layer of several outputs -> the index of its first listed tensor
+        for i, t in enumerate(self._tensors):
+            if getattr(t, "siblings", None) is not None:
+                if id(t.layer) in first:      # another output of a layer already listed
+                    layers.append({"output_of": first[id(t.layer)], "index": t.output_index})
+                    continue
+                first[id(t.layer)] = i
+            entry = {**serialize(t.layer), "name": t.layer.name, "inbound": [ids[id(s)] for s in t.inputs]}
+            if getattr(t, "siblings", None) is not None:
+                entry["output_index"] = t.output_index
+            layers.append(entry)
         return {"name": self.name, "trainable": self.trainable, "layers": layers,
                 "input_layers": self._input_ids, "output_layers": self._output_ids,
                 "single_input": self._single_input, "single_output": self._single_output}
@@ -324,14 +358,59 @@ class Graph:
         from fastnn.layers import deserialize
         tensors = []
         for entry in config["layers"]:
+            if "output_of" in entry:
+                tensors.append(tensors[entry["output_of"]].siblings[entry["index"]])
+                continue
+            entry = dict(entry)
+            k = entry.pop("output_index", 0)
             layer = deserialize(entry, custom_objects)
             if isinstance(layer, InputLayer):
                 tensors.append(layer.output)
             else:
                 ins = [tensors[i] for i in entry["inbound"]]
-                tensors.append(layer(ins[0] if len(ins) == 1 else ins))
+                out = layer(ins[0] if len(ins) == 1 else ins)
+                tensors.append(out[k] if isinstance(out, list) else out)
         inputs = [tensors[i] for i in config["input_layers"]]
         outputs = [tensors[i] for i in config["output_layers"]]
         return cls(inputs=inputs[0] if config.get("single_input", True) else inputs,
                    outputs=outputs[0] if config.get("single_output", True) else outputs,
                    name=config.get("name"), trainable=config.get("trainable", True))
+
+
+# ---- layers with several outputs (an RNN with return_state): one node, a list of tensor ids
+def _node_out(t, ids):
+    """The node's output: a tensor id, or the ids of all its outputs (several-output layers)."""
+    sib = getattr(t, "siblings", None)
+    if sib is None:
+        return ids[id(t)]
+    return [ids[id(s)] for s in sib]
+
+
+def _add_sibling(nodes, t, ids) -> bool:
+    """True when t's layer already has its node (made from another of its outputs)."""
+    for layer, _, out in nodes:
+        if layer is t.layer and isinstance(out, list):
+            out[t.output_index] = ids[id(t)]
+            return True
+    return False
+
+
+def set_outputs(vals, out, ys):
+    for o, y in zip(out, ys):
+        vals[o] = y
+
+
+def _output_grads(model, out, g):
+    """The gradients of a several-output node (zeros for outputs nothing read), or None."""
+    if all(g[o] is None for o in out):
+        return None
+    res = []
+    for o in out:
+        d = g[o]
+        if d is None:
+            shape = model._vals[o].shape
+            d = model._acc.get(("zero", o, shape))
+            if d is None:
+                d = model._acc[("zero", o, shape)] = np.zeros(shape, FLOATX)
+        res.append(d)
+    return res

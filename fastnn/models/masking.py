@@ -29,8 +29,15 @@ def forward(model, vals, training):
         x = vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins]
         m = masks[ins[0]] if len(ins) == 1 else [masks[i] for i in ins]
         layer._mask = m
-        vals[out] = layer.forward(x, training)
-        masks[out] = layer.compute_mask(x, m)
+        y = layer.forward(x, training)
+        mo = layer.compute_mask(x, m)
+        if isinstance(out, list):        # several outputs (return_state)
+            for k, o in enumerate(out):
+                vals[o] = y[k]
+                masks[o] = mo[k] if isinstance(mo, list) else mo
+        else:
+            vals[out] = y
+            masks[out] = mo
 
 
 def output_mask(model):

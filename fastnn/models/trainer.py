@@ -226,7 +226,7 @@ class Trainer(DataChecks):
         (as Keras 3.15 computes it, measured: in training and evaluation)."""
         total = 0.0
         for layer, _, out in self._nodes:
-            if layer.activity_regularizer is not None:
+            if layer.activity_regularizer is not None and not isinstance(out, list):
                 y = self._vals[out]
                 total += float(layer.activity_regularizer(y)) / max(1, y.shape[0])
         return total

@@ -197,3 +197,30 @@ def test_weights_layout_names_and_config(rng):
     assert again.backward_layer.go_backwards is True
     m2 = fastnn.models.Sequential.from_config(m.get_config())
     assert m2.layers[-1].units == 4
+
+
+def test_return_state_in_functional_model_matches_keras(rng):
+    """Encoder-decoder: the encoder's return_state feeds the decoder's initial_state."""
+    def build(K):
+        enc_in, dec_in = K.Input((5, 3)), K.Input((4, 2))
+        _, h, c = K.layers.LSTM(6, return_state=True)(enc_in)
+        seq = K.layers.LSTM(6, return_sequences=True)(dec_in, initial_state=[h, c])
+        out = K.layers.GRU(3)(seq)
+        return K.Model([enc_in, dec_in], K.layers.Dense(2)(out))
+
+    fm, km = build(fastnn), build(keras)
+    km.set_weights(fm.get_weights())
+    xa = rng.standard_normal((7, 5, 3)).astype(np.float32)
+    xb = rng.standard_normal((7, 4, 2)).astype(np.float32)
+    y = rng.standard_normal((7, 2)).astype(np.float32)
+    _close(fm.predict([xa, xb], verbose=0), km.predict([xa, xb], verbose=0), what="predict")
+    _train_both(fm, km, [xa, xb], y)
+    again = fastnn.models.Model.from_config(fm.get_config())
+    again.set_weights(fm.get_weights())
+    _close(again.predict([xa, xb], verbose=0), fm.predict([xa, xb], verbose=0), what="from_config")
+    # the states as model outputs
+    inp = fastnn.Input((5, 3))
+    seq, h, c = fastnn.layers.LSTM(4, return_sequences=True, return_state=True)(inp)
+    m = fastnn.models.Model(inp, [seq, h, c])
+    ys, yh, yc = m.predict(xa, verbose=0)
+    np.testing.assert_array_equal(ys[:, -1], yh)
