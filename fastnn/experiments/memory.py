@@ -62,13 +62,18 @@ def run(size="full", out="fastnn-out"):
             opts[o]["loss"] = loss          # ends holding the longest L's curve
     chance = 1.0 / cfg["k"]
 
+    def log_lengths(ax):
+        ax.set_xscale("log")
+        ax.set_xticks(cfg["lengths"], [str(L) for L in cfg["lengths"]])
+        ax.minorticks_off()
+
     fig = _common.figure(figsize=(17, 5))
     ax = fig.add_subplot(1, 3, 1)
     for c in CELLS:
         ax.plot(cfg["lengths"], cells[c], "o-", lw=1.8, label=c)
     ax.axhline(chance, color="gray", ls="--", lw=1, label=f"chance (1/{cfg['k']})")
-    ax.set_xscale("log")
-    ax.set_xlabel("L: steps between the answer and the end of the sequence (+1)")
+    log_lengths(ax)
+    ax.set_xlabel("L: sequence length (the answer is L - 1 steps back)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
     ax.set_title("remember the first token (RMSprop)")
@@ -78,7 +83,7 @@ def run(size="full", out="fastnn-out"):
     for o, r in opts.items():
         ax.plot(cfg["lengths"], r["accuracy"], "o-", lw=1.8, label=f"LSTM, {o}")
     ax.axhline(chance, color="gray", ls="--", lw=1)
-    ax.set_xscale("log")
+    log_lengths(ax)
     ax.set_xlabel("L")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
