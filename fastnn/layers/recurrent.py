@@ -26,6 +26,7 @@ import numpy as np
 
 from fastnn import _random
 from fastnn import kernels as K
+from fastnn.kernels.conv import blas_pinned
 from fastnn.layers.base import FLOATX, KerasTensor, Layer, serialize_obj, shape_str
 
 
@@ -102,6 +103,12 @@ class _BuiltinCell(Layer):
             raise ValueError(f"{type(self).__name__} '{self.name}': the last axis of the input must be "
                              f"known; received {shape_str(input_shape)}.")
         gu = self._gates * self.units
+        # the orthogonal initializer's QR on multi-threaded BLAS took 5 s on a loaded 2-core
+        # machine (0.6 s of CPU): build with BLAS on one thread
+        with blas_pinned():
+            self._build_weights(d, gu)
+
+    def _build_weights(self, d, gu):
         self.kernel = self.add_weight((d, gu), self.kernel_initializer, "kernel",
                                       regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         self.recurrent_kernel = self.add_weight((self.units, gu), self.recurrent_initializer, "recurrent_kernel",
