@@ -93,6 +93,16 @@ static void rn_gemm(int isa, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const flo
     rn_gemm_base(m, k, n, a, lda, bp, c, ldc, accumulate);
 }
 
+/* the fused LSTM row of flavour isa (default activations; see rnn_isa.h) */
+static void rn_lstm_row(int isa, const float* z, const float* cp, float* a, float* c, float* hc,
+                        float* h, Py_ssize_t u) {
+#ifdef RN_X86
+    if (isa == 2) { rn_lstm_row_avx512(z, cp, a, c, hc, h, u); return; }
+    if (isa == 1) { rn_lstm_row_avx2(z, cp, a, c, hc, h, u); return; }
+#endif
+    rn_lstm_row_base(z, cp, a, c, hc, h, u);
+}
+
 /* ---- elementwise cell updates over one row of u units (gcc vectorises; the AVX2 clone is
    picked at load time like the activation loops) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)

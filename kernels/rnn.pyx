@@ -44,6 +44,8 @@ cdef extern from "rnn.h" nogil:
                     Py_ssize_t u)
     void rn_lstm_b2(const float* a, const float* cp, const float* dct, float* da, float* dcp,
                     Py_ssize_t u)
+    void rn_lstm_row(int isa, const float* z, const float* cp, float* a, float* c, float* hc,
+                     float* h, Py_ssize_t u)
     void rn_gru_h(const float* z, const float* hp, const float* hh, float* h, Py_ssize_t u)
     void rn_gru_b(const float* z, const float* hp, const float* hh, const float* dh, float* dz,
                   float* dhh, float* dhp, Py_ssize_t u)
@@ -144,6 +146,10 @@ cdef void _forward_rows(const Spec* s, Py_ssize_t n0, Py_ssize_t n1,
     # without dropout masks and with gates whole panels wide, the per-gate packs side by side
     # are the pack of all of U: one GEMM call per step (measured 1.3x faster loops at M5)
     cdef bint whole = rmask == NULL and U % rn_nr(s.isa) == 0
+    # LSTM with Keras's default activations: one fused pass per row (rn_lstm_row: the gates'
+    # sigmoids and tanhs as one rational tanh each, the cell update, act(c), h), measured
+    # ~2x faster than five activation passes; other activations take the generic passes
+    cdef bint fused = s.kind == LSTM and s.act == 9 and s.rec == 6 and s.pa[0] == 0
     _pack_forward(s, u, pk)
     memcpy(hs, h0 + n0 * U, R * U * sizeof(float))
     if s.kind == LSTM:
@@ -181,6 +187,10 @@ cdef void _forward_rows(const Spec* s, Py_ssize_t n0, Py_ssize_t n1,
             if s.kind == SIMPLE:
                 fnn_act_forward(s.act, zr, ar, U, s.pa)
                 memcpy(hn, ar, U * sizeof(float))
+            elif s.kind == LSTM and fused:
+                ccr = ccc + row * U if ccc != NULL else scc + r * U
+                hcr = chc + row * U if chc != NULL else shc + r * U
+                rn_lstm_row(s.isa, zr, cs + r * U, ar, ccr, hcr, hn, U)
             elif s.kind == LSTM:
                 ccr = ccc + row * U if ccc != NULL else scc + r * U
                 hcr = chc + row * U if chc != NULL else shc + r * U
