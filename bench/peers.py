@@ -7,6 +7,14 @@ machine is shared and noisy, and the report takes medians.
     python bench/peers.py                        # all models, all installed frameworks
     python bench/peers.py --models M2 --repeats 3 --frameworks fastnn torch
     python bench/peers.py worker fastnn M2 train # one measurement, prints JSON
+    python bench/peers.py --isa avx2             # every framework held to AVX2 + FMA
+
+--isa avx2 measures what an AVX2-only machine (Zen 3, Intel client chips) gets, on a CPU with
+AVX-512: FASTNN_ISA=avx2 for fastnn, OPENBLAS_CORETYPE=Haswell for NumPy's BLAS (fastnn's
+convolutions and the reference), ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 for
+PyTorch, XLA_FLAGS=--xla_cpu_max_isa=AVX2 for JAX. Each instruction set keeps its own results
+(docs/peers.json, docs/peers_avx2.json, and a chart each); docs/peers.md gets one table per
+instruction set.
 
 Peers are optional: `pip install torch==2.13.0` (CPU build), `pip install keras jax`.
 Models (same architecture, batch size, float32, He init, Adam in every framework):
@@ -41,6 +49,12 @@ MODELS = {
 }
 INFER_BATCH = 256
 FRAMEWORKS = ("fastnn", "reference", "torch", "torch_cl", "keras_jax")
+# --isa: the environment of every worker process (see the module docstring)
+ISA_ENV = {
+    "native": {},
+    "avx2": {"FASTNN_ISA": "avx2", "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+             "ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"},
+}
 
 # Forward FLOPs per sample (multiply-add = 2) of each model's convolutions and dense layers;
 # a training step does about three times that (forward, dW, dX), less the first layer's dX.
@@ -70,7 +84,7 @@ def flops_per_sample(model, mode):
 TARGETS = {
     ("train", "M1"): [("keras_jax", 1.0)], ("train", "M2"): [("torch_best", 1.25), ("reference", 4.0)],
     ("train", "M3"): [("torch_best", 1.25), ("reference", 4.0)],
-    ("infer", "M1"): [("torch_best", 1.25)],
+    ("infer", "M1"): [("torch_best", 1.0)],
     ("infer", "M2"): [("torch_best", 1.25), ("keras_jax", 0.8)],
     ("infer", "M3"): [("torch_best", 1.25), ("keras_jax", 0.8)],
     ("train", "M4"): [("torch_best", 1.25), ("keras_jax", 1.25)],
@@ -321,8 +335,13 @@ def worker(framework, model_name, mode, steps):
     batch, times, first = RUNNERS[framework](model_name, mode, steps, t0)
     warm = times[max(1, len(times) // 5):]  # drop warm-up steps
     med = statistics.median(warm)
+    flavour = None
+    if framework == "fastnn":
+        from fastnn.kernels import isa
+
+        flavour = isa.get_isa()
     print(json.dumps({
-        "framework": framework, "model": model_name, "mode": mode, "batch": batch,
+        "framework": framework, "model": model_name, "mode": mode, "batch": batch, "isa": flavour,
         "samples_per_s": batch / med, "median_step_s": med, "steps": len(warm),
         "first_step_s": first,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -358,6 +377,13 @@ def ceilings():
             best = min(best, time.perf_counter() - t)
         out[name + "_gflops"] = 2.0 * m * k * n / best / 1e9
     return out
+
+
+def _ceilings_in(env):
+    """ceilings() measured in a child with env (e.g. OpenBLAS held to its Haswell kernels)."""
+    code = f"import json, sys; sys.path.insert(0, {HERE!r}); import peers; print(json.dumps(peers.ceilings()))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {}
 
 
 def machine():
@@ -400,6 +426,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--out", default=os.path.join(HERE, "..", "docs"))
+    p.add_argument("--isa", choices=list(ISA_ENV), default="native",
+                   help="native: each framework's best; avx2: every framework held to AVX2 + FMA")
     p.add_argument("--from-json", metavar="PEERS_JSON",
                    help="redo the report and chart from a saved peers.json instead of measuring")
     args = p.parse_args(argv)
@@ -414,10 +442,13 @@ def main(argv=None):
             results[0]["framework"], results[0]["model"], results[0]["mode"])), 1)
         args.command = saved.get("command")
         args.machine_info = saved.get("machine")
+        args.isa = saved.get("isa", "native")
+        args.date = saved.get("date")
         report(results, args, [f for f in FRAMEWORKS if f in seen])
         return
     fws = [f for f in args.frameworks if available(f)]
-    args.ceilings = ceilings()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **ISA_ENV[args.isa]}
+    args.ceilings = ceilings() if args.isa == "native" else _ceilings_in(env)
     results = []
     for model_name in args.models:
         for mode in args.modes:
@@ -427,7 +458,7 @@ def main(argv=None):
                         continue
                     steps = args.steps if fw != "reference" else max(6, args.steps // 4)
                     cmd = [sys.executable, os.path.abspath(__file__), "worker", fw, model_name, mode, str(steps)]
-                    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     if proc.returncode != 0:
                         print(f"{fw} {model_name} {mode}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
                         continue
@@ -448,9 +479,15 @@ def report(results, args, fws):
            for k, v in agg.items()}
     info = getattr(args, "machine_info", None) or machine()
     cmd = getattr(args, "command", None) or "python bench/peers.py " + " ".join(sys.argv[1:])
-    lines = [f"# fastnn vs peers ({datetime.date.today()})", "",
+    isa = getattr(args, "isa", "native")
+    flavours = sorted({r.get("isa") for r in results if r["framework"] == "fastnn" and r.get("isa")})
+    held = ("every framework held to AVX2 + FMA (" + ", ".join(f"{k}={v}" for k, v in ISA_ENV["avx2"].items())
+            + ")") if isa == "avx2" else "each framework's best instruction set"
+    lines = [f"## {'AVX2 + FMA' if isa == 'avx2' else 'Native instruction set'} "
+             f"({getattr(args, 'date', None) or datetime.date.today()})", "",
              f"Machine: {info['cores']} cores, {info['cpu']}, Python {info['python']}, "
              + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ". "
+             f"Instruction set: {held}; fastnn's flavour: {', '.join(flavours) or '?'}. "
              f"Command: `{cmd.strip()}`. Medians of {args.repeats} interleaved processes; "
              "samples/s (ratio fastnn/peer), time to first step, peak RSS.", ""]
     peers = [f for f in fws if f != "fastnn"]
@@ -491,17 +528,37 @@ def report(results, args, fws):
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "peers.md"), "w") as fh:
+    suffix = "" if isa == "native" else f"_{isa}"
+    with open(os.path.join(args.out, f"peers{suffix}.section.md"), "w") as fh:
         fh.write(text)
-    with open(os.path.join(args.out, "peers.json"), "w") as fh:
-        json.dump({"machine": info, "command": cmd, "ceilings": args.ceilings, "results": results}, fh, indent=1)
+    if not getattr(args, "from_json", None):
+        with open(os.path.join(args.out, f"peers{suffix}.json"), "w") as fh:
+            json.dump({"machine": info, "command": cmd, "isa": isa, "date": str(datetime.date.today()),
+                       "ceilings": args.ceilings,
+                       "results": results}, fh, indent=1)
+    _write_markdown(args.out)
     try:
-        plot(med, args, fws)
+        plot(med, args, fws, suffix)
     except ImportError:
         pass
 
 
-def plot(med, args, fws):
+def _write_markdown(out):
+    """docs/peers.md: one section per instruction set measured (the saved .section.md files)."""
+    parts = ["# fastnn vs peers", "",
+             "One table per instruction set: the native one (each framework's best) and AVX2 + FMA "
+             "(every framework held to it, what an AVX2-only machine runs). `python bench/peers.py "
+             "[--isa avx2]` remakes a section; charts: peers.png, peers_avx2.png.", ""]
+    for isa in ISA_ENV:
+        path = os.path.join(out, f"peers{'' if isa == 'native' else '_' + isa}.section.md")
+        if os.path.exists(path):
+            with open(path) as fh:
+                parts.append(fh.read())
+    with open(os.path.join(out, "peers.md"), "w") as fh:
+        fh.write("\n".join(parts))
+
+
+def plot(med, args, fws, suffix=""):
     """Two rows of panels: samples/s per framework (log scale), and fastnn's speed-up over each
     peer with the issue's targets drawn as short black bars."""
     import matplotlib
@@ -545,9 +602,10 @@ def plot(med, args, fws):
         ax.set_title(f"{mode}: fastnn's speed-up over each peer")
         ax.legend(fontsize=8)
     info = getattr(args, "machine_info", None) or machine()
-    fig.suptitle(f"fastnn vs peers, {datetime.date.today()}: {info['cpu']}, {info['cores']} cores")
+    held = " (every framework held to AVX2 + FMA)" if suffix == "_avx2" else ""
+    fig.suptitle(f"fastnn vs peers, {datetime.date.today()}: {info['cpu']}, {info['cores']} cores{held}")
     fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "peers.png"), dpi=100)
+    fig.savefig(os.path.join(args.out, f"peers{suffix}.png"), dpi=100)
 
 
 if __name__ == "__main__":

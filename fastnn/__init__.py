@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "activations", "callbacks", "constraints", "datasets", "initializers", "kernels", "layers",
-    "losses", "metrics", "models", "optimizers", "reference", "regularizers", "utils",
+    "losses", "metrics", "models", "optimizers", "reference", "regularizers", "utils", "wrappers",
 )
 # top-level names Keras exposes, and the submodule that defines each
 _ATTRS = {

@@ -64,14 +64,9 @@ def test_parser_rejects_unknown_choices(capsys):
         cli.main(["experiment", "nonsense", "--tiny"])
 
 
-needs_model = pytest.mark.skipif(
-    any(__import__("importlib").util.find_spec(f"fastnn.{m}") is None for m in ("models", "optimizers", "losses", "metrics")),
-    reason="the model layer is not available")
-
-
-@needs_model
-def test_train_tiny_on_digits(no_mnist, tmp_path, capsys):
-    pytest.importorskip("sklearn")
+def test_train_tiny_on_digits(no_mnist, tmp_path, capsys, require):
+    require("sklearn")
+    require("matplotlib")
     out = tmp_path / "out"
     assert cli.main(["train", "--model", "mlp", "--epochs", "2", "--batch-size", "64",
                      "--seed", "1", "--out", str(out)]) == 0
@@ -80,18 +75,15 @@ def test_train_tiny_on_digits(no_mnist, tmp_path, capsys):
     summary = json.loads((out / "mlp_digits.json").read_text())
     assert 0.5 < summary["test_accuracy"] <= 1.0  # 2 epochs of an MLP already learn the digits
     assert len(summary["history"]["loss"]) == 2 and "val_loss" in summary["history"]
-    if __import__("importlib").util.find_spec("matplotlib"):
-        assert os.path.getsize(out / "mlp_digits_learning_curves.png") > 5000
+    assert os.path.getsize(out / "mlp_digits_learning_curves.png") > 5000
 
 
-@needs_model
-def test_train_mnist_convnet_refuses_8x8(no_mnist, tmp_path):
-    pytest.importorskip("sklearn")
+def test_train_mnist_convnet_refuses_8x8(no_mnist, tmp_path, require):
+    require("sklearn")
     with pytest.raises(SystemExit, match="needs 28x28"):
         cli.main(["train", "--model", "mnist_convnet", "--dataset", "digits", "--out", str(tmp_path)])
 
 
-@needs_model
 def test_small_vgg_and_digits_convnet_build(no_mnist):
     import numpy as np
     for name, shape in (("small_vgg", (8, 8, 1)), ("digits_convnet", (8, 8, 1)), ("mnist_convnet", (28, 28, 1))):
@@ -100,9 +92,8 @@ def test_small_vgg_and_digits_convnet_build(no_mnist):
         assert p.shape == (2, 10)
 
 
-@needs_model
-def test_experiment_command_tiny(mnist_dir, monkeypatch, tmp_path, capsys):
-    pytest.importorskip("matplotlib")
+def test_experiment_command_tiny(mnist_dir, monkeypatch, tmp_path, capsys, require):
+    require("matplotlib")
     monkeypatch.setenv("FASTNN_DATA", mnist_dir)
     assert cli.main(["experiment", "overfitting", "--tiny", "--out", str(tmp_path)]) == 0
     assert "overfitting.png" in capsys.readouterr().out

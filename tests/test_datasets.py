@@ -224,8 +224,8 @@ def test_all_mirrors_corrupt_is_a_clear_error(tmp_path, monkeypatch):
 
 # --- digits -----------------------------------------------------------------------------------
 
-def test_digits_keras_style_and_deterministic():
-    pytest.importorskip("sklearn")
+def test_digits_keras_style_and_deterministic(require):
+    require("sklearn")
     (xtr, ytr), (xte, yte) = digits.load_data()
     assert xtr.shape == (1437, 8, 8) and xte.shape == (360, 8, 8)
     assert xtr.dtype == np.uint8 and ytr.dtype == np.uint8
@@ -233,8 +233,15 @@ def test_digits_keras_style_and_deterministic():
     (xtr2, _), (xte2, _) = digits.load_data()
     np.testing.assert_array_equal(xtr, xtr2)
     np.testing.assert_array_equal(xte, xte2)
-    # train and test are disjoint parts of the same 1797 images
-    assert len(xtr) + len(xte) == 1797
+    # train and test are disjoint parts of the same 1797 images: together they are scikit-learn's
+    # images and labels, each (image, label) pair exactly as many times as there (rows sorted)
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    assert len(xtr) + len(xte) == len(d.target) == 1797
+    rows = lambda x, y: np.concatenate([x.reshape(len(x), -1), y[:, None]], axis=1).astype(np.int64)  # noqa: E731
+    ours = rows(np.concatenate([xtr, xte]), np.concatenate([ytr, yte]))
+    theirs = rows(d.images, d.target)
+    np.testing.assert_array_equal(ours[np.lexsort(ours.T)], theirs[np.lexsort(theirs.T)])
 
 
 def test_digits_without_sklearn_is_a_clear_error(monkeypatch):

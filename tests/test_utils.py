@@ -81,8 +81,8 @@ def test_set_random_seed_seeds_everything():
         utils.set_random_seed(-1)
 
 
-def test_plot_history(tmp_path):
-    pytest.importorskip("matplotlib")
+def test_plot_history(tmp_path, require):
+    require("matplotlib")
 
     class History:
         history = {"loss": [1.0, 0.5, 0.3], "val_loss": [1.1, 0.7, 0.6],

@@ -7,7 +7,7 @@ fastnn's own model API. Each module has `run(size="full"|"tiny", out=DIR)`, whic
     vanishing    sigmoid vs ReLU deep MLP: per-layer gradient norms and loss curves
     batchnorm    training accuracy with and without BatchNormalization over 16 weight scales
     overfitting  300 samples, 7-layer MLP: no cure vs L2 weight decay vs Dropout
-    search       random search of learning rate and weight decay on a validation split
+    search       grid vs random vs Bayesian search of learning rate and weight decay (fastnn.tuner)
     memory       SimpleRNN vs LSTM vs GRU remembering a token L steps back; RMSprop vs Adam
 
 Run one with `fastnn experiment NAME [--tiny] [--out DIR]`.

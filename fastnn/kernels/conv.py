@@ -35,10 +35,10 @@ loops behind trust what they get.
 """
 from __future__ import annotations
 
-import itertools
+import functools
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -92,12 +92,66 @@ _pool_lock = threading.Lock()
 _pool_state = {"pool": None, "n": 0, "pid": None, "blas": None}
 
 
-def _pool(n: int) -> ThreadPoolExecutor:
-    """The worker threads (n of them), made anew after a fork (the child has no threads)."""
+class _Done:
+    """The outcome of one task handed to a worker: result() waits and re-raises its error."""
+
+    __slots__ = ("event", "error")
+
+    def __init__(self):
+        self.event, self.error = threading.Event(), None
+
+    def result(self):
+        self.event.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class _Workers:
+    """n - 1 worker threads (the caller is task 0); worker k always runs task k. So every task
+    runs on the same thread call after call and finds its per-thread workspaces already grown:
+    a steady training step allocates nothing (with a shared pool, a thread could meet a task
+    of another size, or its first item of a layer, after the warm-up)."""
+
+    def __init__(self, n: int):
+        self.queues = [queue.SimpleQueue() for _ in range(n - 1)]
+        self.threads = [threading.Thread(target=self._loop, args=(q,), daemon=True,
+                                         name=f"fastnn-conv-{k + 1}") for k, q in enumerate(self.queues)]
+        for t in self.threads:
+            t.start()
+
+    @staticmethod
+    def _loop(q):
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            fn, done = item
+            try:
+                fn()
+            except BaseException as e:      # handed to the caller by _Done.result()
+                done.error = e
+            finally:
+                done.event.set()
+
+    def submit(self, task: int, fn) -> _Done:
+        """Run fn() as task `task` (1 .. n-1) on its worker."""
+        done = _Done()
+        self.queues[task - 1].put((fn, done))
+        return done
+
+    def shutdown(self):
+        for q in self.queues:
+            q.put(None)
+        for t in self.threads:
+            t.join()
+
+
+def _pool(n: int) -> _Workers:
+    """The worker threads of n tasks, made anew after a fork (the child has no threads)."""
     if _pool_state["n"] != n or _pool_state["pid"] != os.getpid():
         if _pool_state["pool"] is not None and _pool_state["pid"] == os.getpid():
-            _pool_state["pool"].shutdown(wait=True)
-        _pool_state["pool"] = ThreadPoolExecutor(n, thread_name_prefix="fastnn-conv")
+            _pool_state["pool"].shutdown()
+        _pool_state["pool"] = _Workers(n)
         _pool_state["n"], _pool_state["pid"] = n, os.getpid()
     return _pool_state["pool"]
 
@@ -314,7 +368,8 @@ def _run(work, n_items: int, flops: float):
         bounds = [n_items * i // t for i in range(t + 1)]
         with _blas_one():
             # the caller runs the first share itself: one thread hand-off fewer per call
-            futures = [pool.submit(work, i, bounds[i], bounds[i + 1], 1) for i in range(1, t)]
+            futures = [pool.submit(i, functools.partial(work, i, bounds[i], bounds[i + 1], 1))
+                       for i in range(1, t)]
             try:
                 work(0, bounds[0], bounds[1], 1)
             finally:
@@ -327,9 +382,10 @@ def _run(work, n_items: int, flops: float):
 class _Turnstile:
     """Lets the partial sums of chunks into one accumulator in chunk order, whichever thread
     computed them: enter(i) waits until chunks 0..i-1 are in, leave(i) lets i + 1 through. So a
-    backward's dw and db are ((c0 + c1) + c2) + ... for any thread count. Items are taken in
-    increasing order (_run_items), so the lowest chunk not yet added is always being computed:
-    no deadlock; a failed worker breaks the turnstile and wakes the others."""
+    backward's dw and db are ((c0 + c1) + c2) + ... for any thread count. Each task runs its
+    items in increasing order (_run_items), so the lowest chunk not yet added is always being
+    computed or waiting only on lower ones: no deadlock; a failed task breaks the turnstile and
+    wakes the others."""
 
     def __init__(self):
         self._next, self._broken = 0, False
@@ -362,12 +418,14 @@ class _Turnstile:
 
 
 def _run_items(work, n_items: int, flops: float, turn: _Turnstile | None = None):
-    """Run work(i, nthreads=1) for every item i in [0, n_items): the policy's threads take the
-    items in increasing order as they come free (a thread held up on a shared machine holds up
-    no share), BLAS single-threaded throughout (its bits must not depend on its own split) and
-    the kernels' OpenMP loops too (GNU OpenMP cannot start a team in a forked child once the
-    parent has used one, and the threads here already share the cores). turn: the call's
-    _Turnstile, broken when a worker fails so that the others do not wait for ever."""
+    """Run work(i, nthreads=1) for every item i in [0, n_items): task k of the policy's t
+    threads runs items k, k + t, k + 2t, ... in order (round robin: with a _Turnstile the items
+    finish about in order, and each task meets the same items call after call, so its
+    workspaces stop growing after the first), BLAS single-threaded throughout (its bits must
+    not depend on its own split) and the kernels' OpenMP loops too (GNU OpenMP cannot start a
+    team in a forked child once the parent has used one, and the threads here already share the
+    cores). turn: the call's _Turnstile, broken when a task fails so the others do not wait
+    for ever."""
     t = min(get_num_threads(), n_items) if flops >= SERIAL_FLOPS else 1
     if t <= 1 or not _pool_lock.acquire(blocking=False):   # (or another thread uses the pool)
         with _blas_one():
@@ -375,14 +433,9 @@ def _run_items(work, n_items: int, flops: float, turn: _Turnstile | None = None)
                 work(i, 1)
         return
     try:
-        counter = itertools.count()
-
-        def task():
+        def task(k):
             try:
-                while True:
-                    i = next(counter)             # atomic under the GIL
-                    if i >= n_items:
-                        return
+                for i in range(k, n_items, t):
                     work(i, 1)
             except BaseException:
                 if turn is not None:
@@ -391,9 +444,9 @@ def _run_items(work, n_items: int, flops: float, turn: _Turnstile | None = None)
 
         pool = _pool(t)
         with _blas_one():
-            futures = [pool.submit(task) for _ in range(t - 1)]
+            futures = [pool.submit(k, functools.partial(task, k)) for k in range(1, t)]
             try:
-                task()
+                task(0)
             finally:
                 for fut in futures:
                     fut.result()

@@ -155,6 +155,8 @@ class DataChecks:
                 b = slot[(shape, a.dtype.str)] = np.empty(shape, a.dtype)
                 if len(slot) > 2:
                     slot.popitem(last=False)
-            np.take(a, idx, axis=0, out=b)
+            # idx is always in range; the default mode='raise' gathers into a temporary copy of
+            # out first (one batch-sized allocation per step)
+            np.take(a, idx, axis=0, out=b, mode="clip")
             out.append(b)
         return out

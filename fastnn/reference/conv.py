@@ -5,19 +5,45 @@ im2col and col2im loop in Python over the filter offsets (kh, kw), as `common/ut
 matrix is (N*OH*OW, KH*KW*C) in (kh, kw, c) order, so `col @ w.reshape(-1, F)` is the NHWC
 output. Works in any float dtype (the tests run it in float64 for numerical gradients).
 Same signatures as fastnn.kernels.conv, without the out= buffers.
+
+The geometry is worked out here, from Keras's rules, independently of fastnn.kernels._geometry
+so that the oracle checks it: a window of size k and dilation d spans (k - 1) d + 1 cells;
+"same" gives out = ceil(n / s) with total = max(0, (out - 1) s + span - n) padded cells, the
+odd one after (bottom/right); "causal" pads span - 1 cells before; explicit (before, after)
+pairs are taken as they are. Arguments are assumed valid (fastnn.kernels checks them).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from fastnn.kernels._checks import as_tuple
-from fastnn.kernels._geometry import conv_geometry, resolve_padding
+
+def _tuple(v, n):
+    """An int or a length-n sequence, as a tuple of n ints."""
+    return (int(v),) * n if np.ndim(v) == 0 else tuple(int(a) for a in v)
 
 
-def _pads_2d(x, w, strides, padding, dilation, fn):
-    strides = as_tuple(strides, 2, "strides", fn)
-    dilation = as_tuple(dilation, 2, "dilation", fn)
-    geo = conv_geometry(x.shape[1:3], w.shape[:2], strides, dilation, padding, fn)
+def _pads(n, k, s, d, padding):
+    """(pad before, pad after, output size) along one spatial axis."""
+    span = (k - 1) * d + 1
+    if padding == "valid":
+        before = after = 0
+    elif padding == "same":
+        out = -(-n // s)
+        total = max(0, (out - 1) * s + span - n)
+        before, after = total // 2, total - total // 2
+    elif padding == "causal":
+        before, after = span - 1, 0
+    else:
+        before, after = padding
+    if n + before + after < span:
+        raise ValueError(f"the window spans {span} cells, more than the {n + before + after} of the padded input")
+    return before, after, (n + before + after - span) // s + 1
+
+
+def _pads_2d(x, w, strides, padding, dilation):
+    strides, dilation = _tuple(strides, 2), _tuple(dilation, 2)
+    pads = (padding, padding) if isinstance(padding, str) else padding
+    geo = [_pads(n, k, s, d, p) for n, k, s, d, p in zip(x.shape[1:3], w.shape[:2], strides, dilation, pads)]
     return strides, dilation, geo
 
 
@@ -64,7 +90,7 @@ def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, ac
     The kernel's epilogues, one after the other: affine (center, scale, shift) -> y = (y -
     center)*scale + shift, then the activation, then pool=(2, 2) a 2x2 stride-2 max pool.
     """
-    strides, dilation, geo = _pads_2d(x, w, strides, padding, dilation, "reference.conv2d")
+    strides, dilation, geo = _pads_2d(x, w, strides, padding, dilation)
     kh, kw, _, f = w.shape
     col = im2col(x, kh, kw, strides, dilation, geo)
     y = col @ w.reshape(-1, f)
@@ -87,7 +113,7 @@ def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, ac
 
 def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilation=(1, 1), *, need_dx=True):
     """Gradients of conv2d w.r.t. x (N,H,W,C), w (KH,KW,C,F) and b (F,) given dy (N,OH,OW,F)."""
-    strides, dilation, geo = _pads_2d(x, w, strides, padding, dilation, "reference.conv2d_backward")
+    strides, dilation, geo = _pads_2d(x, w, strides, padding, dilation)
     kh, kw, _, f = w.shape
     dy2 = dy.reshape(-1, f)
     col = im2col(x, kh, kw, strides, dilation, geo)
@@ -100,21 +126,21 @@ def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilation=(1, 1), 
     return dx, dw, db
 
 
-def _as_2d(x, w, stride, padding, dilation, fn):
-    stride = as_tuple(stride, 1, "stride", fn)[0]
-    dilation = as_tuple(dilation, 1, "dilation", fn)[0]
-    before, after, _ = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn)
+def _as_2d(x, w, stride, padding, dilation):
+    """The 1-D problem as a 2-D one of height 1, with the padding resolved (causal included)."""
+    stride, dilation = _tuple(stride, 1)[0], _tuple(dilation, 1)[0]
+    before, after, _ = _pads(x.shape[1], w.shape[0], stride, dilation, padding)
     return x[:, None], w[None], (1, stride), ((0, 0), (before, after)), (1, dilation)
 
 
 def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1):
     """1-D convolution of NLC x with w (K, C, F) -> (N, OL, F); padding may be "causal"."""
-    x4, w4, s, p, d = _as_2d(x, w, stride, padding, dilation, "reference.conv1d")
+    x4, w4, s, p, d = _as_2d(x, w, stride, padding, dilation)
     return conv2d(x4, w4, b, s, p, d)[:, 0]
 
 
 def conv1d_backward(x, w, dy, stride=1, padding="valid", dilation=1, *, need_dx=True):
     """Gradients of conv1d w.r.t. x (N,L,C), w (K,C,F) and b (F,) given dy (N,OL,F)."""
-    x4, w4, s, p, d = _as_2d(x, w, stride, padding, dilation, "reference.conv1d_backward")
+    x4, w4, s, p, d = _as_2d(x, w, stride, padding, dilation)
     dx, dw, db = conv2d_backward(x4, w4, dy[:, None], s, p, d, need_dx=need_dx)
     return (None if dx is None else dx[:, 0]), dw[0], db

@@ -9,11 +9,6 @@ import fastnn.activations as A
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
-@pytest.fixture(scope="module")
-def keras():
-    return pytest.importorskip("keras")
-
-
 CASES = [  # (name, params)
     ("linear", {}), ("relu", {}), ("relu", {"negative_slope": 0.1}), ("relu", {"max_value": 1.5}),
     ("relu", {"threshold": 0.3}), ("relu", {"negative_slope": 0.2, "max_value": 2.0, "threshold": 0.5}),
@@ -53,9 +48,18 @@ def test_every_keras_activation_is_named_here(keras):
         assert callable(act) and act.name in A._FUNCTIONS
 
 
+# grad (float32) against central differences of the float64 function (h = 1e-5: error ~1e-10):
+# measured |err| <= 2.5e-7 |num| + ATOL with ATOL = 4e-8, except tanh (4.5e-7, its derivative
+# 1 - y^2 from the float32 y) and softmax (1.2e-7): rtol and each atol 2.5-4x that
+GRAD_RTOL = 1e-6
+GRAD_ATOL = {"tanh": 1.5e-6, "softmax": 4e-7}
+
+
 @pytest.mark.parametrize("name,params", CASES, ids=[f"{n}{p}" for n, p in CASES])
 def test_grad_matches_central_differences(name, params):
     x = _x(1, (4, 6)).astype(np.float64)
+    if name == "sparsemax":   # at the scale of _x most rows keep one entry: a zero Jacobian
+        x *= 0.3
     # keep away from kinks, where the derivative is one-sided
     kinks = [0.0, 6.0, -3.0, 3.0, -1.0, 1.0, 0.3, 0.5, -0.5, 0.2, 1.5, 2.0, -2.0]
     for k in kinks:
@@ -71,7 +75,8 @@ def test_grad_matches_central_differences(name, params):
         e = np.zeros_like(x)
         e[i] = h
         num[i] = (f(x + e) - f(x - e)) / (2 * h)
-    np.testing.assert_allclose(dx, num, rtol=1e-3, atol=1e-3)
+    assert np.abs(num).max() > 0.1     # the check sees a gradient
+    np.testing.assert_allclose(dx, num, rtol=GRAD_RTOL, atol=GRAD_ATOL.get(name, 1e-7))
 
 
 def test_get_and_serialize_round_trip():

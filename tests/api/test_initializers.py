@@ -11,11 +11,6 @@ import fastnn.initializers as I
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
-@pytest.fixture(scope="module")
-def keras():
-    return pytest.importorskip("keras")
-
-
 SHAPES = [(5,), (30, 20), (3, 3, 8, 16), (2, 3, 3, 4, 5)]
 VS = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal"]
 

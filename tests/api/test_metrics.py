@@ -10,11 +10,6 @@ import fastnn.metrics as M
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
-@pytest.fixture(scope="module")
-def keras():
-    return pytest.importorskip("keras")
-
-
 def _batches(kind, n_batches=3, n=16, k=4, seed=0):
     rng = np.random.default_rng(seed)
     if kind == "onehot6":

@@ -11,11 +11,6 @@ from fastnn.optimizers import schedules as S
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
-@pytest.fixture(scope="module")
-def keras():
-    return pytest.importorskip("keras")
-
-
 SHAPES = [(3, 4), (5,), (2, 2, 3)]
 
 
@@ -199,5 +194,4 @@ def test_errors():
 
 def test_steps_run_in_the_fused_kernel():
     """The optimizers call fastnn.kernels.optim.step (the reference is only a fallback)."""
-    pytest.importorskip("fastnn.kernels.optim")
     assert O._optim().__name__ == "fastnn.kernels.optim"

@@ -9,11 +9,6 @@ import fastnn.regularizers as R
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
-@pytest.fixture(scope="module")
-def keras():
-    return pytest.importorskip("keras")
-
-
 def _w(shape=(7, 5), seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
@@ -49,7 +44,9 @@ def test_gradient_matches_central_differences(reg):
         e = np.zeros_like(w)
         e[i] = h
         num[i] = (reg(w + e) - reg(w - e)) / (2 * h)
-    np.testing.assert_allclose(g, num, rtol=2e-3, atol=2e-4)
+    # the float32 gradient against central differences of the float64 penalty: measured
+    # |err| <= 8.6e-8 |num| (the float32 rounding) and <= 4.8e-8 absolute
+    np.testing.assert_allclose(g, num, rtol=3e-7, atol=1e-9)
 
 
 def test_round_trip_and_errors():

@@ -5,7 +5,6 @@ Tolerances (float32 kernel vs float64 truth): |k - r| <= RTOL |r| + ATOL, RTOL =
 is tiny (hard_sigmoid near -3, y-based derivatives near saturation) passes on its absolute
 error while any real mistake fails.
 """
-import os
 
 import numpy as np
 import pytest
@@ -311,21 +310,12 @@ def test_validation_messages():
 
 # ----------------------------------------------------------------------------------- Keras
 
-def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    try:
-        import keras
-    except Exception:  # absent or broken install: the parity tests are optional
-        pytest.skip("Keras 3 is not importable")
-    return keras
-
 
 @pytest.mark.keras
 @pytest.mark.parametrize("name,params", CASES + [("softmax", {"axis": 0}), ("softmax", {}),
                                                  ("log_softmax", {"axis": 1}), ("log_softmax", {})],
                          ids=IDS + ["softmax-axis=0", "softmax", "log_softmax-axis=1", "log_softmax"])
-def test_matches_keras(name, params, rng):
-    keras = _keras()
+def test_matches_keras(keras, name, params, rng):
     x = f32(rng.standard_normal((64, 50)) * 3)
     x[0, :6] = [0.0, 3.0, -3.0, 6.0, 20.0, -20.0]
     fn = getattr(keras.activations, name)

@@ -1,4 +1,6 @@
 """fastnn.kernels.conv against the NumPy reference, numerical gradients, and every check."""
+import collections
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -9,18 +11,51 @@ from fastnn.kernels._geometry import resolve_padding
 from fastnn.reference import conv as R
 
 
-@pytest.fixture(autouse=True, scope="module", params=[None, False], ids=["auto", "im2col"])
+# the bodies of the paths other than im2col + GEMM, by the name conv2d / conv2d_backward call
+PATHS = {"direct": ("_forward_direct", "_forward_direct_pooled", "_backward_direct"),
+         "winograd": ("_wino_forward", "_wino_forward_pooled", "_wino_backward")}
+
+
+class record_paths:
+    """Count, inside the block, the calls of the direct and Winograd bodies (im2col is the rest)."""
+
+    def __init__(self, forbid=False):
+        self.forbid = forbid
+
+    def _wrap(self, kind, name, body):
+        def spy(*args, **kwargs):
+            if self.forbid:
+                raise AssertionError(f"the im2col variant ran the {kind} path ({name})")
+            self.calls[kind] += 1
+            return body(*args, **kwargs)
+        return spy
+
+    def __enter__(self):
+        self.calls = collections.Counter()
+        self.saved = {name: getattr(K, name) for names in PATHS.values() for name in names}
+        for kind, names in PATHS.items():
+            for name in names:
+                setattr(K, name, self._wrap(kind, name, self.saved[name]))
+        return self.calls
+
+    def __exit__(self, *exc):
+        for name, body in self.saved.items():
+            setattr(K, name, body)
+
+
+@pytest.fixture(autouse=True, scope="module", params=["auto", "im2col"])
 def conv_path(request):
-    """Every test twice: the automatic choice (the direct kernels for few input channels,
-    tests/kernels/test_conv_direct.py) and the im2col + GEMM path forced for every shape."""
-    saved = K.DIRECT
-    K.DIRECT = request.param
-    yield request.param
-    K.DIRECT = saved
-
-
-# float32 kernel vs float64 reference: sums of <= ~100 products of O(1) numbers
-TOL = dict(rtol=1e-4, atol=1e-4)
+    """Every test twice: the automatic choice (direct kernels for few input channels, Winograd
+    for 3x3 stride-1 with C >= 8, tests/kernels/test_conv_direct.py and test_winograd.py) and
+    im2col + GEMM forced for every shape (a call of another path fails the test)."""
+    saved = K.DIRECT, K.WINOGRAD
+    if request.param == "im2col":
+        K.DIRECT = K.WINOGRAD = False
+    try:
+        with record_paths(forbid=request.param == "im2col"):
+            yield request.param
+    finally:
+        K.DIRECT, K.WINOGRAD = saved
 
 
 def f64(*arrays):
@@ -72,63 +107,53 @@ def conv2d_case(draw):
 
 class forced_split:
     """Small chunks and/or a forced task count, so tiny shapes take every code path: several
-    chunks per call, the batch split over 1-3 tasks (uneven ranges) and the N < tasks fallback."""
+    chunks per call (im2col's CHUNK_BYTES; Winograd's chunks scaled alike), the batch split over
+    1-3 tasks (uneven ranges) and the N < tasks fallback."""
 
     def __init__(self, chunk, threads):
         self.chunk, self.threads = chunk, threads
 
     def __enter__(self):
-        self.saved = K.CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads
+        self.saved = K.CHUNK_BYTES, K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads
         K.CHUNK_BYTES = self.chunk
+        K.WINO_CHUNK_BYTES = self.chunk * self.saved[1] // self.saved[0]
         if self.threads is not None:
             K.SERIAL_FLOPS = 0.0
             K.get_num_threads = lambda: self.threads
 
     def __exit__(self, *exc):
-        K.CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads = self.saved
+        K.CHUNK_BYTES, K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads = self.saved
 
 
 @given(conv2d_case(), st.booleans(), st.integers(0, 2**32 - 1))
-def test_conv2d_matches_reference(case, with_bias, seed):
+def test_conv2d_matches_reference(conv_close, case, with_bias, seed):
     xs, ws, s, p, d, split = case
     rng = np.random.default_rng(seed)
     x, w = rand(rng, xs), rand(rng, ws)
     b = rand(rng, ws[3]) if with_bias else None
     with forced_split(*split):
         y = K.conv2d(x, w, b, s, p, d)
-        ref = R.conv2d(*f64(x, w, b), s, p, d)
         dy = rand(rng, y.shape)
         need_dx = bool(rng.integers(2))
-        dx, dw, db = K.conv2d_backward(x, w, dy, s, p, d, need_dx=need_dx)
-        rdx, rdw, rdb = R.conv2d_backward(*f64(x, w, dy), s, p, d)
-    assert y.dtype == np.float32 and y.shape == ref.shape
-    np.testing.assert_allclose(y, ref, **TOL)
-    np.testing.assert_allclose(dw, rdw, **TOL)
-    np.testing.assert_allclose(db, rdb, **TOL)
-    if need_dx:
-        np.testing.assert_allclose(dx, rdx, **TOL)
-    else:
-        assert dx is None
+        grads = K.conv2d_backward(x, w, dy, s, p, d, need_dx=need_dx)
+    conv_close(y, R.conv2d, (x, w, b), s, p, d)
+    conv_close(grads, R.conv2d_backward, (x, w, dy), s, p, d, need_dx=need_dx)
 
 
 @given(st.integers(1, 3), st.integers(1, 12), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
        st.integers(1, 3), st.integers(1, 3),
        st.one_of(st.sampled_from(["valid", "same", "causal"]), st.tuples(st.integers(0, 3), st.integers(0, 3))),
        st.sampled_from([1, K.CHUNK_BYTES]), st.sampled_from([None, 2]), st.integers(0, 2**32 - 1))
-def test_conv1d_matches_reference(n, length, c, f, k, s, d, p, chunk, threads, seed):
+def test_conv1d_matches_reference(conv_close, n, length, c, f, k, s, d, p, chunk, threads, seed):
     assume(fits(length, k, s, d, p))
     rng = np.random.default_rng(seed)
     x, w, b = rand(rng, (n, length, c)), rand(rng, (k, c, f)), rand(rng, f)
     with forced_split(chunk, threads):
         y = K.conv1d(x, w, b, s, p, d)
-        ref = R.conv1d(*f64(x, w, b), s, p, d)
         dy = rand(rng, y.shape)
-        dx, dw, db = K.conv1d_backward(x, w, dy, s, p, d)
-        rdx, rdw, rdb = R.conv1d_backward(*f64(x, w, dy), s, p, d)
-    np.testing.assert_allclose(y, ref, **TOL)
-    np.testing.assert_allclose(dx, rdx, **TOL)
-    np.testing.assert_allclose(dw, rdw, **TOL)
-    np.testing.assert_allclose(db, rdb, **TOL)
+        grads = K.conv1d_backward(x, w, dy, s, p, d)
+    conv_close(y, R.conv1d, (x, w, b), s, p, d)
+    conv_close(grads, R.conv1d_backward, (x, w, dy), s, p, d)
 
 
 def test_known_values_and_keras_same_rule():
@@ -144,30 +169,34 @@ def test_known_values_and_keras_same_rule():
 
 
 @pytest.mark.parametrize("n,threads", [(5, 2), (1, 2), (2, 3)])
-def test_realistic_shape_with_chunks(rng, n, threads):
+def test_realistic_shape_with_chunks(conv_close, rng, n, threads, conv_path):
     # several chunks per call, the batch split over tasks (n >= threads) or the output rows and
     # then the input rows split (batch smaller than the thread count)
     x, w, b = rand(rng, (n, 17, 15, 8)), rand(rng, (3, 3, 8, 16)), rand(rng, 16)
+    # the automatic choice: Winograd where it applies (3x3, stride 1, pads <= 2), else im2col;
+    # the im2col variant: im2col everywhere (the conv_path fixture fails any other call)
+    winograd = {(1, "same"): conv_path == "auto"}
     with forced_split(20_000, threads):
         for s, p in [(1, "same"), (2, "same"), (2, "valid"), (1, ((2, 0), (1, 3)))]:
-            y = K.conv2d(x, w, b, s, p)
-            np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
-            dy = rand(rng, y.shape)
-            for got, want in zip(K.conv2d_backward(x, w, dy, s, p), R.conv2d_backward(*f64(x, w, dy), s, p)):
-                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+            with record_paths() as calls:
+                y = K.conv2d(x, w, b, s, p)
+                dy = rand(rng, y.shape)
+                grads = K.conv2d_backward(x, w, dy, s, p)
+            assert calls == (collections.Counter(winograd=2) if winograd.get((s, p)) else {}), (s, p)
+            conv_close(y, R.conv2d, (x, w, b), s, p)
+            conv_close(grads, R.conv2d_backward, (x, w, dy), s, p)
 
 
 @pytest.mark.parametrize("threads", [None, 2, 3])
 @pytest.mark.parametrize("s,p", [(1, "valid"), (2, "valid"), (1, ((1, 0), (0, 2)))])
-def test_1x1(rng, s, p, threads):
+def test_1x1(conv_close, rng, s, p, threads):
     x, w, b = rand(rng, (3, 5, 4, 6)), rand(rng, (1, 1, 6, 7)), rand(rng, 7)
     with forced_split(K.CHUNK_BYTES, threads):
         y = K.conv2d(x, w, b, s, p)
         dy = rand(rng, y.shape)
         grads = K.conv2d_backward(x, w, dy, s, p)
-    np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), s, p), **TOL)
-    for got, want in zip(grads, R.conv2d_backward(*f64(x, w, dy), s, p)):
-        np.testing.assert_allclose(got, want, **TOL)
+    conv_close(y, R.conv2d, (x, w, b), s, p)
+    conv_close(grads, R.conv2d_backward, (x, w, dy), s, p)
 
 
 # ---------------------------------------------------------------- numerical gradients
@@ -220,18 +249,17 @@ def test_gradients_numerically(rng, case):
 
 # ---------------------------------------------------------------- buffers and special values
 
-def test_out_buffers_used_and_overwritten(rng):
+def test_out_buffers_used_and_overwritten(conv_close, rng):
     x, w, b = rand(rng, (2, 6, 6, 3)), rand(rng, (3, 3, 3, 4)), rand(rng, 4)
     out = np.full((2, 6, 6, 4), 7.0, np.float32)
     y = K.conv2d(x, w, b, 1, "same", out=out)
     assert y is out and np.shares_memory(y, out)
-    np.testing.assert_allclose(y, R.conv2d(*f64(x, w, b), 1, "same"), **TOL)
+    conv_close(y, R.conv2d, (x, w, b), 1, "same")
     dy = rand(rng, y.shape)
     dx, dw, db = np.full_like(x, 5), np.full_like(w, 5), np.full(4, 5, np.float32)
     rx, rw, rb = K.conv2d_backward(x, w, dy, 1, "same", dx=dx, dw=dw, db=db)
     assert rx is dx and rw is dw and rb is db
-    for got, want in zip((dx, dw, db), R.conv2d_backward(*f64(x, w, dy), 1, "same")):
-        np.testing.assert_allclose(got, want, **TOL)        # written, not accumulated
+    conv_close((dx, dw, db), R.conv2d_backward, (x, w, dy), 1, "same")        # written, not accumulated
     out1 = np.empty((2, 4, 4), np.float32)
     x1 = np.ascontiguousarray(x[:, 0])
     y1 = K.conv1d(x1, w[0], b, 1, "valid", out=out1)
@@ -241,21 +269,16 @@ def test_out_buffers_used_and_overwritten(rng):
     assert all(np.shares_memory(a, o) for a, o in zip(r, (dx1, dw1, db1)))
 
 
-def test_read_only_inputs(rng):
+def test_read_only_inputs(conv_close, rng):
     x, w, b = rand(rng, (2, 5, 5, 3)), rand(rng, (3, 3, 3, 2)), rand(rng, 2)
     dy = rand(rng, (2, 5, 5, 2))
     x1, dy1 = x[:, 0].copy(), dy[:, 0].copy()
     for a in (x, w, b, dy, x1, dy1):
         a.setflags(write=False)
-    np.testing.assert_allclose(K.conv2d(x, w, b, padding="same"), R.conv2d(*f64(x, w, b), padding="same"), **TOL)
-    for got, want in zip(K.conv2d_backward(x, w, dy, padding="same"),
-                         R.conv2d_backward(*f64(x, w, dy), padding="same")):
-        np.testing.assert_allclose(got, want, **TOL)
-    np.testing.assert_allclose(K.conv1d(x1, w[0], b, padding="causal"),
-                               R.conv1d(*f64(x1, w[0], b), padding="causal"), **TOL)
-    for got, want in zip(K.conv1d_backward(x1, w[0], dy1, padding="causal"),
-                         R.conv1d_backward(*f64(x1, w[0], dy1), padding="causal")):
-        np.testing.assert_allclose(got, want, **TOL)
+    conv_close(K.conv2d(x, w, b, padding="same"), R.conv2d, (x, w, b), padding="same")
+    conv_close(K.conv2d_backward(x, w, dy, padding="same"), R.conv2d_backward, (x, w, dy), padding="same")
+    conv_close(K.conv1d(x1, w[0], b, padding="causal"), R.conv1d, (x1, w[0], b), padding="causal")
+    conv_close(K.conv1d_backward(x1, w[0], dy1, padding="causal"), R.conv1d_backward, (x1, w[0], dy1), padding="causal")
 
 
 def test_workspace_reused_between_calls(rng):
@@ -330,8 +353,10 @@ def _args():
 def test_conv2d_validation(mutate, err, match):
     x, w = _args()
     x, w, kw = mutate(x, w)
-    if err is None:
-        K.conv2d(x, w, **kw)
+    if err is None:     # accepted: a view of a buffer is a fine out=, and is written
+        y = K.conv2d(x, w, **kw)
+        assert np.shares_memory(y, kw["out"])
+        np.testing.assert_array_equal(y, K.conv2d(x, w))
         return
     with pytest.raises(err, match=match):
         K.conv2d(x, w, **kw)

@@ -1,5 +1,4 @@
 """fastnn.kernels.loss against the NumPy reference, closed forms, finite differences and Keras."""
-import os
 
 import numpy as np
 import pytest
@@ -180,7 +179,9 @@ def test_bce_matches_reference(n, k, seed, from_logits, ls, spread, soft):
     y = f32(rng.uniform(0, 1, (n, k)) if soft else rng.integers(0, 2, (n, k)))
     kw = dict(from_logits=from_logits, label_smoothing=ls)
     loss, p = K.sigmoid_binary_crossentropy(z, y, **kw)
-    np.testing.assert_allclose(p, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-6, atol=1e-38)
+    # (+ the smallest normal float32: a subnormal sigmoid, z near -87.4, may flush to 0)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-6,
+                               atol=np.finfo(np.float32).tiny)
     if from_logits:
         want = R.sigmoid_binary_crossentropy(z.astype(np.float64), y, **kw)[0]
         np.testing.assert_allclose(loss, want, rtol=2e-6, atol=1e-6)
@@ -190,7 +191,10 @@ def test_bce_matches_reference(n, k, seed, from_logits, ls, spread, soft):
     scale = rng.uniform(0.1, 2, n)
     dz = K.sigmoid_binary_crossentropy_backward(p, y, scale=scale, **kw)
     dw = R.sigmoid_binary_crossentropy_backward(p, y, scale=scale, **kw)
-    np.testing.assert_allclose(dz, dw, rtol=1e-5, atol=1e-8)
+    # an element that cancels keeps the rounding of its O(max) neighbours: atol a few eps32 of
+    # the largest (measured: at rtol 1e-5, atol <= 0.81 eps32 max|dw| over 4000 random cases;
+    # hypothesis found 2.3e-8 at max|dw| 0.23, over the atol of 1e-8 this had)
+    np.testing.assert_allclose(dz, dw, rtol=1e-5, atol=4 * np.finfo(np.float32).eps * np.abs(dw).max(initial=0))
 
 
 @pytest.mark.parametrize("from_logits,ls", FLAGS)
@@ -294,19 +298,10 @@ def test_validation_messages():
 
 # ----------------------------------------------------------------------------------- Keras
 
-def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    try:
-        import keras
-    except Exception:
-        pytest.skip("Keras 3 is not importable")
-    return keras
-
 
 @pytest.mark.keras
 @pytest.mark.parametrize("from_logits,ls", FLAGS)
-def test_matches_keras(from_logits, ls, rng):
-    keras = _keras()
+def test_matches_keras(keras, from_logits, ls, rng):
     conv = keras.ops.convert_to_numpy
     z, labels, onehot = problem(rng, 64, 10, 4.0)
     z[0, :2] = [40.0, -40.0]                     # saturated row: Keras's clip shows

@@ -261,17 +261,26 @@ def test_out_buffers_are_used_and_in_place_allowed(rng):
 
 
 def test_read_only_inputs_accepted(rng):
+    """Read-only inputs give the bits that writeable copies give, and are left as they were."""
     x = _data(rng, (6, 4))
     gamma, beta, mm, mv = _params(rng, 4)
-    for a in (x, gamma, beta):
-        a.setflags(write=False)
-    y, mean, invstd = norm.batch_norm_train(x, gamma, beta, mm, mv)
-    for a in (mm, mv, mean, invstd):
-        a.setflags(write=False)
-    norm.batch_norm_inference(x, gamma, beta, mm, mv)
     dy = _data(rng, x.shape)
-    dy.setflags(write=False)
-    norm.batch_norm_backward(dy, x, gamma, mean, invstd)
+    mm_w, mv_w = mm.copy(), mv.copy()
+    want_train = norm.batch_norm_train(x.copy(), gamma.copy(), beta.copy(), mm_w, mv_w)
+    want_inf = norm.batch_norm_inference(x.copy(), gamma.copy(), beta.copy(), mm_w.copy(), mv_w.copy())
+    want_bwd = norm.batch_norm_backward(dy.copy(), x.copy(), gamma.copy(), *[a.copy() for a in want_train[1:]])
+    before = [a.copy() for a in (x, gamma, beta, dy)]
+    for a in (x, gamma, beta, dy):
+        a.setflags(write=False)
+    got_train = norm.batch_norm_train(x, gamma, beta, mm, mv)   # mm, mv are updated: writeable
+    for a in (mm, mv, *got_train[1:]):
+        a.setflags(write=False)
+    got_inf = norm.batch_norm_inference(x, gamma, beta, mm, mv)
+    got_bwd = norm.batch_norm_backward(dy, x, gamma, *got_train[1:])
+    for got, want in zip((*got_train, mm, mv, got_inf, *got_bwd), (*want_train, mm_w, mv_w, want_inf, *want_bwd)):
+        np.testing.assert_array_equal(got, want)
+    for a, b in zip((x, gamma, beta, dy), before):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_nan_and_inf_propagate(rng):

@@ -1,5 +1,4 @@
 """fastnn.kernels.optim against the per-parameter NumPy reference and against Keras 3."""
-import os
 
 import numpy as np
 import pytest
@@ -321,15 +320,6 @@ def test_failed_validation_leaves_state_untouched():
 
 
 # ---------------------------------------------------------------- Keras 3 as the oracle
-def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    try:
-        import keras
-    except Exception as e:  # absent, or present without a usable backend
-        pytest.skip(f"Keras 3 is not importable: {e}")
-    if not keras.__version__.startswith("3"):
-        pytest.skip(f"needs Keras 3, found {keras.__version__}")
-    return keras
 
 
 _KERAS_CLASS = {"sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adadelta": "Adadelta",
@@ -341,8 +331,7 @@ _KERAS_CLASS = {"sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adade
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_ids)
 @pytest.mark.parametrize("clip", CLIPS + [{"weight_decay": 0.05}],
                          ids=lambda c: next(iter(c), "noclip"))
-def test_matches_keras(cfg, clip):
-    keras = _keras()
+def test_matches_keras(keras, cfg, clip):
     kind, hyper = cfg
     shapes = [(3, 4), (4,), (2, 3, 5), (7,)]
     sizes = [int(np.prod(s)) for s in shapes]
@@ -369,9 +358,8 @@ def test_matches_keras(cfg, clip):
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 @pytest.mark.parametrize("clip", CLIPS, ids=lambda c: next(iter(c), "noclip"))
 @pytest.mark.parametrize("kind", ["sgd", "adam", "nadam", "adamax"])
-def test_nan_matches_keras(kind, clip):
+def test_nan_matches_keras(keras, kind, clip):
     """Where Keras produces NaN (one variable under clipnorm, all under global_clipnorm), so do we."""
-    keras = _keras()
     segments = np.array([0, 6, 10, 16], np.int64)
     rng = np.random.default_rng(2)
     w = rng.standard_normal(16).astype(np.float32)

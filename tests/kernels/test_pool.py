@@ -1,5 +1,4 @@
 """fastnn.kernels.pool against the im2col NumPy reference, numerical gradients and Keras."""
-import os
 
 import numpy as np
 import pytest
@@ -10,8 +9,22 @@ from fastnn.kernels import pool as K
 from fastnn.kernels import set_num_threads, get_num_threads
 from fastnn.reference import pool as R
 
-# float32 kernel vs float64 reference: one tolerance table
-TOL = {"rtol": 2e-5, "atol": 2e-6}
+# float32 kernel vs float64 reference: an average or a scatter-add of a few float32 numbers is
+# off by a few eps32 times the sum of their |values| (the reference run on |operand|): measured
+# <= 1.3 over 400 random shapes, forward and backward, 1-D and 2-D
+TERMS_EPS = 4
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def close(got, ref_fn, operand, *args):
+    """got against ref_fn(operand, *args) in float64, elementwise within TERMS_EPS eps32 of
+    ref_fn(|operand|, *args)."""
+    want = ref_fn(operand.astype(np.float64), *args)
+    terms = ref_fn(np.abs(operand.astype(np.float64)), *args)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    err = np.abs(got - want)
+    bad = err > TERMS_EPS * EPS32 * terms
+    assert not bad.any(), f"{bad.sum()} of {bad.size} off; worst {err[bad].max():.3g}"
 
 
 def _x(rng, shape, distinct=False):
@@ -61,17 +74,17 @@ def _check_max(k_fwd, k_bwd, r_fwd, r_bwd, shape, pool, strides, padding, seed):
     assert a.dtype == np.int32 and y.dtype == np.float32
     dy = _x(rng, y.shape)
     dx = k_bwd(dy, a, shape)
-    np.testing.assert_allclose(dx, r_bwd(dy.astype(np.float64), ar, shape), **TOL)
+    close(dx, r_bwd, dy, ar, shape)
 
 
 def _check_avg(k_fwd, k_bwd, r_fwd, r_bwd, shape, pool, strides, padding, seed):
     rng = np.random.default_rng(seed)
     x = _x(rng, shape)
     y = k_fwd(x, pool, strides, padding)
-    np.testing.assert_allclose(y, r_fwd(x.astype(np.float64), pool, strides, padding), **TOL)
+    close(y, r_fwd, x, pool, strides, padding)
     dy = _x(rng, y.shape)
     dx = k_bwd(dy, shape, pool, strides, padding)
-    np.testing.assert_allclose(dx, r_bwd(dy.astype(np.float64), shape, pool, strides, padding), **TOL)
+    close(dx, r_bwd, dy, shape, pool, strides, padding)
 
 
 @given(case2d())
@@ -112,9 +125,8 @@ def test_global_pools_match_reference(n, h, w, c, seed, one_d):
     np.testing.assert_array_equal(a, ar)
     dy = _x(rng, (n, c))
     np.testing.assert_array_equal(kmaxb(dy, a, shape), R.global_max_pool2d_backward(dy, ar, shape))
-    np.testing.assert_allclose(kavg(x), R.global_avg_pool2d(x.astype(np.float64)), **TOL)
-    np.testing.assert_allclose(kavgb(dy, shape),
-                               R.global_avg_pool2d_backward(dy.astype(np.float64), shape), **TOL)
+    close(kavg(x), R.global_avg_pool2d, x)
+    close(kavgb(dy, shape), R.global_avg_pool2d_backward, dy, shape)
 
 
 def test_global_avg_sums_in_double():
@@ -261,7 +273,7 @@ def test_out_buffers_are_used(rng):
     assert np.shares_memory(K.avg_pool2d(x, out=out), out)
     dx.fill(9.0)
     assert np.shares_memory(K.avg_pool2d_backward(out, x.shape, dx=dx), dx)
-    np.testing.assert_allclose(dx, R.avg_pool2d_backward(out, x.shape), **TOL)
+    close(dx, R.avg_pool2d_backward, out, x.shape)
     g, ga = np.empty((2, 3), np.float32), np.empty((2, 3), np.int32)
     r = K.global_max_pool2d(x, out=g, argmax=ga)
     assert np.shares_memory(r[0], g) and np.shares_memory(r[1], ga)
@@ -282,25 +294,30 @@ def test_out_buffers_are_used(rng):
     assert np.shares_memory(K.global_max_pool1d_backward(g, ga, x1.shape, dx=d1), d1)
 
 
-def test_read_only_inputs(rng):
-    x = _x(rng, (2, 4, 6, 3))
-    x.setflags(write=False)
+def _every_call(x):
+    """Every pool kernel on x, its outputs fed back as dy (read-only too when x is)."""
     y, a = K.max_pool2d(x, (2, 3))
-    y.setflags(write=False)
-    a.setflags(write=False)
-    np.testing.assert_array_equal(K.max_pool2d_backward(y, a, x.shape),
-                                  R.max_pool2d_backward(y, a, x.shape))
     ya = K.avg_pool2d(x, (2, 3))
-    ya.setflags(write=False)
-    K.avg_pool2d_backward(ya, x.shape, (2, 3))
     g, ga = K.global_max_pool2d(x)
-    g.setflags(write=False)
-    ga.setflags(write=False)
-    K.global_max_pool2d_backward(g, ga, x.shape)
-    K.global_avg_pool2d_backward(g, x.shape)
-    K.global_avg_pool2d(x)
-    K.max_pool1d(x[0])
-    K.avg_pool1d(x[0])
+    outs = [y, a, ya, g, ga]
+    if not x.flags.writeable:
+        for o in outs:
+            o.setflags(write=False)
+    return outs + [K.max_pool2d_backward(y, a, x.shape), K.avg_pool2d_backward(ya, x.shape, (2, 3)),
+                   K.global_max_pool2d_backward(g, ga, x.shape), K.global_avg_pool2d_backward(g, x.shape),
+                   K.global_avg_pool2d(x), *K.max_pool1d(x[0]), K.avg_pool1d(x[0])]
+
+
+def test_read_only_inputs(rng):
+    """Read-only inputs (x, dy, argmax) give the bits writeable ones give."""
+    x = _x(rng, (2, 4, 6, 3))
+    want = _every_call(x.copy())
+    x.setflags(write=False)
+    got = _every_call(x)
+    assert len(got) == len(want) == 13
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(got[5], R.max_pool2d_backward(want[0], want[1], x.shape))
 
 
 def test_empty_batch():
@@ -408,9 +425,8 @@ def test_backward_output_may_not_alias_inputs():
 # ---- Keras itself as the oracle for the padding rules ----
 
 @pytest.mark.keras
-def test_matches_keras(rng):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    ops = pytest.importorskip("keras").ops
+def test_matches_keras(keras, rng):
+    ops = keras.ops
     x = _x(rng, (2, 7, 7, 3))
     checked_avg_same = 0
     for pool, strides in [((3, 3), (2, 2)), ((3, 3), (1, 1)), ((2, 3), (1, 2)), ((2, 2), (3, 3))]:

@@ -42,7 +42,7 @@ def test_gradient_check_with_activity_regularizer():
     m.compile("sgd", "categorical_crossentropy")
     m.predict(x, verbose=0)
     report = fastnn.utils.gradient_check(m, x, y)
-    assert max(report.values()) < 1e-2, report
+    assert max(report.values()) < 1e-3, report   # measured <= 4.8e-5 (tests/layers: GRAD_TOL)
     # and the penalty really moves the weights: one step differs from the unregularized model
     plain = fastnn.Sequential(_model(fastnn, None, None))
     plain.compile("sgd", "categorical_crossentropy")
@@ -60,8 +60,7 @@ def test_config_round_trip():
 
 
 @pytest.mark.keras
-def test_matches_keras_training():
-    keras = pytest.importorskip("keras")
+def test_matches_keras_training(keras):
     x, y = _data(2)
     fm = fastnn.Sequential(_model(fastnn, fastnn.regularizers.L2(0.05), fastnn.regularizers.L1(0.02)))
     km = keras.Sequential(_model(keras, keras.regularizers.L2(0.05), keras.regularizers.L1(0.02)))

@@ -54,7 +54,11 @@ def test_fused_pair_gradient_check_same_as_unfused(rng):
     a = gradient_check(fused, x, y, eps=1e-3)
     b = gradient_check(plain, x, y, eps=1e-3)
     assert list(a.values()) == list(b.values())
-    assert max(a.values()) < 0.1, a
+    # the first conv and norm feed 384 ReLU inputs per channel through the batch statistics:
+    # central differences cross ReLU kinks there at any eps (measured 3.1e-2, 6.0e-3); the
+    # layers after them measure <= 2.8e-4
+    bounds = [0.1, 2e-2, 1e-3, 1e-3, 1e-3]
+    assert all(e < t for e, t in zip(a.values(), bounds)), a
 
 
 def test_relu_layer_stays_in_summary_and_profile(rng):

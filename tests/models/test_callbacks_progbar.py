@@ -6,7 +6,6 @@ import re
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn import callbacks as C
 from fastnn import layers as L
 from fastnn._progbar import Progbar

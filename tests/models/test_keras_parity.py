@@ -1,21 +1,16 @@
 """Keras 3 parity: the same model in Keras (torch backend) and fastnn, weights copied across;
 predictions, losses, metrics and weights after training steps must agree (rtol ~1e-5)."""
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "torch")
-
 import numpy as np
 import pytest
 
 import fastnn
 
-keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.keras
 
 RTOL, ATOL = 1e-5, 1e-6
 
 
-def _both(build):
+def _both(keras, build):
     """build(ns) -> layer list, with ns = keras or fastnn; returns (fastnn model, keras model)."""
     fm = fastnn.models.Sequential(build(fastnn))
     km = keras.Sequential(build(keras))
@@ -65,13 +60,13 @@ LAYER_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(LAYER_CASES))
-def test_layer_forward_and_training_match_keras(case, rng):
+def test_layer_forward_and_training_match_keras(keras, case, rng):
     shape, make = LAYER_CASES[case]
 
     def build(K):
         return [K.Input(shape), *make(K), K.layers.Flatten(), K.layers.Dense(3)]
 
-    fm, km = _both(build)
+    fm, km = _both(keras, build)
     x = rng.standard_normal((10, *shape)).astype(np.float32)
     y = rng.standard_normal((10, 3)).astype(np.float32)
     _close(fm.predict(x, verbose=0), km.predict(x, verbose=0), what="predict")
@@ -92,11 +87,11 @@ OPT_CASES = [
 
 
 @pytest.mark.parametrize("opt,kw", OPT_CASES, ids=[f"{o}{'_' + '_'.join(kw) if kw else ''}" for o, kw in OPT_CASES])
-def test_fit_with_optimizers_matches_keras(opt, kw, rng):
+def test_fit_with_optimizers_matches_keras(keras, opt, kw, rng):
     def build(K):
         return [K.Input((8,)), K.layers.Dense(16, activation="relu"), K.layers.Dense(4, activation="softmax")]
 
-    fm, km = _both(build)
+    fm, km = _both(keras, build)
     x = rng.standard_normal((50, 8)).astype(np.float32)
     y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 50)]
     fopt = fastnn.optimizers.get({"class_name": opt, "config": {"name": opt, "learning_rate": 0.01, **kw}}) \
@@ -122,13 +117,13 @@ LOSS_CASES = {
 
 
 @pytest.mark.parametrize("loss", sorted(LOSS_CASES))
-def test_losses_and_metrics_match_keras(loss, rng):
+def test_losses_and_metrics_match_keras(keras, loss, rng):
     act, k, kind = LOSS_CASES[loss]
 
     def build(K):
         return [K.Input((5,)), K.layers.Dense(8, activation="tanh"), K.layers.Dense(k, activation=act)]
 
-    fm, km = _both(build)
+    fm, km = _both(keras, build)
     n = 40
     x = rng.standard_normal((n, 5)).astype(np.float32)
     y = {"onehot": lambda: np.eye(k, dtype=np.float32)[rng.integers(0, k, n)],
@@ -154,13 +149,13 @@ def test_losses_and_metrics_match_keras(loss, rng):
 
 # a ReLU right before BatchNormalization leaves near-dead channels whose tiny gradients Adam
 # rescales to full steps: float noise then decides the sign, in Keras as here; tanh keeps it smooth
-def test_convnet_train_steps_match_keras(rng):
+def test_convnet_train_steps_match_keras(keras, rng):
     def build(K):
         return [K.Input((10, 10, 1)), K.layers.Conv2D(4, 3, activation="relu"), K.layers.MaxPooling2D(),
                 K.layers.Conv2D(6, 2, activation="tanh"), K.layers.BatchNormalization(), K.layers.Flatten(),
                 K.layers.Dense(5, activation="softmax")]
 
-    fm, km = _both(build)
+    fm, km = _both(keras, build)
     x = rng.standard_normal((24, 10, 10, 1)).astype(np.float32)
     y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 24)]
     fm.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
@@ -175,11 +170,11 @@ def test_convnet_train_steps_match_keras(rng):
     _close(fm.predict(x, verbose=0), km.predict(x, verbose=0), what="predict")
 
 
-def test_founding_notes_model_matches_keras(rng):
+def test_founding_notes_model_matches_keras(keras, rng):
     def build(K):
         return [K.layers.Dense(64, input_dim=3, activation="tanh"), K.layers.Dense(1, activation="softplus")]
 
-    fm, km = _both(build)
+    fm, km = _both(keras, build)
     x = rng.random((40, 3), dtype=np.float32)
     y = rng.random((40, 1), dtype=np.float32)
     fm.compile("adamax", loss="kld", metrics=["accuracy"])

@@ -1,5 +1,4 @@
 """The Keras MNIST convnet on the real data: >= 99.0% test accuracy within 12 epochs."""
-import os
 import time
 
 import numpy as np

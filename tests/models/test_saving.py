@@ -105,11 +105,11 @@ def test_functional_model_round_trip(rng, tmp_path):
     np.testing.assert_array_equal(m.predict(x, verbose=0), m2.predict(x, verbose=0))
 
 
-def test_weights_h5_layout_and_round_trip(rng, tmp_path):
+def test_weights_h5_layout_and_round_trip(rng, tmp_path, require):
+    h5py = require("h5py")
     m = _model()
     path = tmp_path / "w.weights.h5"
     m.save_weights(path)
-    h5py = pytest.importorskip("h5py")
     with h5py.File(path, "r") as h:
         conv = m.layers[0]
         np.testing.assert_array_equal(h[f"layers/{conv.name}/vars/0"][()], conv.get_weights()[0])
