@@ -211,7 +211,12 @@ def run_torch(model_name, mode, steps, t0, channels_last=False):
             x = x.contiguous(memory_format=torch.channels_last)
             net = net.to(memory_format=torch.channels_last)
     y = torch.from_numpy(y_np.argmax(1))
-    loss_fn = nn.CrossEntropyLoss()
+    return _time_torch(torch, net, x, y, nn.CrossEntropyLoss(), lambda z: torch.softmax(z, 1),
+                       mode, batch, steps, t0)
+
+
+def _time_torch(torch, net, x, y, loss_fn, out_act, mode, batch, steps, t0):
+    """Fused-Adam training steps or inference batches of a torch model, timed one by one."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
     times = []
 
@@ -236,7 +241,7 @@ def run_torch(model_name, mode, steps, t0, channels_last=False):
             first = time.perf_counter() - t0
             for i in range(steps):
                 s = time.perf_counter()
-                torch.softmax(net(x[i * batch:(i + 1) * batch]), 1)
+                out_act(net(x[i * batch:(i + 1) * batch]))
                 times.append(time.perf_counter() - s)
     return batch, times, first
 
@@ -270,34 +275,8 @@ def _run_torch_rnn(torch, nn, model_name, mode, steps, t0):
         y, loss_fn = torch.from_numpy(y_np), nn.BCEWithLogitsLoss()
     else:
         y, loss_fn = torch.from_numpy(y_np.argmax(1)), nn.CrossEntropyLoss()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
     out_act = torch.sigmoid if model_name == "M5" else (lambda z: torch.softmax(z, 1))
-    times = []
-
-    def train_step(xb, yb):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(xb), yb)
-        loss.backward()
-        opt.step()
-
-    if mode == "train":
-        net.train()
-        train_step(x[:batch], y[:batch])
-        first = time.perf_counter() - t0
-        for i in range(steps):
-            s = time.perf_counter()
-            train_step(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
-            times.append(time.perf_counter() - s)
-    else:
-        net.eval()
-        with torch.inference_mode():
-            net(x[:batch])
-            first = time.perf_counter() - t0
-            for i in range(steps):
-                s = time.perf_counter()
-                out_act(net(x[i * batch:(i + 1) * batch]))
-                times.append(time.perf_counter() - s)
-    return batch, times, first
+    return _time_torch(torch, net, x, y, loss_fn, out_act, mode, batch, steps, t0)
 
 
 # ----------------------------------------------------------------------------- reference

@@ -468,21 +468,27 @@ ctypedef fused index_t:
     long long
 
 
+cdef Py_ssize_t _first_bad(const index_t[::1] ids, Py_ssize_t V) noexcept nogil:
+    """The position of the first id outside [0, V), or -1."""
+    cdef Py_ssize_t m
+    cdef long long i
+    for m in range(ids.shape[0]):
+        i = ids[m]
+        if i < 0 or i >= V:
+            return m
+    return -1
+
+
 def embedding_forward(const index_t[::1] ids,     # IN (M,) int32 or int64
                       const float[:, ::1] table,  # IN (V, D)
                       float[:, ::1] out):          # OUT (M, D)
     """out[m] = table[ids[m]]; returns the position of the first id outside [0, V), or -1
     (nothing is read out of bounds: the caller raises)."""
-    cdef Py_ssize_t m, M = ids.shape[0], V = table.shape[0], D = table.shape[1], bad = -1
-    cdef long long i
+    cdef Py_ssize_t m, D = table.shape[1], bad
     with nogil:
-        for m in range(M):
-            i = ids[m]
-            if i < 0 or i >= V:
-                bad = m
-                break
+        bad = _first_bad(ids, table.shape[0])
         if bad < 0:
-            for m in range(M):
+            for m in range(ids.shape[0]):
                 memcpy(&out[m, 0], &table[ids[m], 0], D * sizeof(float))
     return bad
 
@@ -492,16 +498,11 @@ def embedding_backward(const index_t[::1] ids,    # IN (M,) int32 or int64, in [
                        float[:, ::1] dtable):      # OUT (V, D), zeroed here
     """dtable = scatter-add of dout's rows at ids (in row order: deterministic); returns the
     position of the first id outside [0, V) (then nothing is written), or -1."""
-    cdef Py_ssize_t m, M = ids.shape[0], V = dtable.shape[0], D = dtable.shape[1], bad = -1
-    cdef long long i
+    cdef Py_ssize_t m, V = dtable.shape[0], D = dtable.shape[1], bad
     with nogil:
-        for m in range(M):
-            i = ids[m]
-            if i < 0 or i >= V:
-                bad = m
-                break
+        bad = _first_bad(ids, V)
         if bad < 0:
             memset(&dtable[0, 0], 0, V * D * sizeof(float))
-            for m in range(M):
+            for m in range(ids.shape[0]):
                 rn_add(&dtable[ids[m], 0], &dout[m, 0], &dtable[ids[m], 0], D)
     return bad

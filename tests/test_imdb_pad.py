@@ -105,8 +105,7 @@ SEQS = [[1, 2, 3], [4, 5], [], [6, 7, 8, 9, 10], [11]]
 @pytest.mark.parametrize("padding", ["pre", "post"])
 @pytest.mark.parametrize("truncating", ["pre", "post"])
 @pytest.mark.parametrize("maxlen", [None, 3, 1])
-def test_pad_sequences_matches_keras(padding, truncating, maxlen):
-    keras = pytest.importorskip("keras") if not os.environ.get("FASTNN_REQUIRE_ORACLES") else __import__("keras")
+def test_pad_sequences_matches_keras(keras, padding, truncating, maxlen):
     got = pad_sequences(SEQS, maxlen=maxlen, padding=padding, truncating=truncating, value=-1)
     want = keras.utils.pad_sequences(SEQS, maxlen=maxlen, padding=padding, truncating=truncating, value=-1)
     assert got.dtype == want.dtype
