@@ -13,7 +13,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "activations", "callbacks", "constraints", "datasets", "initializers", "kernels", "layers",
+    "activations", "callbacks", "constraints", "datasets", "distribution", "initializers", "kernels", "layers",
     "losses", "metrics", "models", "optimizers", "reference", "regularizers", "utils", "wrappers",
 )
 # top-level names Keras exposes, and the submodule that defines each

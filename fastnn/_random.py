@@ -10,7 +10,7 @@ import random
 
 import numpy as np
 
-_state = {"seq": np.random.SeedSequence()}
+_state = {"seq": np.random.SeedSequence(), "row_offset": 0}
 
 
 def set_seed(seed: int) -> None:
@@ -30,3 +30,14 @@ def generator() -> np.random.Generator:
 def next_seed() -> int:
     """A new 64-bit integer seed, the next child of the current seed (for compiled generators)."""
     return int(_state["seq"].spawn(1)[0].generate_state(1, np.uint64)[0])
+
+
+def batch_row_offset() -> int:
+    """The position in the global batch of this process's first row (0 unless data parallel):
+    random layers draw by global sample index, so their masks do not depend on the split."""
+    return _state["row_offset"]
+
+
+def set_batch_row_offset(offset: int) -> None:
+    """Set by fastnn.distribution for each batch of a data-parallel step."""
+    _state["row_offset"] = int(offset)

@@ -16,7 +16,13 @@ from fastnn._progbar import Progbar
 
 
 class Callback:
-    """Base class: override the on_* hooks you need; `self.model` and `self.params` are set by fit."""
+    """Base class: override the on_* hooks you need; `self.model` and `self.params` are set by fit.
+
+    A callback class with `_process_zero_only = True` writes output (a file, the terminal): in a
+    data-parallel job (fastnn.distribution) only process 0 runs it.
+    """
+
+    _process_zero_only = False
 
     def __init__(self):
         self.model = None
@@ -91,6 +97,8 @@ class History(Callback):
 
 class ProgbarLogger(Callback):
     """Prints Keras's progress bar (verbose 1) or one line per epoch (verbose 2)."""
+
+    _process_zero_only = True
 
     def __init__(self, count_mode="steps", stream=None):
         super().__init__()
@@ -224,6 +232,8 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save the model (or weights) after each epoch; filepath may hold {epoch} and log keys."""
 
+    _process_zero_only = True
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
                  mode="auto", save_freq="epoch", initial_value_threshold=None):
         super().__init__()
@@ -344,6 +354,8 @@ class LearningRateScheduler(Callback):
 
 class CSVLogger(Callback):
     """Stream the epoch logs to a CSV file: epoch, then the log keys in sorted order."""
+
+    _process_zero_only = True
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

@@ -170,7 +170,16 @@ def cmd_info(args):
 
 def cmd_train(args):
     import fastnn
-    from fastnn import utils
+    from fastnn import distribution, utils
+
+    # under mpiexec: data parallel over the job's processes (alone: one process, as before);
+    # process 0 prints and writes the files
+    distribution.initialize()
+    processes = distribution.process_count()
+    if processes > 1:
+        distribution.set_distribution(distribution.DataParallel())
+    lead = distribution.process_index() == 0
+    say = print if lead else (lambda *a, **k: None)
 
     dataset = args.dataset or default_dataset()
     (x_train, y_train), (x_test, y_test) = load_dataset(dataset)
@@ -195,10 +204,11 @@ def cmd_train(args):
     if args.lr is not None:
         optimizer.learning_rate = args.lr
     model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
-    print(f"fastnn train: {model_name} on {dataset} ({len(x_train)} train / {len(x_test)} test, "
+    say(f"fastnn train: {model_name} on {dataset} ({len(x_train)} train / {len(x_test)} test, "
           f"{x_train.shape[1]}x{x_train.shape[2]}), {epochs} epochs, batch {args.batch_size}, "
           f"{args.optimizer}" + (f" lr={args.lr}" if args.lr is not None else "")
-          + f", {fastnn.kernels.get_num_threads()} threads")
+          + f", {fastnn.kernels.get_num_threads()} threads"
+          + (f" x {processes} processes (data parallel)" if processes > 1 else ""))
     t0 = time.perf_counter()
     history = model.fit(x_train, y_train_1h, batch_size=args.batch_size, epochs=epochs,
                         validation_split=0.1, verbose=1)
@@ -210,14 +220,17 @@ def cmd_train(args):
     n_fit = len(x_train) - int(len(x_train) * 0.1)
     samples_s = n_fit * epochs / fit_s
 
-    os.makedirs(args.out, exist_ok=True)
+    if lead:
+        os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, f"{model_name}_{dataset}_learning_curves.png")
     summary = {"model": model_name, "dataset": dataset, "epochs": epochs, "batch_size": args.batch_size,
                "optimizer": args.optimizer, "lr": args.lr, "seed": args.seed,
                "test_loss": test_loss, "test_accuracy": test_acc, "fit_seconds": fit_s,
                "evaluate_seconds": eval_s, "train_samples_per_second": samples_s,
-               "threads": fastnn.kernels.get_num_threads(),
+               "threads": fastnn.kernels.get_num_threads(), "processes": processes,
                "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+    if not lead:
+        return 0
     with open(os.path.join(args.out, f"{model_name}_{dataset}.json"), "w") as f:
         json.dump(summary, f, indent=1)
     try:
@@ -226,9 +239,9 @@ def cmd_train(args):
         where = png
     except ImportError:
         where = "(not drawn: matplotlib is not installed)"
-    print(f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f}")
-    print(f"training {fit_s:.1f} s ({samples_s:.0f} samples/s), evaluation {eval_s:.1f} s")
-    print(f"learning curves: {where}")
+    say(f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f}")
+    say(f"training {fit_s:.1f} s ({samples_s:.0f} samples/s), evaluation {eval_s:.1f} s")
+    say(f"learning curves: {where}")
     return 0
 
 

@@ -14,5 +14,11 @@ cdef void dropout_forward_n(const float* x__n, Py_ssize_t n, unsigned long long 
                             unsigned long long drop_below32, float scale,
                             float* y__n, unsigned char* mask__n) noexcept nogil
 
+# The same, element i drawing as element offset + i (a slice of a longer array's mask).
+cdef void dropout_forward_offset_n(const float* x__n, Py_ssize_t n, unsigned long long seed,
+                                   unsigned long long offset, unsigned long long drop_below32,
+                                   float scale, float* y__n,
+                                   unsigned char* mask__n) noexcept nogil
+
 cdef void dropout_backward_n(const float* dy__n, const unsigned char* mask__n, Py_ssize_t n,
                              float scale, float* dx__n) noexcept nogil

@@ -57,32 +57,40 @@ cdef extern from *:
     #define FASTNN_WY0 0xA0761D6478BD642FULL
     #define FASTNN_WY1 0xE7037ED1A0B428DBULL
 
-    /* Is element i kept, given its top byte hi (the low 24 bits decide a tie)? */
-    static inline int fastnn_keep(ptrdiff_t i, unsigned hi, unsigned thr_hi, unsigned thr_lo,
-                                  unsigned long long key2) {
+    /* Is element i (its counter index) kept, given its top byte hi (the low 24 bits decide
+       a tie)? */
+    static inline int fastnn_keep(unsigned long long i, unsigned hi, unsigned thr_hi,
+                                  unsigned thr_lo, unsigned long long key2) {
         if (hi != thr_hi)
             return hi > thr_hi;
-        unsigned long long s = key2 + (unsigned long long)(i + 1) * FASTNN_WY0;
+        unsigned long long s = key2 + (i + 1) * FASTNN_WY0;
         return (unsigned)(fastnn_wymum(s, s ^ FASTNN_WY1) & 0xFFFFFF) >= thr_lo;
     }
 
-    /* Mask and scale elements [i0, i1) (i0 a multiple of 16, i1 - i0 <= nbuf, nbuf a multiple
-       of 8); u is scratch of nbuf bytes; stream: use non-temporal stores if aligned. */
+    /* Mask and scale elements [i0, i1) (i0 a multiple of 16, i1 - i0 <= BLOCK) whose counter
+       indices start at c0 (element i0 draws as element c0 of the mask; c0 = i0 unless the
+       call continues a larger array); u is scratch of BLOCK + 16 bytes; stream: use
+       non-temporal stores if aligned. */
     static void fastnn_dropout_block(const float* x, ptrdiff_t i0, ptrdiff_t i1,
+                                     unsigned long long c0,
                                      unsigned long long key, unsigned long long key2,
                                      unsigned long long drop_below32, float scale,
                                      float* y, unsigned char* mask, unsigned char* u,
                                      int stream) {
         ptrdiff_t n = i1 - i0, j;
+        /* the hashes cover counters from c0 rounded down to a multiple of 8: lead bytes
+           before element i0's draw */
+        const ptrdiff_t lead = (ptrdiff_t)(c0 % 8);
         /* streaming (non-temporal) stores when asked and y, mask are 16-byte aligned: they
            skip the read-for-ownership of arrays too large to stay in cache anyway */
         const int nt = stream && ((size_t)y % 16 == 0) && ((size_t)mask % 16 == 0);
-        unsigned long long s = key + (unsigned long long)(i0 / 8) * FASTNN_WY0;
-        for (j = 0; j < n; j += 8) {          /* wyrand at counter (i0 + j)/8 + 1 */
+        unsigned long long s = key + (c0 / 8) * FASTNN_WY0;
+        for (j = 0; j < lead + n; j += 8) {   /* wyrand at counter (c0 - lead + j)/8 + 1 */
             s += FASTNN_WY0;
             unsigned long long h = fastnn_wymum(s, s ^ FASTNN_WY1);
             memcpy(u + j, &h, 8);             /* byte q = bits 8q..8q+7 (little-endian) */
         }
+        u += lead;                            /* u[j]: the draw of element i0 + j */
         const unsigned thr_hi = (unsigned)(drop_below32 >> 24);
         const unsigned thr_lo = (unsigned)(drop_below32 & 0xFFFFFF);
         const __m128i T = _mm_set1_epi8((char)thr_hi), one = _mm_set1_epi8(1);
@@ -102,7 +110,7 @@ cdef extern from *:
                 while (tie) {
                     int q = __builtin_ctz(tie);
                     tie &= tie - 1;
-                    b[q] = (unsigned char)fastnn_keep(i0 + j + q, thr_hi, thr_hi, thr_lo, key2);
+                    b[q] = (unsigned char)fastnn_keep(c0 + j + q, thr_hi, thr_hi, thr_lo, key2);
                 }
                 m01 = _mm_loadu_si128((const __m128i*)b);
             }
@@ -129,7 +137,7 @@ cdef extern from *:
         if (nt)
             _mm_sfence();   /* streaming stores are weakly ordered: drain them per block */
         for (; j < n; j++) {                  /* the array's last 1-15 elements */
-            int k = fastnn_keep(i0 + j, u[j], thr_hi, thr_lo, key2);
+            int k = fastnn_keep(c0 + j, u[j], thr_hi, thr_lo, key2);
             float v = xp[j] * scale;
             unsigned bits;
             memcpy(&bits, &v, 4);
@@ -141,7 +149,7 @@ cdef extern from *:
     """
     unsigned long long fastnn_wymum(unsigned long long a, unsigned long long b) noexcept nogil
     void fastnn_dropout_block(const float* x, Py_ssize_t i0, Py_ssize_t i1,
-                              unsigned long long key, unsigned long long key2,
+                              unsigned long long c0, unsigned long long key, unsigned long long key2,
                               unsigned long long drop_below32, float scale,
                               float* y, unsigned char* mask, unsigned char* u,
                               int stream) noexcept nogil
@@ -174,6 +182,15 @@ cdef inline void _apply_mask(const float* x__n, const unsigned char* mask__n, Py
 cdef void dropout_forward_n(const float* x__n, Py_ssize_t n, unsigned long long seed,
                             unsigned long long drop_below32, float scale,
                             float* y__n, unsigned char* mask__n) noexcept nogil:
+    dropout_forward_offset_n(x__n, n, seed, 0, drop_below32, scale, y__n, mask__n)
+
+
+cdef void dropout_forward_offset_n(const float* x__n, Py_ssize_t n, unsigned long long seed,
+                                   unsigned long long offset, unsigned long long drop_below32,
+                                   float scale, float* y__n,
+                                   unsigned char* mask__n) noexcept nogil:
+    # element i draws as element offset + i of one long mask: a process of a data-parallel
+    # step passes its rows' place in the global batch, so the mask does not depend on the split
     cdef unsigned long long key = dropout_key(seed)
     cdef unsigned long long key2 = _mix64(key + GOLDEN)
     cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
@@ -185,14 +202,17 @@ cdef void dropout_forward_n(const float* x__n, Py_ssize_t n, unsigned long long 
         i1 = (b + 1) * BLOCK
         if i1 > n:
             i1 = n
-        _block(x__n, b * BLOCK, i1, key, key2, drop_below32, scale, y__n, mask__n, stream)
+        _block(x__n, b * BLOCK, i1, offset + <unsigned long long>(b * BLOCK), key, key2,
+               drop_below32, scale, y__n, mask__n, stream)
 
 
-cdef void _block(const float* x__n, Py_ssize_t i0, Py_ssize_t i1, unsigned long long key,
-                 unsigned long long key2, unsigned long long drop_below32, float scale,  # IN
+cdef void _block(const float* x__n, Py_ssize_t i0, Py_ssize_t i1, unsigned long long c0,
+                 unsigned long long key, unsigned long long key2,
+                 unsigned long long drop_below32, float scale,  # IN
                  float* y__n, unsigned char* mask__n, int stream) noexcept nogil:  # OUT
-    cdef unsigned char u[BLOCK]
-    fastnn_dropout_block(x__n, i0, i1, key, key2, drop_below32, scale, y__n, mask__n, u, stream)
+    cdef unsigned char u[BLOCK + 16]
+    fastnn_dropout_block(x__n, i0, i1, c0, key, key2, drop_below32, scale, y__n, mask__n, u,
+                         stream)
 
 
 cdef void _block_backward(const float* dy__n, const unsigned char* mask__n, Py_ssize_t i0,
@@ -215,10 +235,13 @@ cdef void dropout_backward_n(const float* dy__n, const unsigned char* mask__n, P
 
 def dropout(const float[::1] x__n,  # IN
             unsigned long long seed, unsigned long long drop_below32, float scale,
-            float[::1] y__n, unsigned char[::1] mask__n):  # OUT
-    """Inverted dropout of n >= 1 float32 values: y = mask ? x*scale : 0, mask uint8."""
+            float[::1] y__n, unsigned char[::1] mask__n,  # OUT
+            unsigned long long offset=0):
+    """Inverted dropout of n >= 1 float32 values: y = mask ? x*scale : 0, mask uint8; element i
+    draws as element offset + i of a longer array."""
     with nogil:
-        dropout_forward_n(&x__n[0], x__n.shape[0], seed, drop_below32, scale, &y__n[0], &mask__n[0])
+        dropout_forward_offset_n(&x__n[0], x__n.shape[0], seed, offset, drop_below32, scale,
+                                 &y__n[0], &mask__n[0])
 
 
 def dropout_backward(const float[::1] dy__n, const unsigned char[::1] mask__n,  # IN

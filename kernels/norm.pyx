@@ -19,6 +19,11 @@ Design note
   So results are bit-identical for any thread count, and no two threads write the same line
   except at chunk edges. Chunks are handed out dynamically: on a shared machine a thread that
   is descheduled holds up one chunk, not a static half of the work.
+- Synchronised statistics (data parallel): each pass 1 is a function of its own (_moments,
+  _grad_sums) returning float64 per-channel sums, and each pass 2 (_train_finish,
+  _backward_finish) takes sums and a row count, so a data-parallel step sums the processes'
+  float64 sums in between and every process normalises with the statistics of the global
+  batch. The single-process entry points are the two halves back to back.
 - ReLU epilogue (relu=True / y__mc given): forward writes max(y, 0) in its last pass, and
   backward masks dy by y > 0 as it reads it in both passes, so a BatchNormalization + ReLU pair
   costs no pass of its own. The mask multiplies by 1/0 (NaN for NaN y) like activation.grad,
@@ -103,24 +108,18 @@ cdef int batch_norm_train_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
                   0, y__mc, mean__c, invstd__c)
 
 
-cdef int _train(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
-                const float* gamma__c, const float* beta__c,
-                float* moving_mean__c, float* moving_var__c,
-                double momentum, double epsilon, int relu,
-                float* y__mc, float* mean__c, float* invstd__c) noexcept nogil:
+cdef int _moments(const float* x__mc, Py_ssize_t m, Py_ssize_t c, const float* shift__c,
+                  double* s1__c, double* s2__c) noexcept nogil:
+    # s1 = sum(x - shift), s2 = sum((x - shift)^2) per channel: per-chunk partials (pass 1),
+    # then reduced in chunk order (bit-identical for any thread count)
     cdef Py_ssize_t nch = _n_chunks(m, c)
     cdef Py_ssize_t k, j
-    cdef double s1, s2, mu, var, inv, sc
-    cdef float m32
+    cdef double s1, s2
     cdef double* part = <double*>malloc(2 * nch * c * sizeof(double))
-    cdef float* fold = <float*>malloc(3 * c * sizeof(float) + 1)
-    if part == NULL or fold == NULL:
-        free(part)
-        free(fold)
+    if part == NULL:
         return -1
-    # pass 1: per-chunk shifted moments (shift = row 0)
     for k in prange(nch, schedule="dynamic", nogil=True):
-        nb_moments(_isa, x__mc, k * m // nch, (k + 1) * m // nch, c, x__mc,
+        nb_moments(_isa, x__mc, k * m // nch, (k + 1) * m // nch, c, shift__c,
                    part + 2 * k * c, part + 2 * k * c + c)
     for j in range(c):
         s1 = 0.0
@@ -128,8 +127,31 @@ cdef int _train(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
         for k in range(nch):
             s1 = s1 + part[2 * k * c + j]
             s2 = s2 + part[2 * k * c + c + j]
-        mu = <double>x__mc[j] + s1 / m
-        var = (s2 - s1 * s1 / m) / m   # biased, as Keras
+        s1__c[j] = s1
+        s2__c[j] = s2
+    free(part)
+    return 0
+
+
+cdef int _train_finish(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
+                       const float* gamma__c, const float* beta__c,
+                       float* moving_mean__c, float* moving_var__c,
+                       double momentum, double epsilon, int relu, double count,
+                       const float* shift__c, const double* s1__c, const double* s2__c,
+                       float* y__mc, float* mean__c, float* invstd__c) noexcept nogil:
+    # statistics of `count` rows from their shifted sums (x's own, or summed over the
+    # processes of a data-parallel step), then pass 2 over x's m rows
+    cdef Py_ssize_t j
+    cdef double s1, s2, mu, var, inv, sc
+    cdef float m32
+    cdef float* fold = <float*>malloc(3 * c * sizeof(float) + 1)
+    if fold == NULL:
+        return -1
+    for j in range(c):
+        s1 = s1__c[j]
+        s2 = s2__c[j]
+        mu = <double>shift__c[j] + s1 / count
+        var = (s2 - s1 * s1 / count) / count   # biased, as Keras
         if var < 0.0:   # rounding only; NaN passes through
             var = 0.0
         inv = 1.0 / sqrt(var + epsilon)
@@ -144,10 +166,29 @@ cdef int _train(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
         fold[2 * c + j] = <float>((0.0 if beta__c == NULL else <double>beta__c[j])
                                   - (mu - <double>m32) * sc)
     # pass 2: y = (x - m32)*scale + shift
-    _affine_parallel(x__mc, m, c, fold, fold + c, fold + 2 * c, relu, y__mc)
-    free(part)
+    if m > 0:
+        _affine_parallel(x__mc, m, c, fold, fold + c, fold + 2 * c, relu, y__mc)
     free(fold)
     return 0
+
+
+cdef int _train(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
+                const float* gamma__c, const float* beta__c,
+                float* moving_mean__c, float* moving_var__c,
+                double momentum, double epsilon, int relu,
+                float* y__mc, float* mean__c, float* invstd__c) noexcept nogil:
+    cdef int rc
+    cdef double* s = <double*>malloc(2 * c * sizeof(double) + 1)
+    if s == NULL:
+        return -1
+    # pass 1: shifted moments (shift = row 0)
+    rc = _moments(x__mc, m, c, x__mc, s, s + c)
+    if rc == 0:
+        rc = _train_finish(x__mc, m, c, gamma__c, beta__c, moving_mean__c, moving_var__c,
+                           momentum, epsilon, relu, <double>m, x__mc, s, s + c,
+                           y__mc, mean__c, invstd__c)
+    free(s)
+    return rc
 
 
 cdef int batch_norm_inference_mc(const float* x__mc, Py_ssize_t m, Py_ssize_t c,
@@ -185,21 +226,16 @@ cdef int batch_norm_backward_mc(const float* dy__mc, const float* x__mc, Py_ssiz
                      dbeta__c)
 
 
-cdef int _backward(const float* dy__mc, const float* x__mc, Py_ssize_t m,
-                   Py_ssize_t c, const float* gamma__c, const float* mean__c,
-                   const float* invstd__c, const float* y__mc, float* dx__mc, float* dgamma__c,
-                   float* dbeta__c) noexcept nogil:
+cdef int _grad_sums(const float* dy__mc, const float* x__mc, const float* y__mc, Py_ssize_t m,
+                    Py_ssize_t c, const float* mean__c, double* sdy__c, double* sdyxc__c,
+                    double* sx__c) noexcept nogil:
+    # pass 1: sum(dy), sum(dy*(x-m32)) and sum(x-m32) per channel, partials in chunk order
     cdef Py_ssize_t nch = _n_chunks(m, c)
-    cdef Py_ssize_t nb = _row_blocks(m, c)
     cdef Py_ssize_t k, j
-    cdef double sdy, sdyxc, sx, delta, inv, g, kk, b
+    cdef double sdy, sdyxc, sx
     cdef double* part = <double*>malloc(3 * nch * c * sizeof(double))
-    cdef float* coef = <float*>malloc(3 * c * sizeof(float) + 1)
-    if part == NULL or coef == NULL:
-        free(part)
-        free(coef)
+    if part == NULL:
         return -1
-    # pass 1: sum(dy), sum(dy*(x-m32)) and sum(x-m32) per channel
     for k in prange(nch, schedule="dynamic", nogil=True):
         nb_grad_sums(_isa, dy__mc, x__mc, y__mc, k * m // nch, (k + 1) * m // nch, c, mean__c,
                      part + 3 * k * c, part + 3 * k * c + c, part + 3 * k * c + 2 * c)
@@ -211,13 +247,35 @@ cdef int _backward(const float* dy__mc, const float* x__mc, Py_ssize_t m,
             sdy = sdy + part[3 * k * c + j]
             sdyxc = sdyxc + part[3 * k * c + c + j]
             sx = sx + part[3 * k * c + 2 * c + j]
-        delta = sx / m                  # exact mean - m32
-        sdyxc = sdyxc - delta * sdy     # sum(dy*(x - exact mean))
+        sdy__c[j] = sdy
+        sdyxc__c[j] = sdyxc
+        sx__c[j] = sx
+    free(part)
+    return 0
+
+
+cdef int _backward_finish(const float* dy__mc, const float* x__mc, Py_ssize_t m,
+                          Py_ssize_t c, const float* gamma__c, const float* mean__c,
+                          const float* invstd__c, const float* y__mc, double count,
+                          const double* sdy__c, const double* sdyxc__c, const double* sx__c,
+                          float* dx__mc, float* dgamma__c, float* dbeta__c) noexcept nogil:
+    # the gradient through the statistics of `count` rows from their sums (x's own, or summed
+    # over the processes of a data-parallel step), then pass 2 over x's m rows
+    cdef Py_ssize_t nb = _row_blocks(m, c)
+    cdef Py_ssize_t k, j
+    cdef double sdy, sdyxc, delta, inv, g, kk, b
+    cdef float* coef = <float*>malloc(3 * c * sizeof(float) + 1)
+    if coef == NULL:
+        return -1
+    for j in range(c):
+        sdy = sdy__c[j]
+        delta = sx__c[j] / count               # exact mean - m32
+        sdyxc = sdyxc__c[j] - delta * sdy      # sum(dy*(x - exact mean))
         inv = invstd__c[j]
         g = 1.0 if gamma__c == NULL else gamma__c[j]
         # dx = g*inv/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)),  xhat = (x-mean)*inv
         #    = a*dy + b*(x - m32) + (d - b*delta)
-        kk = g * inv / m
+        kk = g * inv / count
         b = -kk * inv * inv * sdyxc
         coef[j] = <float>(g * inv)
         coef[c + j] = <float>b
@@ -225,12 +283,28 @@ cdef int _backward(const float* dy__mc, const float* x__mc, Py_ssize_t m,
         dgamma__c[j] = <float>(inv * sdyxc)
         dbeta__c[j] = <float>sdy
     # pass 2: dx
-    for k in prange(nb, schedule="dynamic", nogil=True):
-        nb_backward(_isa, dy__mc, x__mc, y__mc, k * m // nb, (k + 1) * m // nb, c,
-                    coef, coef + c, coef + 2 * c, mean__c, dx__mc)
-    free(part)
+    if m > 0:
+        for k in prange(nb, schedule="dynamic", nogil=True):
+            nb_backward(_isa, dy__mc, x__mc, y__mc, k * m // nb, (k + 1) * m // nb, c,
+                        coef, coef + c, coef + 2 * c, mean__c, dx__mc)
     free(coef)
     return 0
+
+
+cdef int _backward(const float* dy__mc, const float* x__mc, Py_ssize_t m,
+                   Py_ssize_t c, const float* gamma__c, const float* mean__c,
+                   const float* invstd__c, const float* y__mc, float* dx__mc, float* dgamma__c,
+                   float* dbeta__c) noexcept nogil:
+    cdef int rc
+    cdef double* s = <double*>malloc(3 * c * sizeof(double) + 1)
+    if s == NULL:
+        return -1
+    rc = _grad_sums(dy__mc, x__mc, y__mc, m, c, mean__c, s, s + c, s + 2 * c)
+    if rc == 0:
+        rc = _backward_finish(dy__mc, x__mc, m, c, gamma__c, mean__c, invstd__c, y__mc,
+                              <double>m, s, s + c, s + 2 * c, dx__mc, dgamma__c, dbeta__c)
+    free(s)
+    return rc
 
 
 # ---- Python entry points (fastnn.kernels.norm validates everything before calling these) ----
@@ -290,6 +364,80 @@ def batch_norm_backward(const float[:, ::1] dy__mc, const float[:, ::1] x__mc,  
         rc = _backward(&dy__mc[0, 0], &x__mc[0, 0], x__mc.shape[0], x__mc.shape[1],
                        g, &mean__c[0], &invstd__c[0], yp, &dx__mc[0, 0],
                                     &dgamma__c[0], &dbeta__c[0])
+    if rc:
+        raise MemoryError("batch_norm_backward: workspace allocation failed")
+
+
+def batch_norm_moments(const float[:, ::1] x__mc,  # IN (M, C), M >= 1
+                       const float[::1] shift__c,    # IN (C,)
+                       double[:, ::1] s__2c):        # OUT (2, C): sum(x - shift), sum((x - shift)^2)
+    """Shifted first and second moment sums per channel of (M, C) float32, in float64."""
+    cdef int rc
+    cdef Py_ssize_t c = x__mc.shape[1]
+    with nogil:
+        rc = _moments(&x__mc[0, 0], x__mc.shape[0], c, &shift__c[0], &s__2c[0, 0], &s__2c[1, 0])
+    if rc:
+        raise MemoryError("batch_norm_moments: workspace allocation failed")
+
+
+def batch_norm_train_moments(const float[:, ::1] x__mc,  # IN (M, C), M >= 0
+                             const float[::1] gamma__c, const float[::1] beta__c,  # IN (or None)
+                             float[::1] moving_mean__c, float[::1] moving_var__c,  # IN/OUT
+                             double momentum, double epsilon, double count,
+                             const float[::1] shift__c, const double[:, ::1] s__2c,  # IN
+                             float[:, ::1] y__mc, float[::1] mean__c, float[::1] invstd__c,  # OUT
+                             bint relu=False):
+    """Training-mode batch norm of x's rows with the statistics of `count` rows given by their
+    shifted sums s (2, C) (batch_norm_moments summed over the processes); updates the moving
+    statistics."""
+    cdef int rc
+    cdef const float* g = _opt(gamma__c)
+    cdef const float* b = _opt(beta__c)
+    cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
+    cdef const float* xp = NULL if m == 0 else &x__mc[0, 0]
+    cdef float* yp = NULL if m == 0 else &y__mc[0, 0]
+    with nogil:
+        rc = _train_finish(xp, m, c, g, b, &moving_mean__c[0], &moving_var__c[0], momentum,
+                           epsilon, relu, count, &shift__c[0], &s__2c[0, 0], &s__2c[1, 0],
+                           yp, &mean__c[0], &invstd__c[0])
+    if rc:
+        raise MemoryError("batch_norm_train: workspace allocation failed")
+
+
+def batch_norm_grad_sums(const float[:, ::1] dy__mc, const float[:, ::1] x__mc,  # IN (M, C)
+                         const float[::1] mean__c,                             # IN (C,)
+                         double[:, ::1] s__3c,     # OUT (3, C): sum(g), sum(g*(x-mean)), sum(x-mean)
+                         const float[:, ::1] y__mc=None):  # IN (or None): g = dy masked by y > 0
+    """The three per-channel sums of batch norm's backward over (M, C) float32, in float64."""
+    cdef int rc
+    cdef const float* yp = NULL if y__mc is None else &y__mc[0, 0]
+    cdef Py_ssize_t c = x__mc.shape[1]
+    with nogil:
+        rc = _grad_sums(&dy__mc[0, 0], &x__mc[0, 0], yp, x__mc.shape[0], c, &mean__c[0],
+                        &s__3c[0, 0], &s__3c[1, 0], &s__3c[2, 0])
+    if rc:
+        raise MemoryError("batch_norm_grad_sums: workspace allocation failed")
+
+
+def batch_norm_backward_sums(const float[:, ::1] dy__mc, const float[:, ::1] x__mc,  # IN (M, C)
+                             const float[::1] gamma__c,  # IN (or None)
+                             const float[::1] mean__c, const float[::1] invstd__c,  # IN
+                             double count, const double[:, ::1] s__3c,  # IN
+                             float[:, ::1] dx__mc, float[::1] dgamma__c, float[::1] dbeta__c,  # OUT
+                             const float[:, ::1] y__mc=None):  # IN (or None)
+    """Training-mode batch-norm gradient of x's rows through the statistics of `count` rows
+    whose backward sums are s (3, C) (batch_norm_grad_sums summed over the processes)."""
+    cdef int rc
+    cdef const float* g = _opt(gamma__c)
+    cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
+    cdef const float* yp = NULL if (y__mc is None or m == 0) else &y__mc[0, 0]
+    cdef const float* dyp = NULL if m == 0 else &dy__mc[0, 0]
+    cdef const float* xp = NULL if m == 0 else &x__mc[0, 0]
+    cdef float* dxp = NULL if m == 0 else &dx__mc[0, 0]
+    with nogil:
+        rc = _backward_finish(dyp, xp, m, c, g, &mean__c[0], &invstd__c[0], yp, count,
+                              &s__3c[0, 0], &s__3c[1, 0], &s__3c[2, 0], dxp, &dgamma__c[0],
+                              &dbeta__c[0])
     if rc:
         raise MemoryError("batch_norm_backward: workspace allocation failed")
 

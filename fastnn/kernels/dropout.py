@@ -42,17 +42,21 @@ def drop_threshold(rate: float) -> int:
     return min(int(rate * 2**32), 2**32 - 1)
 
 
-def dropout(x, rate, seed, *, out=None, mask=None):
+def dropout(x, rate, seed, *, out=None, mask=None, offset=0):
     """Inverted dropout of float32 (...): y = x * float32(1/(1 - rate)) where kept, else 0.
 
     x any shape, C-contiguous float32; rate in [0, 1); seed an int (one seed = one mask).
     out (x's shape, float32) may be x itself; mask (x's shape, uint8) receives 1 = kept.
-    rate 0 copies x and sets the mask to ones. Returns (y, mask).
+    rate 0 copies x and sets the mask to ones. offset (int >= 0): element i draws as element
+    offset + i of one longer mask, so slices of a batch (the processes of a data-parallel step,
+    offset = first row * elements per row) reproduce the whole batch's mask. Returns (y, mask).
     """
     fn = "dropout"
     x = check_array(x, "x", fn)
     rate = _check_rate(rate, fn)
     seed = _check_seed(seed, fn)
+    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or not 0 <= offset < 2**63:
+        raise ValueError(f"{fn}: offset must be an int in [0, 2**63); received offset={offset!r}.")
     out = prepare_out(out, x.shape, "out", fn)
     mask = prepare_out(mask, x.shape, "mask", fn, dtype=UINT8)
     check_aliases(fn, [("out", out), ("mask", mask)], [("x", x)], same_ok=(("out", "x"),))
@@ -64,7 +68,7 @@ def dropout(x, rate, seed, *, out=None, mask=None):
         mask.fill(1)
         return out, mask
     _dropout.dropout(x.reshape(-1), seed, drop_threshold(rate), keep_scale(rate),
-                     out.reshape(-1), mask.reshape(-1))
+                     out.reshape(-1), mask.reshape(-1), int(offset))
     return out, mask
 
 

@@ -25,7 +25,10 @@ def _check_relu(relu, fn: str) -> bool:
                         f"received {relu!r}.")
     return bool(relu)
 
-__all__ = ["batch_norm_train", "batch_norm_inference", "batch_norm_backward", "inference_fold"]
+__all__ = ["batch_norm_train", "batch_norm_inference", "batch_norm_backward", "inference_fold",
+           "batch_norm_moments", "batch_norm_grad_sums"]
+
+F64 = np.dtype(np.float64)
 
 
 def _check_x(x, name: str, fn: str) -> np.ndarray:
@@ -43,7 +46,7 @@ def _check_vec(v, name: str, fn: str, c: int, *, optional=False, writeable=False
 
 
 def batch_norm_train(x, gamma, beta, moving_mean, moving_var, momentum=0.99, epsilon=1e-3, *,
-                     out=None, mean=None, invstd=None, relu=False):
+                     out=None, mean=None, invstd=None, relu=False, stats=None):
     """Training-mode batch norm of float32 (..., C) over all axes but the last.
 
     x (..., C) C-contiguous float32 with at least one row; gamma, beta (C,) float32 or None;
@@ -51,13 +54,18 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_var, momentum=0.99, eps
     biased variance. momentum in [0, 1], epsilon > 0. out (x's shape) may be x itself.
     relu=True writes max(y, 0) instead (a following ReLU fused into the same pass; bit-identical
     to activation.apply("relu", y)); pass that y to batch_norm_backward(..., y=y).
+    stats=(count, shift, sums): normalise with the statistics of `count` rows whose shifted
+    sums (2, C) float64 are `sums` (batch_norm_moments(..., shift), summed over the processes
+    of a data-parallel step) instead of x's own; x may then have 0 rows.
     Returns (y (..., C), mean (C,), invstd (C,)) — mean and invstd are what backward needs.
     """
     fn = "batch_norm_train"
     x = _check_x(x, "x", fn)
     c = x.shape[-1]
     m = x.size // c if c else int(np.prod(x.shape[:-1]))
-    if m == 0:
+    if stats is not None:
+        count, shift, sums = _check_stats(stats, "stats", fn, c, 2)
+    if m == 0 and stats is None:
         raise ValueError(f"{fn}: x must hold at least one row to take batch statistics; "
                          f"received shape {x.shape}.")
     gamma = _check_vec(gamma, "gamma", fn, c, optional=True)
@@ -73,10 +81,73 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_var, momentum=0.99, eps
     check_aliases(fn, [("out", out), ("mean", mean), ("invstd", invstd),
                        ("moving_mean", moving_mean), ("moving_var", moving_var)],
                   [("x", x), ("gamma", gamma), ("beta", beta)], same_ok=(("out", "x"),))
-    if c:
+    if c and stats is not None:
+        _norm.batch_norm_train_moments(x.reshape(m, c), gamma, beta, moving_mean, moving_var,
+                                       momentum, epsilon, count, shift, sums, out.reshape(m, c),
+                                       mean, invstd, relu)
+    elif c:
         _norm.batch_norm_train(x.reshape(m, c), gamma, beta, moving_mean, moving_var,
                                momentum, epsilon, out.reshape(m, c), mean, invstd, relu)
     return out, mean, invstd
+
+
+def _check_stats(stats, name, fn, c, rows):
+    """(count, shift, sums) of a synchronised batch norm, checked: count > 0 rows, shift (C,)
+    float32 (or None for the backward sums), sums (rows, C) float64 C-contiguous."""
+    if not isinstance(stats, (tuple, list)) or len(stats) != 3:
+        raise TypeError(f"{fn}: {name} must be a tuple (count, shift, sums); received {stats!r}.")
+    count, shift, sums = stats
+    count = check_float(count, f"{name}[0] (count)", fn, low=0.0, low_open=True)
+    if shift is not None:
+        shift = check_array(shift, f"{name}[1] (shift)", fn, ndim=1, shape=(c,))
+    sums = check_array(sums, f"{name}[2] (sums)", fn, dtype=F64, shape=(rows, c))
+    return count, shift, sums
+
+
+def batch_norm_moments(x, shift, *, out=None):
+    """Shifted moment sums of float32 (..., C) over all axes but the last, in float64.
+
+    x (..., C) C-contiguous float32 with at least one row; shift (C,) float32 (any per-channel
+    value near the mean, the same on every process that sums these). Returns out (2, C) float64:
+    out[0] = sum(x - shift), out[1] = sum((x - shift)**2), per channel. Summed over the
+    processes of a data-parallel step, they feed batch_norm_train(..., stats=(rows, shift, out)).
+    """
+    fn = "batch_norm_moments"
+    x = _check_x(x, "x", fn)
+    c = x.shape[-1]
+    m = x.size // c if c else int(np.prod(x.shape[:-1]))
+    shift = check_array(shift, "shift", fn, ndim=1, shape=(c,))
+    out = prepare_out(out, (2, c), "out", fn, dtype=F64)
+    if c and m:
+        _norm.batch_norm_moments(x.reshape(m, c), shift, out)
+    else:
+        out.fill(0.0)
+    return out
+
+
+def batch_norm_grad_sums(dy, x, mean, *, y=None, out=None):
+    """The per-channel sums batch norm's backward needs, of float32 (..., C), in float64.
+
+    dy, x (..., C) float32; mean (C,) float32 from batch_norm_train; y as in
+    batch_norm_backward (dy is masked by y > 0 first). Returns out (3, C) float64: sum(dy),
+    sum(dy*(x - mean)), sum(x - mean). Summed over the processes of a data-parallel step, they
+    feed batch_norm_backward(..., sums=(rows, None, out)).
+    """
+    fn = "batch_norm_grad_sums"
+    x = _check_x(x, "x", fn)
+    c = x.shape[-1]
+    m = x.size // c if c else int(np.prod(x.shape[:-1]))
+    dy = check_array(dy, "dy", fn, shape=x.shape)
+    mean = _check_vec(mean, "mean", fn, c)
+    if y is not None:
+        y = check_array(y, "y", fn, shape=x.shape)
+    out = prepare_out(out, (3, c), "out", fn, dtype=F64)
+    if c and m:
+        _norm.batch_norm_grad_sums(dy.reshape(m, c), x.reshape(m, c), mean, out,
+                                   None if y is None else y.reshape(m, c))
+    else:
+        out.fill(0.0)
+    return out
 
 
 def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, epsilon=1e-3, *, out=None,
@@ -127,7 +198,8 @@ def inference_fold(gamma, beta, moving_var, epsilon=1e-3, *, scale=None, shift=N
     return scale, shift
 
 
-def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbeta=None, y=None):
+def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbeta=None, y=None,
+                        sums=None):
     """Training-mode gradient of float32 (..., C) batch norm through the batch statistics.
 
     With xhat = (x - mean)*invstd over the M rows: dx = gamma*invstd/M * (M*dy - sum(dy)
@@ -138,6 +210,10 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbe
     y (x's shape, optional): the output of batch_norm_train(..., relu=True); dy is then the
     gradient w.r.t. that ReLU output and is masked by y > 0 inside both passes (bit-identical
     to activation.grad("relu", ...) followed by this function). dx may also be y itself.
+    sums=(count, None, s): the gradient through the statistics of `count` rows whose
+    batch_norm_grad_sums are s (3, C) float64 (summed over the processes of a data-parallel
+    step) instead of x's own; dgamma and dbeta are then those of all `count` rows, and x may
+    have 0 rows.
     Returns (dx, dgamma, dbeta).
     """
     fn = "batch_norm_backward"
@@ -145,7 +221,9 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbe
     c = x.shape[-1]
     dy = check_array(dy, "dy", fn, shape=x.shape)
     m = x.size // c if c else int(np.prod(x.shape[:-1]))
-    if m == 0:
+    if sums is not None:
+        count, _, s3 = _check_stats(sums, "sums", fn, c, 3)
+    if m == 0 and sums is None:
         raise ValueError(f"{fn}: x must hold at least one row; received shape {x.shape}.")
     gamma = _check_vec(gamma, "gamma", fn, c, optional=True)
     mean = _check_vec(mean, "mean", fn, c)
@@ -159,7 +237,11 @@ def batch_norm_backward(dy, x, gamma, mean, invstd, *, dx=None, dgamma=None, dbe
                   [("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("invstd", invstd),
                    ("y", y)],
                   same_ok=(("dx", "dy"), ("dx", "x"), ("dx", "y")))
-    if c:
+    if c and sums is not None:
+        _norm.batch_norm_backward_sums(dy.reshape(m, c), x.reshape(m, c), gamma, mean, invstd,
+                                       count, s3, dx.reshape(m, c), dgamma, dbeta,
+                                       None if y is None else y.reshape(m, c))
+    elif c:
         _norm.batch_norm_backward(dy.reshape(m, c), x.reshape(m, c), gamma, mean, invstd,
                                   dx.reshape(m, c), dgamma, dbeta,
                                   None if y is None else y.reshape(m, c))

@@ -233,7 +233,10 @@ class Dropout(Layer):
         self._zero = False
         y = self._buffer("y", x.shape)
         mask = self._buffer("mask", x.shape, np.uint8)
-        y, self._mask = K.dropout.dropout(x, self.rate, self._next_seed(), out=y, mask=mask)
+        # drawn by global sample index: a data-parallel process's rows get the mask they have in
+        # the whole batch (offset 0 in one process)
+        offset = _random.batch_row_offset() * (x.size // x.shape[0]) if x.ndim and x.shape[0] else 0
+        y, self._mask = K.dropout.dropout(x, self.rate, self._next_seed(), out=y, mask=mask, offset=offset)
         return y
 
     def backward(self, dy):

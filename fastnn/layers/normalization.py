@@ -24,6 +24,9 @@ class BatchNormalization(Layer):
     """
 
     _relu_epilogue = False   # set by Model._forward around its layer loop (BN -> ReLU pairs)
+    # set by fastnn.distribution for a data-parallel fit: an object whose sum_(buf) sums a float64
+    # array over the processes in place, so training statistics are those of the global batch
+    _sync_stats = None
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
@@ -72,12 +75,26 @@ class BatchNormalization(Layer):
         self._y = y if relu else None   # backward's ReLU mask (y > 0)
         if self._train_mode:
             mean, invstd = self._buffer("mean", (c,)), self._buffer("invstd", (c,))
+            stats = None if self._sync_stats is None else self._global_stats(x)
             y, self._mean, self._invstd = K.norm.batch_norm_train(
                 x, gamma, beta, self.moving_mean.value, self.moving_variance.value, self.momentum,
-                self.epsilon, out=y, mean=mean, invstd=invstd, relu=relu)
+                self.epsilon, out=y, mean=mean, invstd=invstd, relu=relu, stats=stats)
             return y
         return K.norm.batch_norm_inference(x, gamma, beta, self.moving_mean.value, self.moving_variance.value,
                                            self.epsilon, out=y, relu=relu)
+
+    def _global_stats(self, x):
+        """(rows, shift, sums) of the global batch: this process's shifted moments summed over
+        the processes (shift = the moving mean, the same on every process)."""
+        c = x.shape[-1]
+        shift = self._buffer("shift", (c,))
+        np.copyto(shift, self.moving_mean.value)
+        s = self._buffer("moments", (2 * c + 1,), np.float64)
+        K.norm.batch_norm_moments(x, shift, out=s[1:].reshape(2, c))
+        s[0] = x.size // c
+        self._sync_stats.sum_(s)
+        self._rows = float(s[0])
+        return self._rows, shift, s[1:].reshape(2, c)
 
     def backward(self, dy):
         c = dy.shape[-1]
@@ -86,8 +103,19 @@ class BatchNormalization(Layer):
             dgamma = self.gamma.grad if self.gamma is not None else self._buffer("dgamma_scratch", (c,))
             dbeta = self.beta.grad if self.beta is not None else self._buffer("dbeta_scratch", (c,))
             gamma = None if self.gamma is None else self.gamma.value
+            sums = None
+            sync = self._sync_stats
+            if sync is not None:   # data parallel: the three channel sums of the global batch
+                g = self._buffer("grad_sums", (3, c), np.float64)
+                K.norm.batch_norm_grad_sums(dy, self._x, self._mean, y=self._y, out=g)
+                sums = (self._rows, None, sync.sum_(g))
             dx, _, _ = K.norm.batch_norm_backward(dy, self._x, gamma, self._mean, self._invstd,
-                                                  dx=dx, dgamma=dgamma, dbeta=dbeta, y=self._y)
+                                                  dx=dx, dgamma=dgamma, dbeta=dbeta, y=self._y, sums=sums)
+            if sync is not None and not sync.root:
+                # dgamma/dbeta come from the summed statistics, the same on every process: one
+                # process keeps them for the gradient all-reduce
+                dgamma.fill(0.0)
+                dbeta.fill(0.0)
             return dx
         # inference mode is an affine map per channel: dx = dy * gamma / sqrt(moving_var + eps);
         # gamma/beta of a frozen layer get no update, so their gradients are not needed

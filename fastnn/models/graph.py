@@ -29,6 +29,11 @@ class Graph:
 
     _timer = None  # a fastnn.models.profile.StepTimer while model.profile runs
     _bn_relu = ()  # (BatchNormalization, ReLU) pairs fused in the forward pass (fusion.bn_relu_pairs)
+    # data parallel (fastnn.distribution.replica): called with node k after its backward, so the
+    # gradient all-reduce of finished arena slices starts while backward goes on
+    _grad_ready = None
+    # data parallel: the global batch size, which divides activity penalties (else the batch's)
+    _activity_rows = None
 
     # ---------------------------------------------------------------------------------------
     # building
@@ -265,8 +270,11 @@ class Graph:
             g[i] = d
         inputs = self._input_ids
         timer = self._timer
+        ready = self._grad_ready
         clock = time.perf_counter
         for k in range(len(self._nodes) - 1, -1, -1):
+            if ready is not None and k + 1 < len(self._nodes):
+                ready(k + 1)
             layer, ins, out = self._nodes[k]
             if isinstance(out, list):     # several outputs: a list of gradients, zeros where unused
                 dy = _output_grads(self, out, g)
@@ -279,7 +287,7 @@ class Graph:
             if layer.activity_regularizer is not None:  # d penalty / d output joins the flow
                 y = self._vals[out]
                 reg = layer.activity_regularizer.gradient(y)
-                reg *= np.float32(1.0 / max(1, y.shape[0]))
+                reg *= np.float32(1.0 / max(1, self._activity_rows or y.shape[0]))
                 dy = reg if dy is None else np.add(dy, reg, out=reg)
             if dy is None:
                 continue

@@ -38,7 +38,12 @@ def model_config(model):
 
 
 def _atomic_write(path, write):
-    """Call write(file object) on a temp file in path's folder, then os.replace it onto path."""
+    """Call write(file object) on a temp file in path's folder, then os.replace it onto path.
+
+    In a data-parallel job (fastnn.distribution) only process 0 writes; the others return."""
+    from fastnn import distribution
+    if not distribution.writes_files():
+        return
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

@@ -4,16 +4,29 @@ Follows keras:trainers/trainer.py and keras:backend/torch/trainer.py: the displa
 running mean weighted by batch size, validation_split takes the last fraction before shuffling,
 train_on_batch resets the metrics first.
 
-One training step (`_train_step`) is two calls, with a seam between them:
+One training step (`_train_step`) is a few calls, with a seam between them:
 
-    loss, y_pred = self._compute_gradients(xs, y, sw)   # forward, loss, backward, penalties:
-                                                        # every gradient is in self._arena.grads
+    loss, y_pred = self._compute_gradients(xs, y, sw)   # forward, loss, backward: every
+                                                        # gradient is in self._arena.grads
+    self._replica.reduce_gradients()                    # data parallel only: the sum over
+                                                        # the processes
+    loss += self._weight_penalties()                    # kernel_regularizer & co., value and
+                                                        # gradient (after the sum: once)
     self._apply_gradients()                             # optimizer step over the flat arena,
                                                         # then constraints
 
-A data-parallel all-reduce of `self._arena.grads` goes between the two. Per-sample weights (and
-later masks) enter the losses in one place, `_loss_and_grad`, and the metrics in one place,
-`_update_metrics`.
+Per-sample weights (and later masks) enter the losses in one place, `_loss_and_grad`, and the
+metrics in one place, `_update_metrics`.
+
+Data parallel (fastnn.distribution): `self._replica` is None in one process. Under a
+DataParallel distribution over several processes it is this process's
+fastnn.distribution.replica.Replica for the duration of fit / evaluate / predict / *_on_batch,
+consulted at the points marked "data parallel" below: `begin`/`end` around the call (same
+model everywhere, process 0's weights, callbacks that write only on process 0),
+`local_rows`/`local_slice` (this process's rows of each global batch), `grad_scale` (the loss
+gradient divided by the global batch), `reduce_gradients`, `summed_logs` (metrics over all
+processes), `agree` (process 0's stop and learning-rate decisions), `predict_range` and
+`gather_rows`.
 """
 from __future__ import annotations
 
@@ -43,6 +56,7 @@ class Trainer(DataChecks):
     _arena = None
     _in_fit = False
     _metric_mask = None    # the output mask of the last training batch (fastnn.models.masking)
+    _replica = None   # data parallel: this process's fastnn.distribution Replica during a call
 
     # ---------------------------------------------------------------------------------------
     # compile
@@ -165,14 +179,17 @@ class Trainer(DataChecks):
         # threads (see fastnn.kernels.conv.blas_pinned for the measurements)
         with blas_pinned():
             loss, y_pred = self._compute_gradients(xs, y, sw)
-            # (a data-parallel all-reduce of self._arena.grads goes here)
+            if self._replica is not None:      # data parallel: sum the arena over the processes
+                self._replica.reduce_gradients()
+            loss += self._weight_penalties()
             self._apply_gradients()
         self._update_metrics(loss, y, y_pred, sw, self._metric_mask)
         return loss
 
     def _compute_gradients(self, xs, y, sw):
-        """Forward, loss, backward and weight penalties: every trainable weight's gradient is
-        written into the flat arena `self._arena.grads`. Returns (loss, y_pred)."""
+        """Forward, loss and backward: every trainable weight's gradient of the loss (without
+        the weight penalties) is written into the flat arena `self._arena.grads`. Returns
+        (loss, y_pred)."""
         timer = self._timer
         (y_pred,) = self._forward(xs, True)
         if timer is not None:
@@ -183,18 +200,28 @@ class Trainer(DataChecks):
             d = np.ascontiguousarray(d, dtype=FLOATX)
         if d.shape != y_pred.shape and not self._fused:
             d = d.reshape(y_pred.shape)
+        if self._replica is not None:
+            # data parallel: this process's share of the mean over the global batch (Keras's
+            # sum_over_batch_size divides by the global batch size)
+            np.multiply(d, np.float32(self._replica.grad_scale), out=d)
         if timer is not None:
             timer.loss += time.perf_counter() - t0
         loss += self._activity_penalty()
         self._backward([d])
+        return loss, y_pred
+
+    def _weight_penalties(self):
+        """The weight regularizers' penalty (returned) and gradient (added to the arena)."""
+        timer = self._timer
         if timer is not None:
             t0 = time.perf_counter()
+        loss = 0.0
         for v in self._reg_vars:
             loss += float(v.regularizer(v.value))
             v.grad += v.regularizer.gradient(v.value)
         if timer is not None:
             timer.optimizer += time.perf_counter() - t0
-        return loss, y_pred
+        return loss
 
     def _apply_gradients(self):
         """The optimizer step over the flat arena (one fused kernel call), then constraints."""
@@ -234,15 +261,23 @@ class Trainer(DataChecks):
     def _update_metrics(self, loss, y, y_pred, sw, mask=None):
         """Add one batch to the loss tracker and the metrics (where sample weights enter them;
         an output mask weighs every metric, as Keras)."""
+        if self._metrics is None:
+            self._resolve_metrics(y, y_pred)
+        if self._replica is not None and self._replica.phantom:
+            return     # data parallel: this process ran a stand-in row of an empty share
         n = y_pred.shape[0]
         self._loss_sum += loss * n
         self._loss_count += n
-        if self._metrics is None:
-            self._resolve_metrics(y, y_pred)
         for m, weighted in zip(self._metrics, self._metric_weighted):
             m.update_state(y, y_pred, sample_weight=masking.metric_weights(sw if weighted else None, mask))
 
     def _logs(self, prefix=""):
+        if self._replica is not None:       # data parallel: the sums over all processes
+            with self._replica.summed_logs(self):
+                return self._local_logs(prefix)
+        return self._local_logs(prefix)
+
+    def _local_logs(self, prefix=""):
         logs = {"loss": self._loss_sum / max(self._loss_count, 1)}
         for m in self._metrics or []:
             r = m.result()
@@ -302,6 +337,13 @@ class Trainer(DataChecks):
             cbs.append(callbacks_module.ProgbarLogger())
         cbs.append(history)
         params = {"verbose": verbose_v, "epochs": epochs, "steps": steps}
+        replica = self._replica_begin()
+        if replica is not None:   # data parallel: writers and the progress bar on process 0 only
+            try:
+                cbs = replica.begin(fn, cbs, train=True)
+            except BaseException:
+                self._replica_end()
+                raise
         cb = callbacks_module.CallbackList(cbs, self, params)
         history.params = params
         self.stop_training = False
@@ -319,10 +361,14 @@ class Trainer(DataChecks):
                 for step in range(steps):
                     cb.on_train_batch_begin(step)
                     idx = order[step * batch_size:(step + 1) * batch_size]
+                    if replica is not None:
+                        idx = replica.local_rows(idx, f"epoch {epoch + 1}, step {step + 1}")
                     bx = self._batch_bufs("train", [*xs, y, sw], idx)
                     self._train_step(bx[:-2], bx[-2], bx[-1])
                     logs = self._logs()
                     cb.on_train_batch_end(step, logs)
+                    if replica is not None:
+                        replica.agree(self)
                     if self.stop_training:
                         break
                 logs = self._logs()
@@ -331,14 +377,28 @@ class Trainer(DataChecks):
                     vlogs = self._evaluate_arrays(*val, vb, None, validation_steps)
                     logs.update({"val_" + k: v for k, v in vlogs.items()})
                 cb.on_epoch_end(epoch, logs)
+                if replica is not None:
+                    replica.agree(self, lr=True)
                 if self.stop_training:
                     break
             cb.on_train_end(logs)
         finally:
             self._in_fit = False
+            self._replica_end()
         history.model = self
         self.history = history
         return history
+
+    def _replica_begin(self):
+        """Data parallel: this process's Replica for the call (None in plain training)."""
+        from fastnn import distribution
+        self._replica = distribution.replica_for(self)
+        return self._replica
+
+    def _replica_end(self):
+        if self._replica is not None:
+            self._replica.end()
+        self._replica = None
 
     def _evaluate_arrays(self, xs, y, sw, batch_size, cb, steps=None):
         n = xs[0].shape[0]
@@ -349,7 +409,9 @@ class Trainer(DataChecks):
         for step in range(total):
             if cb is not None:
                 cb.on_test_batch_begin(step)
-            sl = slice(step * batch_size, (step + 1) * batch_size)
+            sl = slice(step * batch_size, min((step + 1) * batch_size, n))
+            if self._replica is not None:
+                sl = self._replica.local_slice(sl, f"evaluation step {step + 1}")
             self._test_step([a[sl] for a in xs], y[sl], None if sw is None else sw[sl])
             if cb is not None:
                 cb.on_test_batch_end(step, self._logs())
@@ -370,10 +432,16 @@ class Trainer(DataChecks):
         cbs = list(callbacks or [])
         if verbose_v:
             cbs.append(callbacks_module.ProgbarLogger())
-        cb = callbacks_module.CallbackList(cbs, self, {"verbose": verbose_v, "epochs": 1, "steps": total})
-        cb.on_test_begin()
-        logs = self._evaluate_arrays(xs, y, sw, batch_size, cb, steps)
-        cb.on_test_end(logs)
+        replica = self._replica_begin()
+        try:
+            if replica is not None:
+                cbs = replica.begin(fn, cbs)
+            cb = callbacks_module.CallbackList(cbs, self, {"verbose": verbose_v, "epochs": 1, "steps": total})
+            cb.on_test_begin()
+            logs = self._evaluate_arrays(xs, y, sw, batch_size, cb, steps)
+            cb.on_test_end(logs)
+        finally:
+            self._replica_end()
         if return_dict:
             return logs
         return self._flat_logs(logs)
@@ -390,11 +458,20 @@ class Trainer(DataChecks):
         xs = self._prepare_x(x, fn)
         self._ensure_built(xs)
         n = self._check_x_shapes(xs, fn)
-        total = math.ceil(n / batch_size)
         verbose_v = 1 if verbose == "auto" else verbose
         cbs = list(callbacks or [])
         if verbose_v:
             cbs.append(callbacks_module.ProgbarLogger())
+        replica = self._replica_begin()
+        if replica is not None:
+            # data parallel: each process predicts a contiguous share of the rows
+            try:
+                cbs = replica.begin(fn, cbs)
+                lo, hi = replica.predict_range(n)
+            finally:
+                self._replica_end()
+            xs, n_all, n = [a[lo:hi] for a in xs], n, hi - lo
+        total = math.ceil(n / batch_size)
         cb = callbacks_module.CallbackList(cbs, self, {"verbose": verbose_v, "epochs": 1, "steps": total})
         outs = None
         cb.on_predict_begin()
@@ -409,6 +486,9 @@ class Trainer(DataChecks):
                 o[sl] = yb
             cb.on_predict_batch_end(step)
         cb.on_predict_end()
+        if replica is not None:   # every process's rows, in order, on every process
+            outs = [replica.gather_rows(None if outs is None else o, n_all)
+                    for o in (outs or [None] * len(self._graph_outputs))]
         if outs is None:
             outs = [np.empty((0, *t.shape[1:]), FLOATX) for t in self._graph_outputs]
         return outs[0] if len(outs) == 1 else outs
@@ -421,10 +501,7 @@ class Trainer(DataChecks):
         n = self._check_x_shapes(xs, fn)
         y = self._prepare_y(y, n, fn)
         sw = self._sample_weights(y, sample_weight, class_weight, n, fn)
-        self.reset_metrics()
-        self._train_step(xs, y, sw)
-        logs = self._logs()
-        return logs if return_dict else self._flat_logs(logs)
+        return self._one_batch(fn, self._train_step, xs, y, sw, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         fn = "test_on_batch"
@@ -433,9 +510,21 @@ class Trainer(DataChecks):
         n = self._check_x_shapes(xs, fn)
         y = self._prepare_y(y, n, fn)
         sw = self._sample_weights(y, sample_weight, None, n, fn)
-        self.reset_metrics()
-        self._test_step(xs, y, sw)
-        logs = self._logs()
+        return self._one_batch(fn, self._test_step, xs, y, sw, return_dict)
+
+    def _one_batch(self, fn, step, xs, y, sw, return_dict):
+        """train_on_batch / test_on_batch after their checks: metrics reset, one step, the logs."""
+        replica = self._replica_begin()
+        try:
+            if replica is not None:   # data parallel: this process's rows of the batch
+                replica.begin(fn, train=step == self._train_step, once=True)
+                sl = replica.local_slice(slice(0, len(y)), fn)
+                xs, y, sw = [a[sl] for a in xs], y[sl], None if sw is None else sw[sl]
+            self.reset_metrics()
+            step(xs, y, sw)
+            logs = self._logs()
+        finally:
+            self._replica_end()
         return logs if return_dict else self._flat_logs(logs)
 
     def predict_on_batch(self, x):

@@ -43,25 +43,29 @@ def _wyrand(key: int, counters: np.ndarray) -> np.ndarray:
     return _mum(s, s ^ _WY1)
 
 
-def uniform_u32(n: int, seed: int) -> np.ndarray:
-    """The n 32-bit uniforms U_i (as uint64) that decide the mask of a call with `seed`."""
+def uniform_u32(n: int, seed: int, offset: int = 0) -> np.ndarray:
+    """The 32-bit uniforms U_i (as uint64), i = offset .. offset + n - 1, that decide the mask
+    of a call with `seed`."""
     key = _mix64_int(int(seed) % 2**64 + _G)
     key2 = _mix64_int(key + _G)
-    h = _wyrand(key, np.arange(1, (n + 7) // 8 + 1, dtype=np.uint64))
+    first, last = offset // 8, (offset + n + 7) // 8
+    h = _wyrand(key, np.arange(first + 1, last + 1, dtype=np.uint64))
     hi = np.empty(8 * len(h), np.uint64)
     for q in range(8):
         hi[q::8] = (h >> np.uint64(8 * q)) & np.uint64(0xFF)
-    lo = _wyrand(key2, np.arange(1, n + 1, dtype=np.uint64)) & np.uint64(0xFFFFFF)
-    return (hi[:n] << np.uint64(24)) | lo
+    hi = hi[offset - 8 * first:offset - 8 * first + n]
+    lo = _wyrand(key2, np.arange(offset + 1, offset + n + 1, dtype=np.uint64)) & np.uint64(0xFFFFFF)
+    return (hi << np.uint64(24)) | lo
 
 
-def dropout(x, rate, seed):
-    """Inverted dropout of float32 (...) -> (y, mask uint8)."""
+def dropout(x, rate, seed, offset=0):
+    """Inverted dropout of float32 (...) -> (y, mask uint8); element i draws as element
+    offset + i of a longer array."""
     x = np.asarray(x, np.float32)
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout: rate must be in [0, 1); received {rate!r}.")
     threshold = min(int(rate * 2**32), 2**32 - 1)
-    mask = (uniform_u32(x.size, seed) >= np.uint64(threshold)).reshape(x.shape)
+    mask = (uniform_u32(x.size, seed, offset) >= np.uint64(threshold)).reshape(x.shape)
     scale = np.float32(1.0 / (1.0 - rate))
     y = np.where(mask, x * scale, np.float32(0)).astype(np.float32)
     return y, mask.astype(np.uint8)

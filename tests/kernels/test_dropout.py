@@ -230,3 +230,35 @@ def test_ties_on_the_high_16_bits_are_decided_by_the_low_bits(rate):
     _, m = dk.dropout(x, rate, 77)
     np.testing.assert_array_equal(m, (u >= np.uint64(thr)).astype(np.uint8))
     np.testing.assert_array_equal(m, ref.dropout(x, rate, 77)[1])
+
+
+# ---- offset: slices of a batch reproduce the whole batch's mask (data-parallel processes)
+@given(n=st.integers(1, 20000), cut=st.integers(0, 20000), seed=st.integers(0, 2**64 - 1),
+       rate=st.sampled_from([0.1, 0.5, 0.999]))
+def test_offset_slices_reproduce_the_whole_mask(n, cut, seed, rate):
+    cut = min(cut, n - 1)
+    x = np.random.default_rng(seed % 2**32).standard_normal(n).astype(np.float32)
+    y, mask = dk.dropout(x, rate, seed)
+    y2, m2 = dk.dropout(np.ascontiguousarray(x[cut:]), rate, seed, offset=cut)
+    np.testing.assert_array_equal(m2, mask[cut:])
+    np.testing.assert_array_equal(y2, y[cut:])
+    y_r, m_r = ref.dropout(x[cut:], rate, seed, offset=cut)
+    np.testing.assert_array_equal(m2, m_r)
+    np.testing.assert_array_equal(y2, y_r)
+
+
+def test_offset_is_thread_independent_and_checked(rng):
+    x = rng.standard_normal(3 * 4096 + 77).astype(np.float32)
+    masks = []
+    n0 = threads.get_num_threads()
+    try:
+        for n in (1, 2):
+            threads.set_num_threads(n)
+            masks.append(dk.dropout(x, 0.4, 3, offset=2**40 + 5)[1])
+    finally:
+        threads.set_num_threads(n0)
+    np.testing.assert_array_equal(masks[0], masks[1])
+    np.testing.assert_array_equal(masks[0], ref.dropout(x, 0.4, 3, offset=2**40 + 5)[1])
+    for bad in (-1, 2**63, 1.5, True):
+        with pytest.raises(ValueError, match="offset"):
+            dk.dropout(x, 0.4, 3, offset=bad)

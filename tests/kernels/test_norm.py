@@ -1,7 +1,7 @@
 """fastnn.kernels.norm against the float64 NumPy reference, numerical gradients and Keras's rules."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fastnn._kernels import norm as _norm
 from fastnn.kernels import norm, threads
@@ -631,3 +631,97 @@ def test_set_isa_rejects_unknown_flavour():
     with pytest.raises(ValueError, match="flavour"):
         _norm.set_isa(3)
     assert _norm.get_isa() in ISAS
+
+
+# ---- synchronised statistics: the batch split over processes, float64 sums added in between
+def _split_train(x, cuts, gamma, beta, mm, mv, momentum=0.9, relu=False):
+    """batch_norm_train of x's row blocks with the statistics of all rows (as the processes of a
+    data-parallel step compute it): moments with a common shift, summed, then each block."""
+    c = x.shape[-1]
+    parts = np.split(x, cuts)
+    shift = mm.copy()
+    sums = sum(norm.batch_norm_moments(p, shift) for p in parts)
+    outs = []
+    for p in parts:
+        m1, v1 = mm.copy(), mv.copy()
+        outs.append(norm.batch_norm_train(np.ascontiguousarray(p), gamma, beta, m1, v1, momentum,
+                                          1e-3, relu=relu, stats=(x.shape[0], shift, sums)))
+    return outs, m1, v1
+
+
+@settings(max_examples=15)   # runs once per instruction-set flavour
+@given(m=st.integers(2, 90), c=st.integers(1, 13), seed=st.integers(0, 2**16),
+       ncut=st.integers(1, 3), loc=st.sampled_from([0.0, 3.0, -50.0]), relu=st.booleans())
+def test_split_statistics_equal_the_whole_batch(m, c, seed, ncut, loc, relu):
+    rng = np.random.default_rng(seed)
+    x = _data(rng, (m, c), loc=loc)
+    gamma, beta, mm, mv = _params(rng, c)
+    cuts = sorted(rng.integers(0, m + 1, ncut))    # may leave a block with 0 rows
+    m_w, v_w = mm.copy(), mv.copy()
+    y_w, mean_w, inv_w = norm.batch_norm_train(x, gamma, beta, m_w, v_w, 0.9, 1e-3, relu=relu)
+    outs, m1, v1 = _split_train(x, cuts, gamma, beta, mm, mv, relu=relu)
+    # float64 sums around another shift: the statistics agree to float32 rounding
+    for _, mean, invstd in outs:
+        np.testing.assert_allclose(mean, mean_w, rtol=RTOL, atol=1e-6)
+        np.testing.assert_allclose(invstd, inv_w, rtol=RTOL)
+    np.testing.assert_allclose(m1, m_w, rtol=RTOL, atol=1e-6)
+    np.testing.assert_allclose(v1, v_w, rtol=RTOL, atol=1e-6)
+    y = np.concatenate([o[0] for o in outs])
+    assert np.all(np.abs(y - y_w) <= _tol_y(x, gamma, inv_w.astype(np.float64), beta))
+    # reference with the same stats
+    sums = norm.batch_norm_moments(x, mm)
+    np.testing.assert_allclose(sums, ref.batch_norm_moments(x, mm), rtol=1e-9, atol=1e-9 * m)
+    y_r, mean_r, _ = ref.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy(), 0.9, 1e-3,
+                                          stats=(m, mm, sums))
+    np.testing.assert_allclose(mean_w, mean_r, rtol=RTOL, atol=1e-6)
+
+    # backward: the three sums added over the blocks, then each block's dx
+    dy = _data(rng, (m, c))
+    yk = y_w if relu else None
+    dx_w, dg_w, db_w = norm.batch_norm_backward(dy, x, gamma, mean_w, inv_w, y=yk)
+    parts = list(zip(np.split(x, cuts), np.split(dy, cuts), np.split(y_w, cuts)))
+    s3 = sum(norm.batch_norm_grad_sums(np.ascontiguousarray(d), np.ascontiguousarray(p), mean_w,
+                                       y=np.ascontiguousarray(q) if relu else None)
+             for p, d, q in parts)
+    np.testing.assert_allclose(s3, ref.batch_norm_grad_sums(dy, x, mean_w, y=yk), rtol=1e-9,
+                               atol=1e-9 * m)
+    dxs = []
+    for p, d, q in parts:
+        dx, dg, db = norm.batch_norm_backward(
+            np.ascontiguousarray(d), np.ascontiguousarray(p), gamma, mean_w, inv_w,
+            y=np.ascontiguousarray(q) if relu else None, sums=(m, None, s3))
+        dxs.append(dx)
+        # measured: dgamma/dbeta agree to ~1e-6 of sum|dy*xhat| (float32 output of float64 sums)
+        np.testing.assert_allclose(dg, dg_w, rtol=1e-5, atol=1e-5 * m)
+        np.testing.assert_allclose(db, db_w, rtol=1e-5, atol=1e-5 * m)
+    dx_r, _, _ = ref.batch_norm_backward(dy * (y_w > 0) if relu else dy, x, gamma, mean_w, inv_w,
+                                         sums=(m, None, s3))
+    # dx = a*dy + b*(x - mean) + d cancels: measure against its terms' size, |gamma*invstd*dy|
+    scale = np.abs(dy).max() * np.abs(gamma * inv_w).max() + 1e-6
+    np.testing.assert_allclose(np.concatenate(dxs), dx_w, rtol=0, atol=2e-5 * scale)
+    np.testing.assert_allclose(np.concatenate(dxs), dx_r, rtol=0, atol=2e-5 * scale)
+
+
+def test_synchronised_arguments_are_checked(rng):
+    x = _data(rng, (8, 3))
+    g, b, mm, mv = _params(rng, 3)
+    s = norm.batch_norm_moments(x, mm)
+    with pytest.raises(TypeError, match="stats must be a tuple"):
+        norm.batch_norm_train(x, g, b, mm, mv, stats=s)
+    with pytest.raises(ValueError, match="count"):
+        norm.batch_norm_train(x, g, b, mm, mv, stats=(0, mm, s))
+    with pytest.raises(TypeError, match="float64"):
+        norm.batch_norm_train(x, g, b, mm, mv, stats=(8, mm, s.astype(np.float32)))
+    with pytest.raises(ValueError, match="shape"):
+        norm.batch_norm_train(x, g, b, mm, mv, stats=(8, mm, s[:1]))
+    with pytest.raises(ValueError, match="shift"):
+        norm.batch_norm_moments(x, mm[:2])
+    y, mean, inv = norm.batch_norm_train(x, g, b, mm, mv)
+    with pytest.raises(ValueError, match="shape"):
+        norm.batch_norm_backward(x, x, g, mean, inv, sums=(8, None, s))
+    # a process with no rows of this batch still takes part: no output, moving stats updated
+    empty = np.zeros((0, 3), np.float32)
+    m0 = mm.copy()
+    y0, _, _ = norm.batch_norm_train(empty, g, b, m0, mv.copy(), stats=(8, mm, s))
+    assert y0.shape == (0, 3) and not np.array_equal(m0, mm)
+    np.testing.assert_array_equal(norm.batch_norm_moments(empty, mm), np.zeros((2, 3)))
