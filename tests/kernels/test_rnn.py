@@ -62,7 +62,11 @@ def _grads(rng, cell, y, h):
 
 
 def _close(a, b, name):
-    scale = max(np.abs(b).max(), 1e-6)
+    # relative to the result's scale, floored at 1e-3 (the inputs and upstream gradients are
+    # O(1)): a saturated tanh makes 1 - h^2 tiny, and float32's h then leaves it a few 1e-5
+    # relative off the float64 oracle (measured 4.8e-5 at n = t = d = u = 1); wrong maths is
+    # off by O(1e-1) of the O(1) scale
+    scale = max(np.abs(b).max(), 1e-3)
     err = np.abs(a.astype(np.float64) - b).max() / scale
     assert err < RTOL, f"{name}: relative error {err:.2e}"
 
