@@ -24,14 +24,15 @@ def isa(request):
     rnn.ISA = old
 
 
-def _problem(rng, cell, n, t, d, u, reset_after=True, masked=False, dropout=False, states=True):
+def _problem(rng, cell, n, t, d, u, reset_after=True, masked=False, dropout=False, states=True,
+             gain=1.0):
     G = GATES[cell]
     p = dict(
         x=rng.standard_normal((n, t, d)).astype(np.float32),
         # scaled as the initializers do (spectral radius ~1): an exploding relu RNN would
         # amplify float32 rounding past any fixed tolerance
-        kernel=(rng.standard_normal((d, G * u)) / np.sqrt(d)).astype(np.float32),
-        recurrent_kernel=(rng.standard_normal((u, G * u)) / np.sqrt(u)).astype(np.float32),
+        kernel=(gain * rng.standard_normal((d, G * u)) / np.sqrt(d)).astype(np.float32),
+        recurrent_kernel=(gain * rng.standard_normal((u, G * u)) / np.sqrt(u)).astype(np.float32),
         bias=(rng.standard_normal((2, G * u) if cell == "gru" and reset_after else (G * u,)) * 0.3
               ).astype(np.float32),
     )
@@ -61,30 +62,30 @@ def _grads(rng, cell, y, h):
     return g
 
 
-def _close(a, b, name):
+def _close(a, b, name, rtol=None):
     # relative to the result's scale, floored at 1e-3 (the inputs and upstream gradients are
     # O(1)): a saturated tanh makes 1 - h^2 tiny, and float32's h then leaves it a few 1e-5
     # relative off the float64 oracle (measured 4.8e-5 at n = t = d = u = 1); wrong maths is
     # off by O(1e-1) of the O(1) scale
     scale = max(np.abs(b).max(), 1e-3)
     err = np.abs(a.astype(np.float64) - b).max() / scale
-    assert err < RTOL, f"{name}: relative error {err:.2e}"
+    assert err < (rtol or RTOL), f"{name}: relative error {err:.2e}"
 
 
-def _check(p, cell, reset_after=True, **opts):
+def _check(p, cell, reset_after=True, rtol=None, **opts):
     rng = np.random.default_rng(7)
     y, h, c, cache = rnn.forward(cell, **p, reset_after=reset_after, training=True, **opts)
     yr, hr, cr, cref = ref.forward(cell, **_f64(p), reset_after=reset_after, training=True, **opts)
-    _close(y, yr, "y")
-    _close(h, hr, "h")
+    _close(y, yr, "y", rtol)
+    _close(h, hr, "h", rtol)
     if cell == "lstm":
-        _close(c, cr, "c")
+        _close(c, cr, "c", rtol)
     g = _grads(rng, cell, y, h)
     got = rnn.backward(cache, **g)
     want = ref.backward(cref, **_f64(g))
     for name, a, b in zip(("dx", "dkernel", "drecurrent", "dbias", "dh0", "dc0"), got, want):
         if b is not None:
-            _close(a, b, name)
+            _close(a, b, name, rtol)
 
 
 @pytest.mark.parametrize("cell,reset_after", [("simple_rnn", True), ("lstm", True), ("gru", True),
@@ -114,8 +115,13 @@ def test_hypothesis_shapes(cell, n, t, d, u, masked, go, states, seed, act, rec)
     rng = np.random.default_rng(seed)
     reset_after = cell != "gru_before"
     cell = "gru" if cell == "gru_before" else cell
-    p = _problem(rng, cell, n, t, d, u, reset_after, masked=masked, states=states)
-    _check(p, cell, reset_after, go_backwards=go, activation=act, recurrent_activation=rec)
+    # gain 0.5: pre-activations of moderate size (with one unit and a gain of 1 a tanh chain
+    # saturates, and 1 - h^2 in float32 is then off by 1e-4 - 1e-3 relative: conditioning,
+    # not the kernel; the fixed-shape tests above use gain 1)
+    # and 1e-4: one-unit chains of 10+ steps compound float32 rounding (measured 2.5e-5 in 500
+    # draws); a wrong gate is still off by O(1e-1)
+    p = _problem(rng, cell, n, t, d, u, reset_after, masked=masked, states=states, gain=0.5)
+    _check(p, cell, reset_after, rtol=1e-4, go_backwards=go, activation=act, recurrent_activation=rec)
 
 
 @pytest.mark.parametrize("cell,reset_after", [("simple_rnn", True), ("lstm", True), ("gru", True),
