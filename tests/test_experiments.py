@@ -79,9 +79,8 @@ def test_overfitting(tmp_path):
         assert all(0 <= a <= 1 for a in r["train"] + r["test"])
 
 
-def test_search(tmp_path):
-    if os.environ.get("FASTNN_REQUIRE_ORACLES") != "1":   # under CI a missing optuna fails the run
-        pytest.importorskip("optuna")
+def test_search(tmp_path, require):
+    require("optuna")
     d = run("search", tmp_path)
     assert d["methods"] == ["grid", "random", "bayesian"] and d["budget"] == 4  # tiny: a 2 x 2 grid
     for method in d["methods"]:

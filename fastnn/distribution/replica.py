@@ -14,6 +14,8 @@ training) and calls it at a few documented points:
     replica.grad_scale             n_local / n_global: the loss gradient is divided by the
                                    global batch size (Keras's sum_over_batch_size)
     replica.reduce_gradients()     between backward and the optimizer step: the summed arena
+    replica.global_sum(v)          one number summed over the processes (masked losses count
+                                   the unmasked steps of the global batch)
     replica.phantom                True when this process has no row of the batch: it runs the
                                    step on one row for the collectives only, contributes zero
                                    gradients and statistics and does not update the metrics
@@ -294,14 +296,26 @@ class Replica:
         self.stats["grad_wait"] = b.waited
         self.stats["steps"] += 1
 
+    def global_sum(self, value, what="a sum"):
+        """The sum of one number over the processes (float64, in process order: the same bits on
+        every process). Used by output masks (fastnn.models.masking): the unmasked steps of the
+        global batch."""
+        t0 = time.perf_counter()
+        buf = np.array([value], np.float64)
+        self.comm.ordered_sum_(buf, what)
+        self.stats["other"] += time.perf_counter() - t0
+        return float(buf[0])
+
     # ------------------------------------------------------------------ logs and decisions
     @contextlib.contextmanager
     def summed_logs(self, model):
         """Within: model._loss_sum/_loss_count and the metric states are sums over processes."""
         t0 = time.perf_counter()
         metrics = model._metrics or []
+        heads = model._heads or []
         names = [_state_names(m) for m in metrics]
-        mine = [model._loss_sum, model._loss_count, [{k: getattr(m, k) for k in ns} for m, ns in zip(metrics, names)]]
+        mine = [model._loss_sum, model._loss_count, [{k: getattr(m, k) for k in ns} for m, ns in zip(metrics, names)],
+                [(h.loss_sum, h.loss_count) for h in heads]]      # each output's own loss
         everyone = self.comm.allgather(mine, "the sum of the metrics")
         saved = [dict(s) for s in mine[2]]
         model._loss_sum = float(sum(e[0] for e in everyone))
@@ -309,6 +323,9 @@ class Replica:
         for i, m in enumerate(metrics):
             for k in names[i]:
                 setattr(m, k, _sum_states([e[2][i][k] if i < len(e[2]) else None for e in everyone]))
+        for j, h in enumerate(heads):
+            h.loss_sum = float(sum(e[3][j][0] for e in everyone))
+            h.loss_count = sum(e[3][j][1] for e in everyone)
         self.stats["other"] += time.perf_counter() - t0
         try:
             yield
@@ -317,6 +334,8 @@ class Replica:
             for m, s in zip(metrics, saved):
                 for k, v in s.items():
                     setattr(m, k, v)
+            for h, (ls, lc) in zip(heads, mine[3]):
+                h.loss_sum, h.loss_count = ls, lc
 
     def agree(self, model, lr=False):
         """Process 0's stop_training (and learning rate, at an epoch end), on every process."""

@@ -11,6 +11,7 @@ Each topic is a module with the same name at every level of the project:
     activation  every Keras 3 activation and its derivative
     loss        fused softmax/sigmoid + crossentropy values and gradients
     dropout     inverted dropout with a seeded generator
+    merge       merging layers' ops: element-wise over several inputs, concatenate, batch dot
     optim       fused optimizer updates over one flat float32 parameter buffer
     rnn         SimpleRNN / LSTM / GRU over whole sequences (forward, backward through time),
                 embedding gather and scatter-add
@@ -36,7 +37,8 @@ import importlib
 from fastnn.kernels import isa, threads
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
-TOPICS = ("conv", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim", "rnn")
+TOPICS = ("conv", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim", "merge",
+          "rnn")
 
 __all__ = [*TOPICS, "threads", "isa", "set_num_threads", "get_num_threads"]
 

@@ -6,8 +6,10 @@ docs/layers.md for writing your own.
 from fastnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from fastnn.layers.base import KerasTensor, Layer, Variable
 from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
-from fastnn.layers.core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, Permute,
-                                RepeatVector, Reshape)
+from fastnn.layers.core import (Activation, Dense, Dropout, Flatten, Identity, Input, InputLayer, Lambda,
+                                Permute, RepeatVector, Reshape)
+from fastnn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
+                                   concatenate, dot, maximum, minimum, multiply, subtract)
 from fastnn.layers.normalization import BatchNormalization
 from fastnn.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D,
                                    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
@@ -40,9 +42,14 @@ def serialize(layer):
 
 
 def deserialize(config, custom_objects=None):
-    classes = dict(_CLASSES, **(custom_objects or {}))
+    classes = dict(_CLASSES, **{k: v for k, v in (custom_objects or {}).items() if isinstance(v, type)})
     name = config["class_name"]
+    if name == "Functional":
+        name = "Model"
     if name not in classes:
         raise ValueError(f"Unknown layer class {name!r}; pass it in custom_objects or register it with "
                          f"fastnn.layers.register.")
-    return classes[name].from_config(config["config"])
+    cls = classes[name]
+    if name == "Lambda" or getattr(cls, "_graph_calls", None) is not None or hasattr(cls, "_init_graph"):
+        return cls.from_config(config["config"], custom_objects=custom_objects)   # nested models, Lambda
+    return cls.from_config(config["config"])

@@ -14,6 +14,7 @@ as `out=` to fastnn.kernels, so a steady-state training step allocates nothing.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import numbers
 import re
@@ -85,15 +86,52 @@ class Variable:
         return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
 
 
-class KerasTensor:
-    """A symbolic tensor of the functional API: a shape (batch axis None) and the node making it."""
+class SharedVariable(Variable):
+    """The view of a weight that a second call of a shared layer works on: `value` is the
+    primary's (whatever array that is now, e.g. after the arena was rebuilt), `grad` a buffer of
+    its own, which the model adds into the primary's gradient after the backward pass."""
 
-    def __init__(self, shape, layer=None, inputs=(), name=None, dtype=None):
+    def __init__(self, primary):
+        self.primary = primary
+        self.grad = np.zeros_like(primary.value) if primary.grad is not None else None
+        self.name, self.path = primary.name, primary.path
+        self.regularizer, self.constraint = None, None   # the model applies them once, to the primary
+
+    @property
+    def value(self):
+        return self.primary.value
+
+    @value.setter
+    def value(self, v):
+        self.primary.value = v
+
+    @property
+    def trainable(self):
+        return self.primary.trainable
+
+
+class Call:
+    """One call of a layer on symbolic tensors (Keras's Node): the layer, the KerasTensors it was
+    called on (flat, in argument order) and the KerasTensors it returned."""
+
+    __slots__ = ("layer", "inputs", "outputs")
+
+    def __init__(self, layer, inputs, outputs):
+        self.layer, self.inputs, self.outputs = layer, list(inputs), list(outputs)
+
+
+class KerasTensor:
+    """A symbolic tensor of the functional API: a shape (batch axis None) and the call making it
+    (`call`: the layer, its input tensors; `index`: which of the call's outputs this is)."""
+
+    def __init__(self, shape, layer=None, inputs=(), name=None, call=None, index=0, dtype=None):
         self.shape = tuple(None if d is None else int(d) for d in shape)
         self.layer = layer          # the layer whose call produced this tensor
         self.inputs = list(inputs)  # the KerasTensors that layer was called on
         self.name = name
         self.dtype = dtype or "float32"
+        self.call = call
+        self.index = index
 
     @property
     def ndim(self):
@@ -107,6 +145,8 @@ def _is_symbolic(x) -> bool:
     if isinstance(x, KerasTensor):
         return True
     if isinstance(x, (list, tuple)) and x and all(isinstance(t, KerasTensor) for t in x):
+        return True
+    if isinstance(x, dict) and x and all(isinstance(t, KerasTensor) for t in x.values()):
         return True
     return False
 
@@ -132,6 +172,7 @@ class Layer:
         if dtype not in (None, "float32", np.float32):
             raise ValueError(f"{type(self).__name__}: fastnn computes in float32; received dtype={dtype!r}.")
         self.name = name or unique_name(snake_case(type(self).__name__))
+        self._primary = None          # for a call instance (a shared layer's second call): the layer
         self.trainable = bool(trainable)
         self.built = False
         self._variables: list[Variable] = []
@@ -139,6 +180,7 @@ class Layer:
         self._need_dx = True          # False for the first layer of a model (nobody needs dx)
         self._fused_output = False    # the loss passes d/d(logits): skip the activation grad
         self._input_shape_arg = None  # full shape (None, ...) given through kwargs
+        self._calls: list[Call] = []  # symbolic calls of this layer, in order (Keras's inbound nodes)
         if batch_input_shape is not None:
             self._input_shape_arg = tuple(batch_input_shape)
         elif input_shape is not None:
@@ -156,6 +198,16 @@ class Layer:
             from fastnn import regularizers
             activity_regularizer = regularizers.get(activity_regularizer)
         self.activity_regularizer = activity_regularizer
+
+    @property
+    def trainable(self):
+        """False freezes the layer: its weights leave the trainable set (and a
+        BatchNormalization runs in inference mode, as Keras). Call instances share the flag."""
+        return (self._primary or self).__dict__.get("_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value):
+        (self._primary or self).__dict__["_trainable"] = bool(value)
 
     # ---- weights -----------------------------------------------------------------------
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True,
@@ -252,15 +304,7 @@ class Layer:
         if _is_symbolic(x):
             shapes = [t.shape for t in x] if isinstance(x, (list, tuple)) else x.shape
             out_shape = self._check_and_build(shapes)
-            inputs = list(x) if isinstance(x, (list, tuple)) else [x]
-            if _is_list_of_shapes(out_shape):
-                # several outputs (an RNN with return_state): one tensor each, the node shared
-                outs = [KerasTensor(s, layer=self, inputs=inputs, name=f"{self.name}_{k}")
-                        for k, s in enumerate(out_shape)]
-                for k, t in enumerate(outs):
-                    t.output_index, t.siblings = k, outs
-                return outs
-            return KerasTensor(out_shape, layer=self, inputs=inputs, name=self.name)
+            return self._symbolic_call(list(x) if isinstance(x, (list, tuple)) else [x], out_shape)
         # eager call on arrays: build from the data, compute, return a copy (buffers are reused)
         if isinstance(x, (list, tuple)):
             arrays = [np.ascontiguousarray(a, dtype=FLOATX) for a in x]
@@ -271,6 +315,50 @@ class Layer:
         self._check_and_build(shapes)
         y = self.forward(arrays, training=bool(training))
         return np.array(y, copy=True)
+
+    def _symbolic_call(self, inputs, out_shape):
+        """Record a call on KerasTensors; return its output tensor (a list of them when
+        compute_output_shape gives a list of shapes: a layer with several outputs)."""
+        call = Call(self, inputs, [])
+        multi = _is_list_of_shapes(out_shape)
+        shapes = out_shape if multi else [out_shape]
+        call.outputs = [KerasTensor(sh, layer=self, inputs=inputs, name=self.name, call=call, index=k)
+                        for k, sh in enumerate(shapes)]
+        self._calls.append(call)
+        return list(call.outputs) if multi else call.outputs[0]
+
+    # ---- the functional API's view of the calls (Keras: the first call's tensors) ----
+    def _first_call(self, what):
+        if not self._calls:
+            raise AttributeError(f"Layer '{self.name}' has never been called on a symbolic tensor, so it has no "
+                                 f"{what}; call it on fastnn.Input(...) or a layer's output first.")
+        return self._calls[0]
+
+    @property
+    def output(self):
+        outs = self._first_call("output").outputs
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    @property
+    def input(self):
+        ins = self._first_call("input").inputs
+        return ins[0] if len(ins) == 1 else list(ins)
+
+    # ---- shared layers ----------------------------------------------------------------
+    def _call_instance(self):
+        """A twin that runs another call of this layer in a model: the same weights (through
+        SharedVariable: same values, gradient buffers of its own), its own activation buffers and
+        backward state. The model sums the twins' gradients into this layer's."""
+        primary = self._primary or self
+        inst = copy.copy(primary)
+        inst._primary = primary
+        inst._bufs = {}
+        shared = {id(v): SharedVariable(v) for v in primary._variables}
+        inst._variables = [shared[id(v)] for v in primary._variables]
+        for k, v in list(vars(inst).items()):
+            if isinstance(v, Variable) and id(v) in shared:
+                setattr(inst, k, shared[id(v)])
+        return inst
 
     def _check_and_build(self, input_shape):
         """Build on first use; afterwards check that the input fits what the layer was built for."""
@@ -323,6 +411,14 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def class_name(layer) -> str:
+    """The class name Keras shows for a layer: "Functional" for a plain Model(inputs, outputs)."""
+    cls = type(layer)
+    if cls.__name__ == "Model" and cls.__module__.startswith("fastnn."):
+        return "Functional"
+    return cls.__name__
 
 
 def _is_list_of_shapes(s) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from fastnn import kernels as K
 from fastnn.kernels._geometry import resolve_padding
 from fastnn.layers.base import Layer, serialize_obj, shape_str
@@ -101,10 +103,15 @@ class BaseConv(_ActivationMixin, Layer):
         self._y = z if fuse else self._act_forward(z)
         return self._y
 
-    def forward_inference(self, x, bn=None, relu=False, pool=False):
+    def forward_inference(self, x, bn=None, act=None, pool=False, shortcut=None):
         """Inference output of this conv followed by `bn` (a BatchNormalization, in inference
-        mode), a plain ReLU and a 2x2 max pool, each optional, in one kernel call (the model's
-        fused runs; bit-identical to the layers one by one). Keeps nothing for a backward."""
+        mode), an activation `act` ((name, params), e.g. ("relu", {"max_value": 6.0}); True
+        means a plain ReLU) and a 2x2 max pool, each optional, in one kernel call; with a
+        `shortcut` array, the conv (+ bn) output plus shortcut, then the activation, both in
+        place (a residual block's Add -> ReLU). The model's fused runs: bit-identical to the
+        layers one by one. Keeps nothing for a backward."""
+        if act is True:
+            act = ("relu", {})
         affine = None
         if bn is not None:
             c = self.filters
@@ -117,9 +124,15 @@ class BaseConv(_ActivationMixin, Layer):
         if pool:
             shape = (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
         y = self._buffer("y_inference", shape)
-        return K.conv.conv2d(x, self.kernel.value, None if self.bias is None else self.bias.value,
-                             *self._conv_args(), out=y, activation="relu" if relu else "linear",
-                             affine=affine, pool=(2, 2) if pool else None)
+        name, params = act if act and shortcut is None else ("linear", {})
+        y = K.conv.conv2d(x, self.kernel.value, None if self.bias is None else self.bias.value,
+                          *self._conv_args(), out=y, activation=name, affine=affine,
+                          pool=(2, 2) if pool else None, **params)
+        if shortcut is not None:
+            np.add(y, shortcut, out=y)
+            if act:
+                K.activation.apply(act[0], y, out=y, **act[1])
+        return y
 
     def backward(self, dy):
         if self._relu_fused:   # the ReLU gradient (y > 0) masks dy chunk by chunk inside the kernel

@@ -11,7 +11,7 @@ import numpy as np
 
 from fastnn import _random
 from fastnn import kernels as K
-from fastnn.layers.base import FLOATX, KerasTensor, Layer, serialize_obj, shape_str, unique_name
+from fastnn.layers.base import FLOATX, Layer, serialize_obj, shape_str, unique_name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,7 +42,8 @@ class InputLayer(Layer):
                                  f"int or None; received {shape_str(self.batch_shape[1:])}.")
         self.input_shape = self.output_shape = self.batch_shape
         self.built = True
-        self.output = KerasTensor(self.batch_shape, layer=self, inputs=[], name=self.name, dtype=self.dtype)
+        self._symbolic_call([], self.batch_shape)   # self.output: the model input tensor
+        self.output.dtype = self.dtype
 
     def forward(self, x, training=False):
         return x
@@ -381,3 +382,111 @@ def _warn_alpha(cls, kwargs, new):
         warnings.warn(f"{cls}: argument `alpha` is deprecated; use `{new}` instead.", UserWarning, stacklevel=3)
         return kwargs.pop("alpha")
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+class Identity(Layer):
+    """Returns its input unchanged (Keras's keras.layers.Identity)."""
+
+    supports_masking = True
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+_SAFE_MODE = [True]   # set by load_model(safe_mode=...) while it rebuilds a model
+
+
+class safe_mode_scope:
+    """`with safe_mode_scope(False):` allows Lambda layers holding Python bytecode to load."""
+
+    def __init__(self, safe_mode=True):
+        self.safe_mode = bool(safe_mode)
+
+    def __enter__(self):
+        _SAFE_MODE.append(self.safe_mode)
+
+    def __exit__(self, *exc):
+        _SAFE_MODE.pop()
+
+
+class Lambda(Layer):
+    """Wraps a Python function of NumPy arrays as a layer (Keras's keras.layers.Lambda).
+
+    fastnn has no autodiff tape, so a Lambda runs forward only (predict, evaluate, feature
+    extraction); training through it raises. A saved Lambda holds Python bytecode, so loading
+    it is refused unless `load_model(..., safe_mode=False)` (or the function is passed by name
+    in `custom_objects`), as Keras does.
+    """
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f"Lambda: function must be callable; received {function!r}.")
+        self.function = function
+        self.arguments = dict(arguments or {})
+        self._output_shape = output_shape
+        if mask is not None:
+            raise ValueError("Lambda: mask is not supported by fastnn.")
+
+    def compute_output_shape(self, input_shape):
+        if self._output_shape is not None:
+            shape = self._output_shape(input_shape) if callable(self._output_shape) else self._output_shape
+            batch = input_shape[0][0] if _is_shapes(input_shape) else input_shape[0]
+            return (batch, *tuple(shape))   # Keras: output_shape excludes the batch axis
+        # infer by calling the function on a small batch of zeros, as Keras traces it
+        multi = _is_shapes(input_shape)
+        shapes = input_shape if multi else [input_shape]
+        probe = [np.zeros((2, *[1 if d is None else d for d in s[1:]]), FLOATX) for s in shapes]
+        y = np.asarray(self.function(probe if multi else probe[0], **self.arguments))
+        return (input_shape[0] if not multi else input_shape[0][0], *y.shape[1:])
+
+    def forward(self, x, training=False):
+        return np.ascontiguousarray(self.function(x, **self.arguments), dtype=FLOATX)
+
+    def backward(self, dy):
+        raise NotImplementedError(f"Lambda '{self.name}': fastnn cannot differentiate Python code (no autodiff "
+                                  f"tape). Use a built-in layer, or write a Layer with forward() and backward() "
+                                  f"(docs/layers.md); Lambda works for inference.")
+
+    def get_config(self):
+        import base64
+        import marshal
+        fn = self.function
+        code = base64.b64encode(marshal.dumps(fn.__code__)).decode("ascii")
+        config = {**super().get_config(), "function": {"class_name": "__lambda__", "config": {
+            "code": code, "name": getattr(fn, "__name__", "lambda"),
+            "defaults": list(fn.__defaults__) if getattr(fn, "__defaults__", None) else None}},
+            "arguments": self.arguments}
+        if self._output_shape is not None and not callable(self._output_shape):
+            config["output_shape"] = list(self._output_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config.pop("dtype", None)
+        fn = config.pop("function")
+        name = fn["config"].get("name")
+        if custom_objects and name in custom_objects:
+            function = custom_objects[name]
+        elif _SAFE_MODE[-1]:
+            raise ValueError(
+                f"Lambda '{config.get('name')}': the saved model holds a Python function ({name}) as bytecode. "
+                f"Loading it would run code from the file, so it is refused by default. If you trust the "
+                f"file, pass safe_mode=False to load_model (or the function by name in custom_objects).")
+        else:
+            import base64
+            import marshal
+            import types
+            code = marshal.loads(base64.b64decode(fn["config"]["code"]))
+            defaults = fn["config"].get("defaults")
+            function = types.FunctionType(code, globals(), name, tuple(defaults) if defaults else None)
+        return cls(function, **config)
+
+
+def _is_shapes(s):
+    return isinstance(s, list) and bool(s) and all(isinstance(e, (tuple, list)) for e in s)

@@ -54,6 +54,28 @@ def _act_name(act, cls, arg):
     return name
 
 
+class _Nested:
+    """Mixin of the layers made of layers (RNN and its cell, StackedRNNCells, Bidirectional,
+    TimeDistributed; `_weight_children()` names them). A shared layer's second call runs on a
+    call instance (docs/layers.md): here the inner layers get call instances too, so each call
+    keeps its own gradients (summed into the layer's by the model) and its own forward state."""
+
+    def _call_instance(self):
+        inst = Layer._call_instance(self)
+        variables = []
+        for attr, child in inst._primary._weight_children():
+            if isinstance(child, (list, tuple)):
+                twin = [c._call_instance() for c in child]
+                for c in twin:
+                    variables += c._variables
+            else:
+                twin = child._call_instance()
+                variables += twin._variables
+            setattr(inst, attr, twin)
+        inst._variables = variables
+        return inst
+
+
 # ============================================================================ cells
 class _BuiltinCell(Layer):
     """Common arguments and weights of SimpleRNNCell, LSTMCell and GRUCell."""
@@ -127,23 +149,30 @@ class _BuiltinCell(Layer):
     def _mask_count(self):
         return self._gates if (self._cell != "simple_rnn" and self.recurrent_dropout > 0) else 1
 
-    def _draw(self, owner, key, rate, shape):
+    def _draw(self, owner, key, rate, rows, per_row):
+        """A scaled dropout mask (rows, *per_row): 0 or float32(1/(1-rate)), drawn by
+        fastnn.kernels.dropout's counter-based generator at the batch's global rows
+        (fastnn._random.batch_row_offset()), so a data-parallel process's rows get the masks
+        they have in the whole batch."""
+        shape = (rows, *per_row)
         buf = owner._buffer(key, shape)
-        rng = np.random.default_rng(self._next_seed())
-        rng.random(out=buf, dtype=np.float32)
-        keep = np.float32(1.0 / (1.0 - rate))
-        np.greater_equal(buf, np.float32(rate), out=buf)
-        buf *= keep
+        buf.fill(1.0)
+        bits = owner._buffer(key + "_bits", shape, np.uint8)
+        K.dropout.dropout(buf, rate, self._next_seed(), out=buf, mask=bits,
+                          offset=_random.batch_row_offset() * int(np.prod(per_row)))
         return buf
 
     def dropout_masks(self, owner, n, d, training):
-        """(input_mask, recurrent_mask) for fastnn.kernels.rnn, None when off."""
+        """(input_mask, recurrent_mask) for fastnn.kernels.rnn, None when off: input (c, n, d),
+        recurrent (n, c, units) or (n, units), c = one mask per gate or one for all."""
         im = rm = None
+        c = self._mask_count()
         if training and 0 < self.dropout < 1:
-            im = self._draw(owner, "dp_mask", self.dropout, (self._mask_count(), n, d))
+            rows = self._draw(owner, "dp_draw", self.dropout, n, (c, d))     # drawn row-major
+            im = owner._buffer("dp_mask", (c, n, d))
+            np.copyto(im, rows.transpose(1, 0, 2))
         if training and 0 < self.recurrent_dropout < 1:
-            c = self._mask_count()
-            rm = self._draw(owner, "rdp_mask", self.recurrent_dropout, (n, c, self.units) if c > 1 else (n, self.units))
+            rm = self._draw(owner, "rdp_mask", self.recurrent_dropout, n, (c, self.units) if c > 1 else (self.units,))
         return im, rm
 
     def kernel_args(self):
@@ -283,7 +312,7 @@ class GRUCell(_BuiltinCell):
         return c
 
 
-class StackedRNNCells(Layer):
+class StackedRNNCells(_Nested, Layer):
     """Several cells run one after the other at every step (the output of one is the input of
     the next); the states are all cells' states in order."""
 
@@ -313,6 +342,9 @@ class StackedRNNCells(Layer):
             shape = (*shape[:-1], c.output_size)
         self._variables = [v for c in self.cells for v in c._variables]
 
+    def _weight_children(self):     # .weights.h5 keys: .../cells/lstm_cell/vars/0 (Keras)
+        return [("cells", self.cells)]
+
     def get_config(self):
         from fastnn.layers import serialize
         return {**super().get_config(), "cells": [serialize(c) for c in self.cells]}
@@ -324,7 +356,7 @@ def _state_sizes(cell):
     return list(s) if isinstance(s, (list, tuple)) else [s]
 
 
-class RNN(Layer):
+class RNN(_Nested, Layer):
     """Runs a cell over the time axis of (batch, timesteps, features) inputs.
 
     Built-in cells (and StackedRNNCells of them) run on the compiled whole-sequence kernels;
@@ -351,6 +383,9 @@ class RNN(Layer):
         self._mask = None              # set by the model before forward (the input's mask)
 
     # ---- structure
+    def _weight_children(self):     # .weights.h5 keys: layers/lstm/cell/vars/0 (Keras)
+        return [("cell", self.cell)]
+
     def _cells(self):
         return self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
 
@@ -540,7 +575,9 @@ class RNN(Layer):
         order = list(range(t - 1, -1, -1) if self.go_backwards else range(t))
         for s in range(t - 1, -1, -1):
             g = np.zeros((n, cell.output_size), FLOATX) if carry is None else carry
-            if self.return_sequences:
+            if dy is None:        # return_state: nothing read the output, only the states
+                pass
+            elif self.return_sequences:
                 g = g + dy[:, s]
             elif s == t - 1:
                 g = g + dy
@@ -632,7 +669,7 @@ class GRU(_CellLayer):
 
 
 # ============================================================================ wrappers
-class Bidirectional(Layer):
+class Bidirectional(_Nested, Layer):
     """Runs a recurrent layer forwards and a copy backwards, and merges their outputs
     (merge_mode "concat" (default), "sum", "mul", "ave" or None for a list)."""
 
@@ -662,12 +699,17 @@ class Bidirectional(Layer):
         self.backward_layer = backward_layer
         layer.name = "forward_" + layer.name if not layer.name.startswith("forward_") else layer.name
         for l in (self.forward_layer, self.backward_layer):
-            l.zero_output_for_mask = True       # Keras forces it on both sub-layers
+            # Keras 3 forces zero_output_for_mask = return_sequences on both sub-layers (the
+            # last output of a masked step is then the carried one, as a plain RNN's)
+            l.zero_output_for_mask = l.return_sequences
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self.supports_masking = True
         self._mask = None
+
+    def _weight_children(self):     # .weights.h5 keys: .../forward_layer/cell/vars/0 (Keras)
+        return [("forward_layer", self.forward_layer), ("backward_layer", self.backward_layer)]
 
     def build(self, input_shape):
         for l in (self.forward_layer, self.backward_layer):
@@ -718,7 +760,7 @@ class Bidirectional(Layer):
                 cell = l.cell
                 im, rm = cell.dropout_masks(l, x.shape[0], x.shape[2], training)
                 specs.append(dict(**cell.kernel_args(), x=x, mask=mask, go_backwards=l.go_backwards,
-                                  zero_output_for_mask=True, input_mask=im, recurrent_mask=rm,
+                                  zero_output_for_mask=l.zero_output_for_mask, input_mask=im, recurrent_mask=rm,
                                   training=training, alloc=l._key_alloc(0)))
             (yf, hf, cf, kf), (yb, hb, cb, kb) = K.rnn.bidirectional_forward(*specs)
             fl._caches, bl._caches = [kf], [kb]
@@ -772,7 +814,9 @@ class Bidirectional(Layer):
             dof, dob, rest = dys[0], dys[1], dys[2:]
         else:
             d, rest = dys[0], dys[1:]
-            if m == "concat":
+            if d is None:       # return_state: only the states were read
+                dof = dob = None
+            elif m == "concat":
                 u = self._of.shape[-1]
                 dof = self._buffer("dof", self._of.shape)
                 dob = self._buffer("dob", self._of.shape)
@@ -789,7 +833,7 @@ class Bidirectional(Layer):
                 dob = self._buffer("dob", d.shape)
                 np.multiply(d, self._ob, out=dof)
                 np.multiply(d, self._of, out=dob)
-        if self.return_sequences:
+        if self.return_sequences and dob is not None:
             r = self._buffer("drev", dob.shape)
             np.copyto(r, dob[:, ::-1])
             dob = r
@@ -838,7 +882,7 @@ class Bidirectional(Layer):
         return cls(**config)
 
 
-class TimeDistributed(Layer):
+class TimeDistributed(_Nested, Layer):
     """Applies a layer to every time step: (N, T, ...) -> layer over (N*T, ...) -> (N, T, ...)."""
 
     def __init__(self, layer, **kwargs):
@@ -848,6 +892,9 @@ class TimeDistributed(Layer):
         self.layer = layer
         self.supports_masking = True
         self._mask = None
+
+    def _weight_children(self):     # .weights.h5 keys: layers/time_distributed/layer/vars/0
+        return [("layer", self.layer)]
 
     def build(self, input_shape):
         if len(input_shape) < 3:

@@ -33,6 +33,20 @@ class Arena:
     def owns(self, var) -> bool:
         return np.shares_memory(var.value, self.params)
 
+    def holds(self) -> bool:
+        """True while every variable's value is still a view into this arena (cheap: no memory
+        scan). False after another model that shares the variables built its own arena."""
+        params = self.params
+        return all(v.value.base is params for v in self.variables)
+
+    def adopt(self):
+        """Point the variables back into this arena, copying their current values in (another
+        model sharing them trained them meanwhile); the optimizer state stays as it is."""
+        for v, a, b in zip(self.variables, self.segments[:-1], self.segments[1:]):
+            self.params[a:b] = v.value.ravel()
+            v.value = self.params[a:b].reshape(v.value.shape)
+            v.grad = self.grads[a:b].reshape(v.value.shape)
+
     def release(self, keep=()):
         """Give every variable its own storage again (before building a new arena)."""
         keep = {id(v) for v in keep}

@@ -31,7 +31,15 @@ class DataChecks:
         if x is None:
             raise ValueError(f"{fn}: x is required.")
         if isinstance(x, dict):
-            x = [x[t.layer.name] for t in self._graph_inputs] if self.built else list(x.values())
+            if self.built:
+                names = self.input_names
+                missing = [k for k in names if k not in x]
+                if missing:
+                    raise ValueError(f"{fn}: x is a dict without the key(s) {missing}; the model's inputs are "
+                                     f"{names}.")
+                x = [x[k] for k in names]
+            else:
+                x = list(x.values())
         xs = list(x) if isinstance(x, (list, tuple)) and self._n_inputs() > 1 else [x]
         out = []
         for i, a in enumerate(xs):
@@ -76,11 +84,42 @@ class DataChecks:
         return n
 
     def _prepare_y(self, y, n, fn):
+        """y as a list with one array per model output (None for an output without a loss and
+        without labels): from one array, a list in output order, or a dict keyed by output name."""
         if y is None:
             raise ValueError(f"{fn}: y is required for training and evaluation.")
-        if not self._single_output:
-            raise ValueError(f"{fn}: training and evaluating multi-output models is not supported by fastnn yet "
-                             f"(model '{self.name}' has {len(self._graph_outputs)} outputs); predict works.")
+        heads = self._ensure_heads()
+        names = self.output_names
+        k = len(names)
+        if isinstance(y, dict):
+            unknown = set(y) - set(names)
+            if unknown:
+                raise ValueError(f"{fn}: y has keys {sorted(unknown)} that are not output names; the model's "
+                                 f"outputs are {names}.")
+            ys = [y.get(nm) for nm in names]
+        elif isinstance(y, (list, tuple)) and k > 1:
+            if len(y) != k:
+                raise ValueError(f"{fn}: the model has {k} outputs {names}; received a list of {len(y)} label "
+                                 f"arrays.")
+            ys = list(y)
+        elif k > 1:
+            raise ValueError(f"{fn}: the model has {k} outputs {names}; give y as a list of {k} arrays or a dict "
+                             f"keyed by output name.")
+        else:
+            ys = [y]
+        out = []
+        for j, (yj, t) in enumerate(zip(ys, self._graph_outputs)):
+            loss = heads[j].loss if heads else self.loss
+            if yj is None:
+                if loss is not None:
+                    raise ValueError(f"{fn}: no labels for output '{names[j]}', which has a loss.")
+                out.append(None)
+                continue
+            what = fn if k == 1 else f"{fn} (output '{names[j]}')"
+            out.append(self._prepare_one_y(yj, n, what, t.shape, loss))
+        return out
+
+    def _prepare_one_y(self, y, n, fn, out, loss):
         y = np.asarray(y)
         if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
             raise TypeError(f"{fn}: y must be numeric; received dtype {y.dtype}.")
@@ -89,8 +128,7 @@ class DataChecks:
                              f"with shape {y.shape}.")
         if np.issubdtype(y.dtype, np.floating) and y.size and not math.isfinite(float(y.sum(dtype=np.float64))):
             raise ValueError(f"{fn}: y contains NaN or inf; clean the labels before training.")
-        out = self.output_shape
-        name = _loss_name(self.loss) if self.loss is not None else ""
+        name = _loss_name(loss) if loss is not None else ""
         k = out[-1]
         if "sparse_categorical" in name:
             if not (y.ndim == len(out) - 1 or (y.ndim == len(out) and y.shape[-1] == 1)):
@@ -121,24 +159,45 @@ class DataChecks:
             raise ValueError(f"{fn}: batch_size must be a positive int; received batch_size={batch_size!r}.")
         return int(batch_size)
 
-    def _sample_weights(self, y, sample_weight, class_weight, n, fn):
+    def _sample_weights(self, ys, sample_weight, class_weight, n, fn):
+        """Per-output sample weights (a list with None where there are none): one array for
+        every output, a list, or a dict keyed by output name; or class weights (one output)."""
         if sample_weight is not None and class_weight is not None:
             raise ValueError(f"{fn}: give sample_weight or class_weight, not both.")
+        k = len(ys)
         if class_weight is not None:
             if not isinstance(class_weight, dict):
                 raise TypeError(f"{fn}: class_weight must be a dict {{class: weight}}; received {type(class_weight).__name__}.")
-            cls = y.reshape(n, -1)
+            if k > 1:
+                raise ValueError(f"{fn}: class_weight is only supported for models with one output; use "
+                                 f"sample_weight (one array per output) instead.")
+            cls = ys[0].reshape(n, -1)
             cls = np.argmax(cls, axis=1) if cls.shape[1] > 1 else cls[:, 0].round().astype(np.int64)
             table = np.ones(int(max(max(class_weight), cls.max(initial=0))) + 1, FLOATX)
             for c, w in class_weight.items():
                 table[int(c)] = w
-            return np.ascontiguousarray(table[cls], dtype=FLOATX)
+            return [np.ascontiguousarray(table[cls], dtype=FLOATX)]
         if sample_weight is None:
-            return None
-        sw = np.ascontiguousarray(sample_weight, dtype=FLOATX)
-        if sw.shape[0] != n or sw.ndim != 1:
-            raise ValueError(f"{fn}: sample_weight must have shape ({n},); received {sw.shape}.")
-        return sw
+            return [None] * k
+        names = self.output_names
+        if isinstance(sample_weight, dict):
+            sws = [sample_weight.get(nm) for nm in names]
+        elif isinstance(sample_weight, (list, tuple)) and k > 1:
+            if len(sample_weight) != k:
+                raise ValueError(f"{fn}: sample_weight must have one entry per output ({k}); received {len(sample_weight)}.")
+            sws = list(sample_weight)
+        else:
+            sws = [sample_weight] * k
+        out = []
+        for sw in sws:
+            if sw is None:
+                out.append(None)
+                continue
+            sw = np.ascontiguousarray(sw, dtype=FLOATX)
+            if sw.ndim != 1 or sw.shape[0] != n:
+                raise ValueError(f"{fn}: sample_weight must have shape ({n},); received {sw.shape}.")
+            out.append(sw)
+        return out
 
     def _batch_bufs(self, key, arrays, idx):
         """Gather rows `idx` of each array into reused buffers (no allocation when shapes repeat)."""

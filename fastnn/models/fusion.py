@@ -6,9 +6,11 @@ execution order) and the ids of the model outputs:
 - `bn_relu_pairs`: BatchNormalization -> plain ReLU, the norm's output read by that ReLU only.
   In training and inference the norm applies the ReLU in its own output pass and masks dy in
   its backward; the ReLU node stays in the graph (summary, profile) as a pass-through.
-- `inference_chains`: Conv2D [-> BatchNormalization] [-> ReLU] [-> MaxPooling2D 2x2] runs that
-  `run_inference` executes as one `fastnn.kernels.conv.conv2d(affine=, activation=, pool=)` call
-  when the model predicts or evaluates (training=False). Bit-identical to the layers one by one.
+- `inference_chains`: Conv2D [-> BatchNormalization] [-> ReLU] [-> MaxPooling2D 2x2] runs, and
+  residual ends Conv2D [-> BatchNormalization] -> Add [-> ReLU], that `run_inference` executes
+  as one `fastnn.kernels.conv.conv2d(affine=, activation=, pool=)` call (plus an in-place add
+  and activation) when the model predicts or evaluates (training=False). Bit-identical to the
+  layers one by one.
 
 A fused run never crosses a tensor that something else reads: every tensor inside it has its
 one reader in the run, is no model output, and no layer of the run has an activity regularizer
@@ -49,8 +51,6 @@ def bn_relu_pairs(nodes, output_ids) -> list:
     readers = _readers(nodes)
     pairs = []
     for layer, _, out in nodes:
-        if isinstance(out, list):        # a layer of several outputs (return_state)
-            continue
         r = readers.get(out, ())
         if (type(layer) is BatchNormalization and out not in output_ids and len(r) == 1
                 and plain_relu(r[0])):
@@ -58,59 +58,105 @@ def bn_relu_pairs(nodes, output_ids) -> list:
     return pairs
 
 
-def inference_chains(nodes, output_ids) -> dict:
-    """Conv2D [-> BatchNormalization] [-> ReLU] [-> MaxPooling2D 2x2] runs that inference runs
-    as one kernel call: {index of the conv node: (index of the last node, bn, relu, pool)}.
+def relu_act(layer):
+    """(name, params) of the activation a ReLU layer or Activation('relu' | 'relu6') applies,
+    for the conv kernel's epilogue; None for any other layer."""
+    if type(layer) is ReLU:
+        return "relu", layer._params()
+    if type(layer) is Activation and layer._act_name in ("relu", "relu6"):
+        return layer._act_name, dict(layer._act_params)
+    return None
 
-    The conv applies the norm's moving-statistics affine map, the ReLU and the pool to each
-    chunk of its output while it is in cache (fastnn.kernels.conv.conv2d(affine=, pool=)) and
-    writes only the last tensor.
+
+def inference_chains(nodes, output_ids) -> dict:
+    """Runs that inference executes as one conv kernel call (and in-place passes after it):
+
+        Conv2D [-> BatchNormalization] [-> ReLU (any max_value / slope / threshold)] [-> MaxPool 2x2]
+        Conv2D [-> BatchNormalization] -> Add(shortcut, .) [-> ReLU]     (a residual block's end)
+
+    {index of the conv node: (index of the last node, bn, act, pool, shortcut, members)} with act
+    None or (name, params), pool only after a plain ReLU, shortcut None or the tensor id added in,
+    members the node indices the run replaces. The conv applies the norm's moving-statistics
+    affine map, the activation and the pool to each chunk of its output while it is in cache
+    (fastnn.kernels.conv.conv2d(affine=, activation=, pool=)); a residual Add then adds the
+    shortcut into that output in place, and its ReLU runs in place: the same float operations
+    in the same order as the layers one by one (a + b == b + a in IEEE arithmetic), so the
+    predictions are bit-identical.
     """
     from fastnn.layers.convolutional import BaseConv
+    from fastnn.layers.merging import Add
 
-    readers = _readers(nodes)
-    index = {id(layer): k for k, (layer, _, _) in enumerate(nodes)}
+    readers, producer = {}, {}
+    for k, (layer, ins, out) in enumerate(nodes):
+        for i in ins:
+            readers.setdefault(i, []).append(k)
+        for o in (out if isinstance(out, tuple) else (out,)):
+            producer[o] = k
 
     def only_reader(k):
         layer, _, out = nodes[k]
-        if isinstance(out, list):
+        if isinstance(out, tuple):
             return None
         r = readers.get(out, ())
-        if out in output_ids or len(r) != 1 or r[0].activity_regularizer is not None:
+        if out in output_ids or len(r) != 1 or nodes[r[0]][0].activity_regularizer is not None:
             return None
-        return index[id(r[0])]
+        return r[0]
 
     chains = {}
-    for k, (layer, ins, _) in enumerate(nodes):
+    for k, (layer, ins, out) in enumerate(nodes):
         if (not isinstance(layer, BaseConv) or layer.rank != 2 or layer.activity_regularizer is not None
-                or layer._fused_output or layer._act_name not in ("linear", "relu")
-                or (layer._act_name == "relu" and layer._act_params)):
+                or layer._fused_output or layer._act_name not in ("linear", "relu", "relu6")):
             continue
-        end, bn, relu, pool = k, None, layer._act_name == "relu", False
+        act = None if layer._act_name == "linear" else (layer._act_name, dict(layer._act_params))
+        end, bn, pool, shortcut, members = k, None, False, None, [k]
         nxt = only_reader(end)
-        if not relu and nxt is not None and type(nodes[nxt][0]) is BatchNormalization:
+        if act is None and nxt is not None and type(nodes[nxt][0]) is BatchNormalization:
             bn, end = nodes[nxt][0], nxt
+            members.append(end)
             nxt = only_reader(end)
-        if not relu and nxt is not None and plain_relu(nodes[nxt][0]):
-            relu, end = True, nxt
+        if act is None and nxt is not None and type(nodes[nxt][0]) is Add and len(nodes[nxt][1]) == 2:
+            a, b = nodes[nxt][1]
+            other = b if a == nodes[end][2] else a
+            # the shortcut must exist when the conv runs, and be a different tensor
+            if other != nodes[end][2] and producer.get(other, -1) < k:
+                shortcut, end = other, nxt
+                members.append(end)
+                nxt = only_reader(end)
+        if act is None and nxt is not None and relu_act(nodes[nxt][0]) is not None:
+            act, end = relu_act(nodes[nxt][0]), nxt
+            members.append(end)
             nxt = only_reader(end)
-        if relu and nxt is not None and pool_2x2(nodes[nxt][0]):
+        if (shortcut is None and act is not None and act == ("relu", {}) and nxt is not None
+                and pool_2x2(nodes[nxt][0])):
             pool, end = True, nxt
+            members.append(end)
         if end > k:
-            chains[k] = (end, bn, relu, pool)
+            chains[k] = (end, bn, act, pool, shortcut, frozenset(members[1:]))
     return chains
 
 
 def run_inference(nodes, chains, vals):
     """Inference forward over `nodes` with the runs of `chains` as one kernel call each."""
-    k = 0
-    while k < len(nodes):
-        layer, ins, out = nodes[k]
+    skip = _skipped(chains)
+    for k, (layer, ins, out) in enumerate(nodes):
+        if k in skip:
+            continue
         chain = chains.get(k)
         if chain is None:
-            vals[out] = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], False)
-            k += 1
+            y = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], False)
+            if type(out) is int:
+                vals[out] = y
+            else:
+                for o, v in zip(out, y):
+                    vals[o] = v
             continue
-        end, bn, relu, pool = chain
-        vals[nodes[end][2]] = layer.forward_inference(vals[ins[0]], bn, relu, pool)
-        k = end + 1
+        end, bn, act, pool, shortcut, _ = chain
+        vals[nodes[end][2]] = layer.forward_inference(vals[ins[0]], bn, act, pool, shortcut=(
+            None if shortcut is None else vals[shortcut]))
+
+
+def _skipped(chains):
+    """The node indices that chains replace (a few small frozensets joined per forward pass)."""
+    if not chains:
+        return ()
+    return frozenset().union(*(chain[5] for chain in chains.values()))

@@ -23,9 +23,9 @@ def gradient_check(model, x, y, sample_weight=None, *, eps=1e-3, max_per_weight=
     xs = model._prepare_x(x, fn)
     model._ensure_built(xs)
     n = model._check_x_shapes(xs, fn)
-    y = model._prepare_y(y, n, fn)
-    sw = model._sample_weights(y, sample_weight, None, n, fn)
     model._prepare_training()
+    ys = model._prepare_y(y, n, fn)
+    sws = model._sample_weights(ys, sample_weight, None, n, fn)
     from fastnn.layers.core import Dropout
     frozen = {}
     for layer in model.layers:
@@ -41,21 +41,13 @@ def gradient_check(model, x, y, sample_weight=None, *, eps=1e-3, max_per_weight=
 
     def loss_at():
         restore()
-        (yp,) = model._forward(xs, training)
-        if model._fused:
-            val, _ = model._loss_and_grad(y, yp, sw)
-        else:
-            val = float(model.loss(y, yp, sample_weight=sw))
+        val, _ = model._losses(ys, model._forward(xs, training), sws, need_grad=False)
         return val + model._activity_penalty() + sum(float(v.regularizer(v.value)) for v in model._reg_vars)
 
     try:
         restore()
-        (yp,) = model._forward(xs, training)
-        _, d = model._loss_and_grad(y, yp, sw)
-        d = np.ascontiguousarray(d, dtype=np.float32)
-        if not model._fused:
-            d = d.reshape(yp.shape)
-        model._backward([d])
+        _, douts = model._losses(ys, model._forward(xs, training), sws, need_grad=True)
+        model._backward(douts)
         for v in model._reg_vars:
             v.grad += v.regularizer.gradient(v.value)
         grads = {id(v): v.grad.copy() for v in model.trainable_weights}

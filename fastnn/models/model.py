@@ -22,7 +22,9 @@ class Model(Trainer, Graph, Layer):
     """A graph of layers from Input tensors to outputs: Model(inputs, outputs)."""
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
-        super().__init__(name=name or unique_name(snake_case(type(self).__name__)), trainable=trainable)
+        # Keras names a functional model "functional", a subclass after its class
+        base = "functional" if type(self) is Model else snake_case(type(self).__name__)
+        super().__init__(name=name or unique_name(base), trainable=trainable)
         self.compiled = False
         self.optimizer = None
         self.loss = None
@@ -38,6 +40,17 @@ class Model(Trainer, Graph, Layer):
                                  "and layer calls).")
             self._init_graph(inputs, outputs)
 
+    @property
+    def trainable(self):
+        return Layer.trainable.fget(self)
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freezing a model freezes every layer in it, nested models included (as Keras)."""
+        Layer.trainable.fset(self, value)
+        for layer in self.__dict__.get("_layer_order", ()) or self.__dict__.get("_layers", ()):
+            layer.trainable = value
+
     def profile(self, x, y, steps=5, batch_size=None, print_fn=print):
         """Per-layer time of a training step: prints a table and returns it as a list of dicts.
 
@@ -52,8 +65,10 @@ class Model(Trainer, Graph, Layer):
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
+        """Print Keras's table of the layers (see fastnn.models.summary for the layout)."""
         from fastnn.models.summary import summary_lines
-        lines = summary_lines(self)
+        lines = summary_lines(self, line_length=line_length, positions=positions, expand_nested=expand_nested,
+                              show_trainable=show_trainable, layer_range=layer_range)
         if print_fn is None:
             print("\n".join(lines))
         else:

@@ -69,6 +69,7 @@ def run_profile(model, x, y, steps=5, batch_size=None, print_fn=print):
     model._ready(xs, fn)
     n = model._check_x_shapes(xs, fn)
     yy = model._prepare_y(y, n, fn)
+    sws = [None] * len(yy)
     batch_size = model._check_batch_size(batch_size, fn, min(32, n))
     if n == 0:
         raise ValueError(f"{fn}: x is empty (0 samples).")
@@ -77,7 +78,7 @@ def run_profile(model, x, y, steps=5, batch_size=None, print_fn=print):
 
     def batch(i):
         sl = slice((i % n_batches) * batch_size, (i % n_batches + 1) * batch_size)
-        return [a[sl] for a in xs], yy[sl]
+        return [a[sl] for a in xs], [None if a is None else a[sl] for a in yy]
 
     saved_w = [v.value.copy() for v in model.weights]
     opt = model.optimizer
@@ -88,15 +89,15 @@ def run_profile(model, x, y, steps=5, batch_size=None, print_fn=print):
     try:
         model.reset_metrics()
         bx, by = batch(0)
-        model._train_step(bx, by, None)          # warm-up: buffers, caches, lazy kernels
+        model._train_step(bx, by, sws)          # warm-up: buffers, caches, lazy kernels
         model._timer = timer
-        model._train_step(bx, by, None)          # records the output shapes
+        model._train_step(bx, by, sws)          # records the output shapes
         timer.reset()
         total = 0.0
         for i in range(steps):
             bx, by = batch(i + 1)
             s = clock()
-            model._train_step(bx, by, None)
+            model._train_step(bx, by, sws)
             total += clock() - s
     finally:
         model._timer = None

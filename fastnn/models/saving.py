@@ -13,8 +13,10 @@ executes code (np.load(allow_pickle=False)):
 Writes are atomic: the file is written next to the target under a temporary name and moved in
 with os.replace, so an interrupted save leaves any previous file intact.
 
-`save_weights("x.weights.h5")` writes Keras's layout (`layers/<layer name>/vars/<i>`) with h5py
-when it is installed, else an `.npz` with the same keys (the file name is kept).
+`save_weights("x.weights.h5")` writes Keras 3's layout (`layers/<snake_case class>[_k]/vars/<i>`,
+nested models as `layers/functional/layers/...`) with h5py when it is installed, else an `.npz`
+with the same keys (the file name is kept); files from Keras 3 load, and so do fastnn files keyed
+by layer names (the earlier layout).
 """
 from __future__ import annotations
 
@@ -80,6 +82,40 @@ def _serialize_id(obj):
     raise TypeError(f"cannot serialize {obj!r} into a .keras file")
 
 
+def _serialize_struct(obj):
+    """A compile argument (one, a list or a dict of losses / metrics) as JSON; a list becomes
+    {"list": [...]}, so it stays apart from a serialized object's own dict."""
+    if isinstance(obj, dict):
+        return {"dict": {k: _serialize_struct(v) for k, v in obj.items()}}
+    if isinstance(obj, (list, tuple)):
+        return {"list": [_serialize_struct(v) for v in obj]}
+    return _serialize_id(obj)
+
+
+def _serialize_metrics(arg):
+    """Metrics as a plain JSON list when they are one metric or a flat list (the layout readers
+    of earlier files expect), else the nested form of _serialize_struct (per-output lists, dicts)."""
+    if arg is None:
+        return []
+    if not isinstance(arg, (list, tuple, dict)):
+        return [_serialize_id(arg)]
+    if isinstance(arg, (list, tuple)) and not any(isinstance(m, (list, tuple, dict)) for m in arg):
+        return [_serialize_id(m) for m in arg]
+    return _serialize_struct(arg)
+
+
+def _deserialize_struct(obj, getter):
+    if isinstance(obj, dict) and "dict" in obj and len(obj) == 1:
+        return {k: _deserialize_struct(v, getter) for k, v in obj["dict"].items()}
+    if isinstance(obj, dict) and "list" in obj and len(obj) == 1:
+        return [_deserialize_struct(v, getter) for v in obj["list"]]
+    if isinstance(obj, list):    # files written before compile arguments could be nested
+        return [_deserialize_struct(v, getter) for v in obj]
+    if obj is None or isinstance(obj, str):
+        return obj
+    return _deserialize_id(obj, getter)
+
+
 def save_model(model, filepath, overwrite=True):
     """Write `model` (architecture, weights, compile settings, optimizer state) to a .keras zip."""
     filepath = os.fspath(filepath)
@@ -93,11 +129,13 @@ def save_model(model, filepath, overwrite=True):
     config = model_config(model)
     opt_vars = []
     if model.compiled:
+        args = model._compile_args
         config["compile_config"] = {
             "optimizer": _serialize_id(model.optimizer),
-            "loss": _serialize_id(model._loss_id if isinstance(model._loss_id, str) else model.loss),
-            "metrics": [_serialize_id(m) for m, w in zip(model._metric_ids, model._metric_weighted) if not w],
-            "weighted_metrics": [_serialize_id(m) for m, w in zip(model._metric_ids, model._metric_weighted) if w],
+            "loss": _serialize_struct(args["loss"]),
+            "loss_weights": args["loss_weights"],
+            "metrics": _serialize_metrics(args["metrics"]),
+            "weighted_metrics": _serialize_metrics(args["weighted_metrics"]),
         }
         if getattr(model, "_arena", None) is not None and hasattr(model.optimizer, "variables"):
             opt_vars = [np.asarray(v) for v in model.optimizer.variables()]
@@ -141,20 +179,20 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         config = json.loads(z.read("config.json"))
         weights = _load_npys(z, "weights/")
         opt_vars = _load_npys(z, "optimizer/")
-    model = _model_class(config["class_name"], custom_objects, "load_model").from_config(
-        config["config"], custom_objects=custom_objects)
+    from fastnn.layers.core import safe_mode_scope
+    with safe_mode_scope(safe_mode):   # a Lambda's bytecode loads only with safe_mode=False
+        model = _model_class(config["class_name"], custom_objects, "load_model").from_config(
+            config["config"], custom_objects=custom_objects)
     model.set_weights(weights)
     cc = config.get("compile_config")
     if compile and cc:
         from fastnn import losses, optimizers
         from fastnn import metrics as metrics_module
-
-        def metric(m):
-            return m if isinstance(m, str) else _deserialize_id(m, metrics_module.get)
         model.compile(optimizer=_deserialize_id(cc["optimizer"], optimizers.get),
-                      loss=_deserialize_id(cc["loss"], losses.get),
-                      metrics=[metric(m) for m in cc["metrics"]],
-                      weighted_metrics=[metric(m) for m in cc.get("weighted_metrics", [])])
+                      loss=_deserialize_struct(cc["loss"], losses.get),
+                      loss_weights=cc.get("loss_weights"),
+                      metrics=_deserialize_struct(cc["metrics"], metrics_module.get),
+                      weighted_metrics=_deserialize_struct(cc.get("weighted_metrics"), metrics_module.get))
         if opt_vars and hasattr(model.optimizer, "set_variables"):
             model.optimizer.set_variables(opt_vars)
     return model
@@ -181,12 +219,58 @@ def _model_class(name, custom_objects, fn):
 
 # ---------------------------------------------------------------------------------------------
 def _weight_keys(model):
-    """Keras's .weights.h5 layout: layers/<layer name>/vars/<i> for each layer with weights."""
-    keys = []
-    for layer in model.layers:
-        for i, v in enumerate(layer.weights):
-            keys.append((f"layers/{layer.name}/vars/{i}", v))
-    return keys
+    """Keras 3's .weights.h5 layout (KERAS-NUMERICS.md §2.13): ([(key, variable)], [groups]).
+
+    Each container's children are keyed by their snake-cased class name, made unique within the
+    container by _1, _2, ... in model.layers order (layers/dense, layers/dense_1,
+    layers/batch_normalization/vars/0, ...), never by the layer's own name, so a file loads into
+    an equal architecture built under other names; a nested model is a container of its own
+    (layers/functional/layers/dense/vars/0). Every layer and container gets its vars group.
+    A layer made of layers (an RNN and its cell, Bidirectional, TimeDistributed,
+    StackedRNNCells) names them by attribute, as Keras's saving walk does
+    (layers/lstm/cell/vars/0, layers/bidirectional/forward_layer/cell/vars/0,
+    layers/rnn/cell/cells/lstm_cell/vars/0): such a layer lists them in `_weight_children()`.
+    """
+    from fastnn.layers.base import class_name, snake_case
+    keys, groups = [], ["vars"]
+
+    def unique(used, layer):
+        base = snake_case(class_name(layer))
+        k = used.get(base, 0)
+        used[base] = k + 1
+        return base if k == 0 else f"{base}_{k}"
+
+    def layer_keys(layer, path):
+        groups.append(f"{path}/vars")
+        children = layer._weight_children() if hasattr(layer, "_weight_children") else None
+        if children is None:
+            keys.extend((f"{path}/vars/{i}", v) for i, v in enumerate(layer._variables))
+            return
+        for attr, child in children:
+            if isinstance(child, (list, tuple)):
+                used = {}
+                for c in child:
+                    layer_keys(c, f"{path}/{attr}/{unique(used, c)}")
+            else:
+                layer_keys(child, f"{path}/{attr}")
+
+    def walk(container, prefix):
+        used = {}
+        for layer in container.layers:
+            path = f"{prefix}layers/{unique(used, layer)}"
+            if hasattr(layer, "_graph_calls") and layer.built:
+                groups.append(f"{path}/vars")
+                walk(layer, path + "/")
+            else:
+                layer_keys(layer, path)
+
+    walk(model, "")
+    return keys, groups
+
+
+def _legacy_weight_keys(model):
+    """The layout fastnn wrote before: layers/<layer name>/vars/<i> (still read)."""
+    return [(f"layers/{layer.name}/vars/{i}", v) for layer in model.layers for i, v in enumerate(layer.weights)]
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -195,7 +279,7 @@ def save_weights(model, filepath, overwrite=True):
         raise ValueError(f"save_weights: the filepath must end in '.weights.h5'; received {filepath!r}.")
     if os.path.exists(filepath) and not overwrite:
         raise FileExistsError(f"save_weights: {filepath!r} exists and overwrite=False.")
-    keys = _weight_keys(model)
+    keys, groups = _weight_keys(model)
     try:
         import h5py
     except ImportError:
@@ -207,8 +291,8 @@ def save_weights(model, filepath, overwrite=True):
                 h.attrs["format"] = FORMAT
                 for key, v in keys:
                     h.create_dataset(key, data=v.value)
-                for layer in model.layers:  # layers without weights still get their group, as Keras
-                    h.require_group(f"layers/{layer.name}/vars")
+                for g in groups:  # layers without weights still get their group, as Keras
+                    h.require_group(g)
         else:
             np.savez(f, **{k: v.value for k, v in keys})
 
@@ -217,7 +301,7 @@ def save_weights(model, filepath, overwrite=True):
 
 def load_weights(model, filepath):
     filepath = os.fspath(filepath)
-    keys = _weight_keys(model)
+    keys, _ = _weight_keys(model)
     with open(filepath, "rb") as f:
         magic = f.read(8)
     if magic.startswith(b"PK"):
@@ -227,9 +311,11 @@ def load_weights(model, filepath):
         import h5py
         arrays = {}
         with h5py.File(filepath, "r") as h:
-            for key, _ in keys:
+            for key, _ in keys + _legacy_weight_keys(model):
                 if key in h:
                     arrays[key] = h[key][()]
+    if any(k not in arrays for k, _ in keys) and all(k in arrays for k, _ in _legacy_weight_keys(model)):
+        keys = _legacy_weight_keys(model)    # a file from an earlier fastnn (keyed by layer names)
     missing = [k for k, _ in keys if k not in arrays]
     if missing:
         raise ValueError(f"load_weights: {filepath!r} lacks weights {missing[:5]}; the layer names or structure "

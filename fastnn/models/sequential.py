@@ -30,8 +30,6 @@ class Sequential(Model):
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add: expected a fastnn Layer; received {type(layer).__name__} ({layer!r}).")
-        if isinstance(layer, Model):
-            raise TypeError("Sequential.add: nesting models is not supported by fastnn yet; add their layers.")
         if any(l is layer for l in self._layers):
             raise ValueError(f"Sequential.add: layer '{layer.name}' is already in the model.")
         if any(l.name == layer.name for l in self._layers):
@@ -73,6 +71,9 @@ class Sequential(Model):
             raise ValueError(f"Sequential '{self.name}': give input_shape (batch axis first) to build().")
         self._input_layer = InputLayer(batch_shape=(None, *tuple(input_shape)[1:]))
         self._maybe_build_graph()
+
+    def _build_from_symbolic(self, x):
+        self.build((None, *x.shape[1:]))
 
     def _ensure_built(self, xs):
         if not self.built:

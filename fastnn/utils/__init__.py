@@ -1,8 +1,9 @@
 """Keras-style utilities: one-hot labels, normalization, a shuffled train/validation split,
 seeding, learning-curve plots.
 
-`gradient_check` (numerical gradient check of a model) and `Progbar` load from the model layer on
-first use, so `fastnn.utils` stays importable without it.
+`gradient_check` (numerical gradient check of a model), `Progbar`, `plot_model` and
+`model_to_dot` (model diagrams through pydot + graphviz, the `plot` extra) load on first use, so
+`fastnn.utils` stays importable without the model layer or pydot.
 """
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import importlib
 import numpy as np
 
 __all__ = ["to_categorical", "normalize", "pad_sequences", "train_val_split", "set_random_seed",
-           "plot_history", "gradient_check", "Progbar"]
+           "plot_history", "gradient_check", "Progbar", "plot_model", "model_to_dot"]
 
 # names defined by the model layer, loaded on first use: (module, attribute) candidates
 _LAZY = {
     "gradient_check": (("fastnn.models.gradient_check", "gradient_check"),),
     "Progbar": (("fastnn._progbar", "Progbar"),),
+    "plot_model": (("fastnn.utils.model_visualization", "plot_model"),),
+    "model_to_dot": (("fastnn.utils.model_visualization", "model_to_dot"),),
 }
 
 

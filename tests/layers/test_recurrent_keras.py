@@ -108,13 +108,15 @@ def test_bidirectional_gru_backward_layer(rng):
     _close(fm.predict(x, verbose=0), km.predict(x, verbose=0), what="predict")
 
 
-@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN", "Bidirectional"])
 @pytest.mark.parametrize("seq", [False, True])
 def test_masked_embedding_matches_keras(cell, seq, rng):
-    """Embedding(mask_zero=True): padded steps skipped, states carried, outputs as Keras."""
+    """Embedding(mask_zero=True): padded steps skipped, states carried, outputs as Keras
+    (Bidirectional: its sub-layers' zero_output_for_mask is return_sequences, as Keras 3 sets)."""
     def build(K):
-        layers = [K.Input((8,), dtype="int32"), K.layers.Embedding(20, 4, mask_zero=True),
-                  getattr(K.layers, cell)(5, return_sequences=seq)]
+        rnn = (K.layers.Bidirectional(K.layers.LSTM(5, return_sequences=seq)) if cell == "Bidirectional"
+               else getattr(K.layers, cell)(5, return_sequences=seq))
+        layers = [K.Input((8,), dtype="int32"), K.layers.Embedding(20, 4, mask_zero=True), rnn]
         if seq:
             layers.append(K.layers.GlobalAveragePooling1D())
         return layers + [K.layers.Dense(1, activation="sigmoid")]
@@ -228,3 +230,150 @@ def test_return_state_in_functional_model_matches_keras(rng):
     m = fastnn.models.Model(inp, [seq, h, c])
     ys, yh, yc = m.predict(xa, verbose=0)
     np.testing.assert_array_equal(ys[:, -1], yh)
+
+
+# ---- graphs (shared layers, nesting, several outputs) with masks and several-output layers
+def _graph_pair(build, rng):
+    fm, km = build(fastnn), build(keras)
+    km.set_weights(fm.get_weights())
+    _perturb_biases(fm, km, rng)
+    return fm, km
+
+
+def _flat(a):
+    return a if isinstance(a, (list, tuple)) else [a]
+
+
+def _padded_ids(rng, n, t, vocab, lengths):
+    ids = rng.integers(1, vocab, (n, t)).astype(np.int32)
+    for i, k in enumerate(lengths):
+        ids[i, :k] = 0
+    return ids
+
+
+def test_shared_layers_carry_each_tensors_mask(rng):
+    """One Embedding(mask_zero) and one LSTM called on two inputs padded differently: each call
+    sees its own tensor's mask (masks follow tensors, not layers)."""
+    def build(K):
+        a, b = K.Input((7,), dtype="int32"), K.Input((7,), dtype="int32")
+        emb = K.layers.Embedding(20, 4, mask_zero=True)
+        lstm = K.layers.LSTM(5, return_sequences=True)
+        pool = K.layers.GlobalAveragePooling1D()
+        z = K.layers.Concatenate()([pool(lstm(emb(a))), pool(lstm(emb(b)))])
+        return K.Model([a, b], K.layers.Dense(1)(z))
+
+    fm, km = _graph_pair(build, rng)
+    xa = _padded_ids(rng, 8, 7, 20, [0, 1, 2, 3, 4, 5, 6, 2])
+    xb = _padded_ids(rng, 8, 7, 20, [6, 5, 0, 0, 1, 3, 2, 4])
+    y = rng.standard_normal((8, 1)).astype(np.float32)
+    _close(fm.predict([xa, xb], verbose=0), km.predict([xa, xb], verbose=0), what="predict")
+    _train_both(fm, km, [xa, xb], y)
+
+
+def test_nested_masked_model_and_per_output_masks(rng):
+    """A nested model (Embedding(mask_zero) -> GRU) inside a two-output model: the sequence
+    output keeps the mask (its loss and accuracy average over valid steps), the other output
+    has none; loss weights, per-output metrics and the weights after training as Keras."""
+    def build(K):
+        inner_in = K.Input((6,), dtype="int32")
+        inner = K.Model(inner_in, K.layers.GRU(4, return_sequences=True)(
+            K.layers.Embedding(15, 3, mask_zero=True)(inner_in)), name="encoder")
+        i = K.Input((6,), dtype="int32")
+        seq = inner(i)
+        tags = K.layers.TimeDistributed(K.layers.Dense(3, activation="softmax"), name="tags")(seq)
+        total = K.layers.Dense(1, name="total")(K.layers.LSTM(2)(seq))
+        return K.Model(i, [tags, total])
+
+    fm, km = _graph_pair(build, rng)
+    x = _padded_ids(rng, 9, 6, 15, [0, 1, 2, 3, 4, 5, 2, 1, 3])
+    y = [np.eye(3, dtype=np.float32)[rng.integers(0, 3, (9, 6))], rng.standard_normal((9, 1)).astype(np.float32)]
+    for a, b in zip(fm.predict(x, verbose=0), km.predict(x, verbose=0)):
+        _close(a, b, what="predict")
+    kw = dict(loss=["categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5],
+              metrics=[["accuracy"], ["mae"]])
+    fm.compile("adam", **kw)
+    km.compile("adam", **kw)
+    hf = fm.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    hk = km.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    assert sorted(hf.history) == sorted(hk.history)
+    for k in hk.history:
+        _close(hf.history[k], hk.history[k], rtol=2e-5, what=k)
+    for i, (a, b) in enumerate(zip(fm.get_weights(), km.get_weights())):
+        _close(a, b, rtol=2e-5, atol=2e-6, what=f"weight {i} {a.shape}")
+    ef = fm.evaluate(x, y, verbose=0, return_dict=True)
+    ek = km.evaluate(x, y, verbose=0, return_dict=True)
+    for k in ek:
+        _close(ef[k], ek[k], rtol=2e-5, what=f"evaluate {k}")
+
+
+def test_bidirectional_several_outputs_in_a_functional_model(rng):
+    """Bidirectional(merge_mode=None) gives two tensors and Bidirectional(return_state=True)
+    five, through the several-output protocol; masked, trained, saved and reloaded as Keras."""
+    def build(K):
+        i = K.Input((6,), dtype="int32")
+        e = K.layers.Embedding(12, 4, mask_zero=True)(i)
+        f, b = K.layers.Bidirectional(K.layers.LSTM(3, return_sequences=True), merge_mode=None)(e)
+        s = K.layers.Add()([f, b])                           # the OR of the two (equal) masks
+        out, hf, cf, hb, cb = K.layers.Bidirectional(K.layers.LSTM(2, return_state=True))(s)
+        z = K.layers.Concatenate()([out, hf, cb])            # cf and hb: nothing reads them
+        return K.Model(i, [K.layers.Dense(2)(z), K.layers.GlobalAveragePooling1D()(f)])
+
+    fm, km = _graph_pair(build, rng)
+    x = _padded_ids(rng, 7, 6, 12, [0, 1, 2, 3, 4, 5, 1])
+    y = [rng.standard_normal((7, 2)).astype(np.float32), rng.standard_normal((7, 3)).astype(np.float32)]
+    for a, b in zip(fm.predict(x, verbose=0), km.predict(x, verbose=0)):
+        _close(a, b, what="predict")
+    fm.compile("adam", ["mse", "mse"])
+    km.compile("adam", ["mse", "mse"])
+    for _ in range(3):
+        _close(fm.train_on_batch(x, y), km.train_on_batch(x, y), rtol=2e-5, what="train_on_batch")
+    for i, (a, b) in enumerate(zip(fm.get_weights(), km.get_weights())):
+        _close(a, b, rtol=2e-5, atol=2e-6, what=f"weight {i} {a.shape}")
+    again = fastnn.models.Model.from_config(fm.get_config())
+    again.set_weights(fm.get_weights())
+    for a, b in zip(again.predict(x, verbose=0), fm.predict(x, verbose=0)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _h5_model(K):
+    """Every recurrent layer that nests layers: cells, stacked cells, both directions, a
+    TimeDistributed layer (Keras keys them by attribute: lstm/cell, bidirectional/forward_layer)."""
+    L = K.layers
+    i = K.Input((7,), dtype="int32")
+    e = L.Embedding(30, 6, mask_zero=True)(i)
+    a = L.LSTM(5, return_sequences=True)(e)
+    b = L.Bidirectional(L.GRU(4, return_sequences=True, reset_after=False))(a)
+    c = L.RNN(L.StackedRNNCells([L.SimpleRNNCell(3), L.LSTMCell(3), L.LSTMCell(2)]), return_sequences=True)(b)
+    d = L.TimeDistributed(L.Dense(3))(c)
+    f = L.RNN(L.GRUCell(3))(d)
+    g = L.Bidirectional(L.LSTM(3), backward_layer=L.LSTM(3, go_backwards=True), merge_mode="sum")(d)
+    return K.Model(i, [L.Dense(1)(L.Concatenate()([f, g])), L.SimpleRNN(2)(d)])
+
+
+def test_weights_h5_uses_keras_keys_for_nested_layers(tmp_path, rng, require):
+    """A .weights.h5 written by Keras loads into fastnn and fastnn's loads back into Keras, key
+    for key (layers/lstm/cell/vars/0, layers/bidirectional/forward_layer/cell/vars/0,
+    layers/rnn/cell/cells/lstm_cell_1/vars/0, layers/time_distributed/layer/vars/0)."""
+    h5py = require("h5py")
+
+    def listing(path):
+        names = []
+        with h5py.File(path, "r") as h:
+            h.visititems(lambda n, o: names.append((n, o.shape if isinstance(o, h5py.Dataset) else None)))
+        return sorted(names)
+
+    km = _h5_model(keras)
+    ws = [w + (0.1 * rng.standard_normal(w.shape)).astype(np.float32) for w in km.get_weights()]
+    km.set_weights(ws)
+    km.save_weights(tmp_path / "k.weights.h5")
+    fm = _h5_model(fastnn)
+    fm.load_weights(tmp_path / "k.weights.h5")
+    x = _padded_ids(rng, 5, 7, 30, [0, 2, 4, 1, 6])
+    for a, b in zip(fm.predict(x, verbose=0), km.predict(x, verbose=0)):
+        _close(a, b, what="predict with Keras's weight file")
+    fm.save_weights(tmp_path / "f.weights.h5")
+    assert listing(tmp_path / "f.weights.h5") == listing(tmp_path / "k.weights.h5")
+    km2 = _h5_model(keras)
+    km2.load_weights(tmp_path / "f.weights.h5")
+    for a, b in zip(km2.get_weights(), fm.get_weights()):
+        np.testing.assert_array_equal(a, b)

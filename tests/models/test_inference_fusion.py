@@ -1,6 +1,7 @@
-"""Inference runs Conv2D [-> BatchNormalization] [-> ReLU] [-> MaxPooling2D 2x2] as one conv
-call (Model._inference_chains): the same predictions and evaluations as the layers one by one,
-and only where every tensor of the run has its one reader inside it."""
+"""Inference runs Conv2D [-> BatchNormalization] [-> ReLU] [-> MaxPooling2D 2x2] and residual ends
+Conv2D [-> BatchNormalization] -> Add [-> ReLU] as one conv call (fastnn.models.fusion): the same
+predictions and evaluations as the layers one by one, bit for bit, and only where every tensor
+of the run has its one reader inside it."""
 import numpy as np
 import pytest
 
@@ -80,3 +81,39 @@ def test_no_fusion_with_activity_regularizer_or_odd_pool():
         L.MaxPooling2D(2), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(2, strides=1),
         L.Conv2D(4, 1), L.BatchNormalization(activity_regularizer="l1"), L.Flatten()])
     assert m._chains == {}
+
+
+def _resnet(relu=lambda name: L.ReLU(name=name)):
+    inp = fastnn.Input((10, 10, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    for k in range(2):
+        h = L.Conv2D(8, 3, padding="same", use_bias=False)(x)
+        h = relu(f"r{k}a")(L.BatchNormalization()(h))
+        h = L.BatchNormalization()(L.Conv2D(8, 3, padding="same", use_bias=False)(h))
+        x = relu(f"r{k}b")(L.Add()([x, h]))
+    # a nested model whose conv + BN + ReLU6 runs fuse inside the outer graph
+    i2 = fastnn.Input((10, 10, 8))
+    tail = fastnn.Model(i2, L.ReLU(max_value=6.0)(L.BatchNormalization()(L.Conv2D(8, 1)(i2))))
+    x = tail(x)
+    y = L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x))
+    return fastnn.Model(inp, y)
+
+
+@pytest.mark.parametrize("relu", [lambda name: L.ReLU(name=name), lambda name: L.ReLU(max_value=6.0, name=name),
+                                  lambda name: L.Activation("relu6", name=name)])
+def test_residual_and_relu6_runs_fuse_bit_identically(rng, relu):
+    fastnn._random.set_seed(3)
+    m = _resnet(relu)
+    x, y = _train_a_little(m, rng, (10, 10, 3))
+    kinds = sorted(tuple(type(m._nodes[j][0]).__name__ for j in sorted(ch[5])) for ch in m._chains.values())
+    act = type(relu("probe")).__name__
+    # two conv+BN+act, two conv+BN+Add+act (the residual ends), the nested conv+BN+ReLU(6)
+    assert kinds == sorted([("BatchNormalization", act)] * 2 + [("BatchNormalization", "Add", act)] * 2
+                           + [("BatchNormalization", "ReLU")])
+    fused = m.predict(x, batch_size=8, verbose=0)
+    fused_eval = m.evaluate(x, y, verbose=0)
+    chains = m._chains
+    m._chains = {}
+    np.testing.assert_array_equal(fused, m.predict(x, batch_size=8, verbose=0))
+    assert fused_eval == m.evaluate(x, y, verbose=0)
+    m._chains = chains

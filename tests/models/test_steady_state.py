@@ -138,3 +138,40 @@ def test_recurrent_models_allocate_nothing_large(rng, build):
             with conv.blas_pinned():
                 m._forward([x], False)
     assert not (big := _big_allocations(infer)), big
+
+
+def _graph():
+    """A residual block with a shared layer, a nested model and two outputs (two losses)."""
+    a, b = L.Input((16, 16, 8)), L.Input((16, 16, 8))
+    conv = L.Conv2D(8, 3, padding="same")
+    x = conv(a)                                                   # read by the block and its shortcut
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(x)))
+    h = L.ReLU()(L.Add()([x, L.BatchNormalization()(L.Conv2D(8, 3, padding="same")(h))]))
+    h2 = conv(b)                                                  # the shared conv's second call
+    i = L.Input((16, 16, 8))
+    inner = fastnn.Model(i, L.GlobalAveragePooling2D()(L.Conv2D(8, 1, activation="relu")(i)))
+    z = L.Concatenate()([inner(h), inner(h2)])
+    return fastnn.Model([a, b], [L.Dense(10, activation="softmax")(z), L.Dense(1)(z)])
+
+
+def test_graph_model_allocates_nothing_large(rng):
+    m = _graph()
+    m.compile(optimizer="adam", loss=["categorical_crossentropy", "mse"], loss_weights=[1.0, 0.5],
+              metrics=[["accuracy"], ["mae"]])
+    x = [rng.random((32, 16, 16, 8), dtype=np.float32) for _ in range(2)]
+    y = [np.eye(10, dtype=np.float32)[rng.integers(0, 10, 32)], rng.random((32, 1), dtype=np.float32)]
+    assert m._chains and m._shared_grads
+    for _ in range(3):
+        m.train_on_batch(x, y)
+        m.predict_on_batch(x)
+
+    def steps():
+        for _ in range(2):
+            m._train_step(x, y, [None, None])
+    assert not (big := _big_allocations(steps)), big
+
+    def infer():
+        for _ in range(2):
+            with conv.blas_pinned():
+                m._forward(x, False)
+    assert not (big := _big_allocations(infer)), big

@@ -1,15 +1,7 @@
-import os
-
 import numpy as np
 import pytest
 
-
-def require(module):
-    """Import an oracle/optional package: a failure under CI (FASTNN_REQUIRE_ORACLES=1), else a skip."""
-    if os.environ.get("FASTNN_REQUIRE_ORACLES") == "1":
-        import importlib
-        return importlib.import_module(module)
-    return pytest.importorskip(module)
+from oracles import require
 
 
 @pytest.fixture(scope="session")

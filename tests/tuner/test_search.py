@@ -77,12 +77,12 @@ def test_grid_search_runs_every_combination_once(digits, tmp_path, fits):
     assert [t.score for t in best] == sorted(t.score for t in best)  # val_loss: minimised
 
 
-def test_bayesian_optimization_tpe_and_gp(digits, tmp_path):
+def test_bayesian_optimization_tpe_and_gp(digits, tmp_path, require):
     (x, y), _ = digits
     for sampler in ("tpe", "gp"):
         if sampler == "gp":
-            pytest.importorskip("torch")
-            pytest.importorskip("scipy")
+            require("torch")          # Optuna's GPSampler runs on them
+            require("scipy")
         tuner = kt.BayesianOptimization(build_mlp, objective="val_accuracy", max_trials=4, num_initial_points=2,
                                         seed=1, sampler=sampler, directory=tmp_path, project_name=sampler)
         tuner.search(x[:500], y[:500], epochs=2, validation_split=0.2, verbose=0)

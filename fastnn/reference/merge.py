@@ -1,0 +1,102 @@
+"""Reference merging ops: the textbook definitions, element by element (oracle of
+fastnn.kernels.merge; same functions, no out= buffers)."""
+from __future__ import annotations
+
+import numpy as np
+
+OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
+
+
+def elementwise(op, xs):
+    flat = [np.asarray(x, np.float64).ravel() for x in xs]
+    y = np.empty(flat[0].size)
+    for e in range(y.size):
+        vals = [f[e] for f in flat]
+        if op == "add":
+            v = sum(vals)
+        elif op == "subtract":
+            v = vals[0] - vals[1]
+        elif op == "multiply":
+            v = 1.0
+            for t in vals:
+                v *= t
+        elif op == "average":
+            v = sum(vals) / len(vals)
+        elif op == "maximum":
+            v = max(vals)
+        else:
+            v = min(vals)
+        y[e] = v
+    return y.reshape(np.shape(xs[0])).astype(np.float32)
+
+
+def elementwise_backward(op, xs, y, dy):
+    flat = [np.asarray(x, np.float64).ravel() for x in xs]
+    g = np.asarray(dy, np.float64).ravel()
+    k = len(xs)
+    dxs = [np.zeros(g.size) for _ in range(k)]
+    for e in range(g.size):
+        vals = [f[e] for f in flat]
+        for i in range(k):
+            if op == "add":
+                d = 1.0
+            elif op == "subtract":
+                d = 1.0 if i == 0 else -1.0
+            elif op == "average":
+                d = 1.0 / k
+            elif op == "multiply":
+                d = 1.0
+                for j in range(k):
+                    if j != i:
+                        d *= vals[j]
+            else:
+                best = max(vals) if op == "maximum" else min(vals)
+                d = 1.0 if vals.index(best) == i else 0.0
+            dxs[i][e] = d * g[e]
+    return [d.reshape(np.shape(dy)).astype(np.float32) for d in dxs]
+
+
+def concatenate(xs, axis=-1):
+    return np.concatenate([np.asarray(x, np.float32) for x in xs], axis=axis)
+
+
+def concatenate_backward(dy, sizes, axis=-1):
+    cuts = np.cumsum(sizes)[:-1]
+    return [np.ascontiguousarray(p) for p in np.split(np.asarray(dy), cuts, axis=axis)]
+
+
+def batch_dot(a, b, axes):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    p, q = (axes, axes) if isinstance(axes, int) else tuple(axes)
+    p, q = p % a.ndim, q % b.ndim
+    out = []
+    for i in range(a.shape[0]):
+        out.append(np.tensordot(a[i], b[i], axes=(p - 1, q - 1)))
+    y = np.stack(out)
+    return (y.reshape(-1, 1) if y.ndim == 1 else y).astype(np.float32)
+
+
+def batch_dot_backward(a, b, dy, axes):
+    a, b, dy = np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(dy, np.float64)
+    p, q = (axes, axes) if isinstance(axes, int) else tuple(axes)
+    p, q = p % a.ndim, q % b.ndim
+    if a.ndim == 2:
+        return (dy * b).astype(np.float32), (dy * a).astype(np.float32)
+    da, db = np.zeros_like(a), np.zeros_like(b)
+    for i in range(a.shape[0]):
+        am, bm = np.moveaxis(a[i], p - 1, 1), np.moveaxis(b[i], q - 1, 0)    # (m, k), (k, n)
+        np.moveaxis(da[i], p - 1, 1)[...] = dy[i] @ bm.T
+        np.moveaxis(db[i], q - 1, 0)[...] = am.T @ dy[i]
+    return da.astype(np.float32), db.astype(np.float32)
+
+
+def l2_normalize(x, axis=-1):
+    x = np.asarray(x, np.float64)
+    inv = np.minimum(1.0 / np.sqrt(np.sum(x * x, axis=axis, keepdims=True)), 1e7)
+    return (x * inv).astype(np.float32), inv.astype(np.float32)
+
+
+def l2_normalize_backward(u, inv_norm, du, axis=-1):
+    u, du, inv = np.asarray(u, np.float64), np.asarray(du, np.float64), np.asarray(inv_norm, np.float64)
+    proj = np.sum(du * u, axis=axis, keepdims=True) * (inv < 1e7)
+    return (inv * (du - u * proj)).astype(np.float32)
