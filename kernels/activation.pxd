@@ -204,13 +204,15 @@ cdef extern from *:
 
     /* relu parameters: ns = negative_slope, t = threshold, mv = max_value, hm = has max */
     static FNN_INLINE float fnn_relu(float v, float ns, float t, float mv, float hm) {
-        /* Keras relu: (v if v > threshold else 0), clipped to [0, max_value] when given,
-           plus negative_slope * min(v - threshold, 0); NaN survives every select */
-        float r = v <= t ? 0.0f : v;
+        /* Keras relu (ReLU.static_call): relu(v), or v * (v > threshold) when threshold != 0,
+           clipped to [0, max_value] when given, minus negative_slope * relu(threshold - v)
+           when negative_slope != 0. NaN survives every select; relu(-inf) is 0, but with a
+           threshold -inf * 0 is NaN, as in Keras. */
+        float r = v <= t ? (t != 0.0f ? v * 0.0f : 0.0f) : v;
         float rc = r < 0.0f ? 0.0f : r;
         rc = rc > mv ? mv : rc;
         r = hm != 0.0f ? rc : r;
-        return r + ns * (v < t ? v - t : 0.0f);
+        return ns != 0.0f ? r + ns * (v < t ? v - t : 0.0f) : r;
     }
     static FNN_INLINE float fnn_relu_d(float v, float ns, float t, float mv, float hm) {
         /* 1 where the positive part passes (above t; inside (0, mv) when clipped) */

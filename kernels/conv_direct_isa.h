@@ -30,13 +30,11 @@ CD_AI VF CD_FN(cd_bc)(float s) {
     return s - (VF){0};
 }
 
-/* fnn_relu of activation.pxd with its default parameters, bit for bit: (v <= 0 ? 0 : v)
-   + 0 * (v < 0 ? v : 0), so NaN stays NaN and -inf gives NaN exactly as bias_act does. */
+/* fnn_relu of activation.pxd with its default parameters, bit for bit: (v <= 0 ? 0 : v), so
+   NaN stays NaN and -inf gives 0 (Keras's relu) exactly as bias_act does. */
 CD_AI VF CD_FN(cd_relu)(VF v) {
     VF z = {0};
-    VF r = (VF)((VI)v & ~(VI)(v <= z));
-    VF neg = (VF)((VI)v & (VI)(v < z));
-    return r + z * neg;
+    return (VF)((VI)v & ~(VI)(v <= z));
 }
 
 /* the running max m of a pool window taking cell v: v if v > m or v is NaN, m once it is NaN

@@ -11,6 +11,8 @@ reduction allows reassociation (never nnan/ninf: a NaN gradient must make the no
 Keras). The module is imported only when a step clips by norm, so a plain step never pays
 for loading Numba.
 """
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -43,8 +45,7 @@ def _sumsq(x, a, b):
     return acc
 
 
-@njit(parallel=True, **SUM_FLAGS)
-def sumsq_segments(g__n, seg__k1, pieces, out__k):
+def _sumsq_segments(g__n, seg__k1, pieces, out__k):
     """out__k[s] = sum of g[seg[s]:seg[s+1]]**2 in float64, for every variable s.
 
     One parallel pass: each chunk writes the partial sum of every variable it touches into
@@ -74,6 +75,21 @@ def sumsq_segments(g__n, seg__k1, pieces, out__k):
             out__k[s] += pieces[ci + s]
             a = b
             s += 1
+
+
+def _named(fn, name):
+    """fn under another __qualname__: Numba's on-disk cache is keyed by qualname and line, so
+    two dispatchers of one Python function would load each other's machine code."""
+    g = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    g.__qualname__ = name
+    return g
+
+
+# The same pass, parallel and serial: Numba's OpenMP layer terminates a forked child that runs a
+# parallel function once the parent has (fastnn.kernels.threads: a forked child runs serial).
+# The chunk pieces are the same, so both give the same bits.
+sumsq_segments = njit(parallel=True, **SUM_FLAGS)(_named(_sumsq_segments, "sumsq_segments"))
+sumsq_segments_serial = njit(**SUM_FLAGS)(_named(_sumsq_segments, "sumsq_segments_serial"))
 
 
 def n_pieces(n, k):

@@ -32,12 +32,11 @@ static const float wino_zeros[WINO_CMAX];
 static const float wino_ones[WINO_CMAX] = {[0 ... WINO_CMAX - 1] = 1.0f};
 static __thread float wino_sink[WINO_CMAX];
 
-/* Plain Keras ReLU exactly as activation.pxd's fnn_relu with its default parameters (the
- * 0 * v term keeps its NaN for v = -inf), so the fused epilogue is bit-identical to bias_act. */
+/* Plain Keras ReLU exactly as activation.pxd's fnn_relu with its default parameters (NaN
+ * stays NaN, -inf gives 0), so the fused epilogue is bit-identical to bias_act. */
 static inline float wino_relu(float v)
 {
-    const float r = v <= 0.0f ? 0.0f : v;
-    return r + 0.0f * (v < 0.0f ? v : 0.0f);
+    return v <= 0.0f ? 0.0f : v;
 }
 
 /* ---- the flavours: baseline, then AVX2+FMA (x86-64-v3) and AVX-512 (x86-64-v4) */

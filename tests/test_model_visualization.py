@@ -97,8 +97,8 @@ def test_without_pydot_the_error_names_the_extra(monkeypatch):
         fastnn.utils.model_to_dot(_two_input(fastnn))
 
 
-def test_import_fastnn_does_not_import_pydot():
+def test_import_fastnn_does_not_import_pydot(tmp_path):
     import subprocess
     import sys
     code = "import sys, fastnn, fastnn.utils, fastnn.models; assert 'pydot' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)   # not ./fastnn

@@ -2,7 +2,9 @@
 
 Each topic is a module with the same name at every level of the project:
 
-    conv        conv2d / conv1d forward and backward (im2col + one GEMM per batch chunk)
+    conv        conv2d / conv1d forward and backward (im2col + one GEMM per batch chunk), grouped
+                and transposed (conv2d_transpose / conv1d_transpose)
+    depthwise   depthwise convolution 2D and 1D, forward and backward (direct, not im2col)
     pool        max / average pooling 1D and 2D, global pooling, forward and backward
     dense       matmul-backed dense layer with the bias and activation fused after the GEMM
     gemm        the AVX-512 / AVX2 sgemm behind dense's per-thread blocks (np.matmul in the
@@ -16,6 +18,7 @@ Each topic is a module with the same name at every level of the project:
     rnn         SimpleRNN / LSTM / GRU over whole sequences (forward, backward through time),
                 embedding gather and scatter-add
     threads     one threading policy for BLAS, OpenMP and Numba
+    resize      bilinear / nearest image resizing as Keras's Resizing (NumPy gathers)
     isa         the instruction-set flavour every kernel runs (avx512, avx2, portable;
                 env FASTNN_ISA)
 
@@ -34,11 +37,14 @@ from __future__ import annotations
 
 import importlib
 
-from fastnn.kernels import isa, threads
+# threads first: it sets OMP_WAIT_POLICY, which GNU OpenMP reads once, when the first compiled
+# module loads it (isa imports them all)
+from fastnn.kernels import threads  # isort: skip
+from fastnn.kernels import isa  # isort: skip
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
-TOPICS = ("conv", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "optim", "merge",
-          "rnn")
+TOPICS = ("conv", "depthwise", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "merge",
+          "optim", "resize", "rnn")
 
 __all__ = [*TOPICS, "threads", "isa", "set_num_threads", "get_num_threads"]
 

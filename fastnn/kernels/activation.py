@@ -63,7 +63,8 @@ def resolve(name, params: dict, fn: str = "activation"):
                         f"Valid names: {', '.join(NAMES)}.")
     key = name.lower()
     if key not in _SPEC:
-        raise ValueError(f"{fn}: unknown activation {name!r}. Valid names: {', '.join(NAMES)}.")
+        raise ValueError(f"{fn}: unknown activation {name!r}: not an activation name. "
+                         f"Valid names: {', '.join(NAMES)}.")
     kind, defaults = _SPEC[key]
     unknown = sorted(set(params) - set(defaults))
     if unknown:
@@ -96,10 +97,11 @@ def resolve(name, params: dict, fn: str = "activation"):
 def _axis_geometry(shape, axis, fn):
     nd = len(shape)
     if nd == 0:
-        raise ValueError(f"{fn}: softmax needs an array with at least 1 dimension; received a scalar.")
+        raise ValueError(f"{fn}: x must have at least 1 dimension for a softmax over an axis; "
+                         f"received a 0-d array. Use x.reshape(1).")
     if not -nd <= axis < nd:
         raise ValueError(f"{fn}: axis {axis} is out of range for an array with {nd} dimensions "
-                         f"(shape {tuple(shape)}); use an axis in [{-nd}, {nd - 1}].")
+                         f"(x of shape {tuple(shape)}); use an axis in [{-nd}, {nd - 1}].")
     axis %= nd
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 

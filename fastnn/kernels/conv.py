@@ -36,6 +36,7 @@ loops behind trust what they get.
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 import queue
 import threading
@@ -46,10 +47,11 @@ from fastnn._kernels import conv as _k
 from fastnn._kernels import conv_direct as _cd
 from fastnn._kernels import winograd as _wg
 from fastnn.kernels._checks import as_tuple, check_array, check_no_overlap, prepare_out
-from fastnn.kernels._geometry import conv_geometry, resolve_padding
+from fastnn.kernels._geometry import conv_geometry, conv_transpose_padding, resolve_padding
 from fastnn.kernels.threads import get_num_threads
 
-__all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward"]
+__all__ = ["conv2d", "conv2d_backward", "conv1d", "conv1d_backward", "conv2d_transpose",
+           "conv2d_transpose_backward", "conv1d_transpose", "conv1d_transpose_backward"]
 
 # Target size of the col buffer of one chunk. Measured on the bench shapes (2-core EPYC, 1 MB
 # L2 per core, OpenBLAS, CPU time of one thread): 0.5-2 MB are best and equal, 4 MB is 3-5% and
@@ -272,17 +274,20 @@ def _units(chunks: list, per: int) -> list:
 
 # ---------------------------------------------------------------- argument checks
 
-def _check_weights(x, w, fn: str, rank: int):
-    """x (N, *spatial, C) and w (*kernel, C, F): float32, C-contiguous, matching C."""
+def _check_weights(x, w, fn: str, rank: int, groups=1):
+    """x (N, *spatial, C) and w (*kernel, C / groups, F): float32, C-contiguous, matching C."""
     lay = "NHWC" if rank == 2 else "NLC"
     klay = "(KH, KW, C, F)" if rank == 2 else "(K, C, F)"
     x = check_array(x, "x", fn, ndim=rank + 2)
     w = check_array(w, "w", fn, ndim=rank + 2)
     if any(s < 1 for s in w.shape):
         raise ValueError(f"{fn}: w must have shape {klay} with every size >= 1; received shape {w.shape}.")
+    if groups != 1:
+        return _check_groups(x, w, groups, fn, rank)
     if w.shape[-2] != x.shape[-1]:
         raise ValueError(f"{fn}: w has {w.shape[-2]} input channels (w.shape[{rank}]) but x ({lay}) has "
-                         f"{x.shape[-1]}; w must have shape {klay} with C = x.shape[-1].")
+                         f"{x.shape[-1]}; w must have shape {klay} with C = x.shape[-1] (or pass groups=G "
+                         f"for a grouped convolution, w with C / G input channels).")
     return x, w
 
 
@@ -302,8 +307,21 @@ def _geometry_2d(x, w, strides, padding, dilation, fn: str):
             and not all(isinstance(p, (tuple, list)) for p in padding):
         raise ValueError(f"{fn}: padding must be 'valid', 'same' or ((top, bottom), (left, right)); "
                          f"received {padding!r}.")
-    (pt, pb, oh), (pl, pr, ow) = conv_geometry(x.shape[1:3], w.shape[:2], strides, dilation, padding, fn)
+    (pt, pb, oh), (pl, pr, ow) = conv_geometry(x.shape[1:3], w.shape[:2], strides, dilation, padding, fn,
+                                               window="w", data="x")
+    _check_pad_size((pt, pb, pl, pr), padding, fn)
     return strides, dilation, (pt, pb, pl, pr), (oh, ow)
+
+
+_MAX_PAD = 1 << 30
+
+
+def _check_pad_size(pads, padding, fn: str):
+    """Pads of 2**30 and more (explicit, or 'same'/'causal' with a huge dilation) would ask for
+    outputs or padded copies of terabytes (a MemoryError, not a message)."""
+    if max(pads) >= _MAX_PAD:
+        raise ValueError(f"{fn}: the pads must be below 2**30; padding {padding!r} with this "
+                         f"dilation gives {tuple(pads)}. Use a smaller dilation or padding.")
 
 
 def _geometry_1d(x, w, stride, padding, dilation, fn: str):
@@ -313,7 +331,9 @@ def _geometry_1d(x, w, stride, padding, dilation, fn: str):
         if not isinstance(padding, (tuple, list)):
             raise ValueError(f"{fn}: padding must be 'valid', 'same', 'causal' or (left, right); "
                              f"received {padding!r}.")
-    left, right, ol = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn)
+    left, right, ol = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn,
+                                      window="w", data="x")
+    _check_pad_size((left, right), padding, fn)
     return (1, stride), (1, dilation), (0, 0, left, right), (1, ol)
 
 
@@ -1094,7 +1114,7 @@ def _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None)
 # ---------------------------------------------------------------- public API
 
 def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, out=None,
-           activation="linear", affine=None, pool=None, **act_params):
+           activation="linear", affine=None, pool=None, groups=1, **act_params):
     """2-D convolution (cross-correlation, as Keras Conv2D) of NHWC float32 x with w (KH, KW, C, F).
 
     x (N, H, W, C), w (KH, KW, C, F), b (F,) or None -> y (N, OH, OW, F) float32.
@@ -1115,9 +1135,11 @@ def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, ou
     (2.25x fewer multiplications; plain ReLU fused into its output transform); everything else
     im2col + GEMM. fastnn.kernels.conv.DIRECT / WINOGRAD = False (or FASTNN_CONV_WINOGRAD=0)
     force im2col. The paths agree to float32 rounding, not bit for bit.
+    groups: G > 1 for a grouped convolution (Keras Conv2D(groups=G)): w is (KH, KW, C / G, F)
+    and filters [g*F/G, (g+1)*F/G) see input channels [g*C/G, (g+1)*C/G) only.
     """
     fn = "conv2d"
-    x, w = _check_weights(x, w, fn, 2)
+    x, w = _check_weights(x, w, fn, 2, groups)
     b = _check_bias(b, w.shape[3], fn)
     strides, dilation, pads, out_hw = _geometry_2d(x, w, strides, padding, dilation, fn)
     affine = _check_affine(affine, w.shape[3], fn)
@@ -1126,12 +1148,15 @@ def conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, ou
     _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)] +
                 [(f"affine[{i}]", a) for i, a in enumerate(affine or ())], fn)
     act = _epilogue(activation, act_params, fn)
+    if groups > 1:
+        _grouped_forward(x, w, b, strides, dilation, pads, out_hw, out, act, affine, pooled, groups)
+        return out
     _forward(x, w, b, strides, dilation, pads, out_hw, out, act, affine, pooled and (2, 2))
     return out
 
 
 def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilation=(1, 1), *, need_dx=True,
-                    dx=None, dw=None, db=None, y=None):
+                    dx=None, dw=None, db=None, y=None, groups=1):
     """Gradients of conv2d (NHWC float32) w.r.t. x, w and b, given dy = dL/dy.
 
     x (N, H, W, C), w (KH, KW, C, F), dy (N, OH, OW, F) -> (dx (N, H, W, C) or None, dw
@@ -1143,16 +1168,17 @@ def conv2d_backward(x, w, dy, strides=(1, 1), padding="valid", dilation=(1, 1), 
     activation.grad("relu", ...) followed by the plain call, without its pass over memory).
     Algorithm: as conv2d (Winograd F(2x2, 3x3) for the 3x3 stride-1 cases, the adjoint of each
     transform; dx is overlap-added image by image), im2col + GEMM otherwise.
+    groups: as conv2d (w is (KH, KW, C / G, F)).
     """
     fn = "conv2d_backward"
-    x, w = _check_weights(x, w, fn, 2)
+    x, w = _check_weights(x, w, fn, 2, groups)
     strides, dilation, pads, out_hw = _geometry_2d(x, w, strides, padding, dilation, fn)
     return _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db,
-                            y_shape=(x.shape[0], *out_hw, w.shape[3]), views=None, y=y)
+                            y_shape=(x.shape[0], *out_hw, w.shape[3]), views=None, y=y, groups=groups)
 
 
 def _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db, y_shape, views,
-                     y=None):
+                     y=None, groups=1):
     if not isinstance(need_dx, (bool, np.bool_)):
         raise TypeError(f"{fn}: need_dx must be True or False; received {need_dx!r}.")
     dy = check_array(dy, "dy", fn, ndim=len(y_shape))
@@ -1170,45 +1196,367 @@ def _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx,
     db = prepare_out(db, (w.shape[-1],), "db", fn)
     _no_overlap([("dx", dx), ("dw", dw), ("db", db)],
                 [("x", x), ("w", w), ("dy", dy), ("y", y), ("dx", dx), ("dw", dw), ("db", db)], fn)
+    bw = _backward if groups == 1 else functools.partial(_grouped_backward, groups=groups)
     if views is None:
-        _backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw, db, y)
+        bw(x, w, dy, strides, dilation, pads, out_hw, dx, dw, db, y)
     else:   # conv1d: the same buffers seen as (N, 1, L, C) images
         x4, w4, dy4 = views(x), w[None], dy[:, None]
-        _backward(x4, w4, dy4, strides, dilation, pads, out_hw,
+        bw(x4, w4, dy4, strides, dilation, pads, out_hw,
                   None if dx is None else dx[:, None], dw[None], db, None if y is None else y[:, None])
     return dx, dw, db
 
 
 def conv1d(x, w, b=None, stride=1, padding="valid", dilation=1, *, out=None, activation="linear",
-           **act_params):
+           groups=1, **act_params):
     """1-D convolution (as Keras Conv1D) of NLC float32 x with w (K, C, F).
 
     x (N, L, C), w (K, C, F), b (F,) or None -> y (N, OL, F) float32. stride, dilation: int >= 1.
     padding: "valid", "same", "causal" (all K-1 dilated pads on the left) or (left, right).
     out: optional C-contiguous writeable float32 (N, OL, F) buffer, filled and returned.
-    activation: as conv2d (fused into the output pass).
+    activation: as conv2d (fused into the output pass). groups: as conv2d (w is (K, C / G, F)).
     """
     fn = "conv1d"
-    x, w = _check_weights(x, w, fn, 1)
+    x, w = _check_weights(x, w, fn, 1, groups)
     b = _check_bias(b, w.shape[2], fn)
     strides, dilation, pads, out_hw = _geometry_1d(x, w, stride, padding, dilation, fn)
     out = prepare_out(out, (x.shape[0], out_hw[1], w.shape[2]), "out", fn)
     _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
     act = _epilogue(activation, act_params, fn)
+    if groups > 1:
+        _grouped_forward(x[:, None], w[None], b, strides, dilation, pads, out_hw, out[:, None], act,
+                         None, None, groups)
+        return out
     _forward(x[:, None], w[None], b, strides, dilation, pads, out_hw, out[:, None], act)
     return out
 
 
 def conv1d_backward(x, w, dy, stride=1, padding="valid", dilation=1, *, need_dx=True,
-                    dx=None, dw=None, db=None, y=None):
+                    dx=None, dw=None, db=None, y=None, groups=1):
     """Gradients of conv1d (NLC float32) w.r.t. x, w and b, given dy = dL/dy.
 
     x (N, L, C), w (K, C, F), dy (N, OL, F) -> (dx (N, L, C) or None, dw (K, C, F), db (F,)).
     Same stride / padding / dilation as the forward call; buffers and y (ReLU-fused forward
-    output, (N, OL, F)) as conv2d_backward.
+    output, (N, OL, F)) as conv2d_backward; groups as conv1d.
     """
     fn = "conv1d_backward"
-    x, w = _check_weights(x, w, fn, 1)
+    x, w = _check_weights(x, w, fn, 1, groups)
     strides, dilation, pads, out_hw = _geometry_1d(x, w, stride, padding, dilation, fn)
     return _backward_public(fn, x, w, dy, strides, dilation, pads, out_hw, need_dx, dx, dw, db,
-                            y_shape=(x.shape[0], out_hw[1], w.shape[2]), views=lambda a: a[:, None], y=y)
+                            y_shape=(x.shape[0], out_hw[1], w.shape[2]), views=lambda a: a[:, None], y=y,
+                            groups=groups)
+
+
+# ---------------------------------------------------------------- grouped convolution
+
+def _check_groups(x, w, groups, fn: str, rank: int):
+    """groups G >= 1 with x (N, *spatial, C) and w (*kernel, C / G, F), F divisible by G."""
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"{fn}: groups must be a positive int; received groups={groups!r}.")
+    c, cg, f = x.shape[-1], w.shape[-2], w.shape[-1]
+    klay = "(KH, KW, C / groups, F)" if rank == 2 else "(K, C / groups, F)"
+    if cg * groups != c:
+        raise ValueError(f"{fn}: with groups={groups}, w must have shape {klay} = C / {groups} input channels "
+                         f"per group; x has C = {c} channels and w has {cg} (w.shape[{rank}]).")
+    if f % groups:
+        raise ValueError(f"{fn}: with groups={groups} the filters (w.shape[-1] = {f}) must be divisible by "
+                         f"{groups}; each group computes F / groups of them.")
+    return x, w
+
+
+def _grouped_forward(x, w, b, strides, dilation, pads, out_hw, out, act, affine, pooled, groups):
+    """Grouped convolution (NHWC): groups == C runs the depthwise kernels (w (KH, KW, 1, C*M) is
+    the depthwise kernel (KH, KW, C, M) as it lies in memory); otherwise each group's channels
+    are copied out and convolved on conv2d's paths into a scratch, then copied into its filters.
+    The epilogue (affine, activation) and the 2x2 pool run on the whole output afterwards, with
+    the helpers of the ungrouped paths (so a fused run gives the layers' bits)."""
+    from fastnn.kernels import depthwise as _dw
+
+    n, h, wd, c = x.shape
+    kh, kw, cg, f = w.shape
+    fg = f // groups
+    oh, ow = out_hw
+    y = out if pooled is None else _workspace("grp_y", n * oh * ow * f).reshape(n, oh, ow, f)
+    explicit = ((pads[0], pads[1]), (pads[2], pads[3]))
+    if n == 0:
+        return
+    if cg == 1:
+        _dw.depthwise_conv2d(x, w.reshape(kh, kw, c, f // c), b, strides, explicit, dilation, out=y)
+    else:
+        xg = _workspace("grp_x", n * h * wd * cg).reshape(n, h, wd, cg)
+        wg = _workspace("grp_w", kh * kw * cg * fg).reshape(kh, kw, cg, fg)
+        yg = _workspace("grp_yg", n * oh * ow * fg).reshape(n, oh, ow, fg)
+        for g in range(groups):
+            np.copyto(xg, x[..., g * cg:(g + 1) * cg])
+            np.copyto(wg, w[..., g * fg:(g + 1) * fg])
+            conv2d(xg, wg, None if b is None else b[g * fg:(g + 1) * fg], strides, explicit, dilation,
+                   out=yg)
+            y[..., g * fg:(g + 1) * fg] = yg
+    _apply_epilogue(y.reshape(-1, f), act, 0, affine)
+    if pooled is not None:
+        from fastnn._kernels import pool as _pool_k
+
+        _pool_k.max_pool2x2_rows(y, out)
+
+
+def _grouped_backward(x, w, dy, strides, dilation, pads, out_hw, dx, dw_out, db, y=None, *, groups):
+    """Gradients of _grouped_forward: the depthwise kernels when groups == C, else conv2d_backward
+    per group on copies of its channels, the results copied into dx, dw and db."""
+    from fastnn.kernels import depthwise as _dw
+    from fastnn.kernels import activation as A
+
+    n, h, wd, c = x.shape
+    kh, kw, cg, f = w.shape
+    fg = f // groups
+    oh, ow = out_hw
+    explicit = ((pads[0], pads[1]), (pads[2], pads[3]))
+    if y is not None:     # the ReLU-fused output: mask dy first (the same product as the kernels')
+        dy = A.grad("relu", y, y, dy, out=_workspace("grp_dym", dy.size).reshape(dy.shape))
+    if cg == 1:
+        _dw.depthwise_conv2d_backward(x, w.reshape(kh, kw, c, f // c), dy, strides, explicit, dilation,
+                                      need_dx=dx is not None, dx=dx,
+                                      dw=dw_out.reshape(kh, kw, c, f // c), db=db)
+        return
+    xg = _workspace("grp_x", n * h * wd * cg).reshape(n, h, wd, cg)
+    wg = _workspace("grp_w", kh * kw * cg * fg).reshape(kh, kw, cg, fg)
+    dyg = _workspace("grp_dy", n * oh * ow * fg).reshape(n, oh, ow, fg)
+    dxg = None if dx is None else _workspace("grp_dx", n * h * wd * cg).reshape(n, h, wd, cg)
+    dwg = _workspace("grp_dw", kh * kw * cg * fg).reshape(kh, kw, cg, fg)
+    dbg = _workspace("grp_db", fg)
+    for g in range(groups):
+        cs, fs = slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)
+        np.copyto(xg, x[..., cs])
+        np.copyto(wg, w[..., fs])
+        np.copyto(dyg, dy[..., fs])
+        conv2d_backward(xg, wg, dyg, strides, explicit, dilation, need_dx=dx is not None, dx=dxg, dw=dwg,
+                        db=dbg)
+        if dx is not None:
+            dx[..., cs] = dxg
+        dw_out[..., fs] = dwg
+        db[fs] = dbg
+
+
+# ---------------------------------------------------------------- transposed convolution
+
+def _backward_data(dy, w, strides, dilation, pads, dx):
+    """dx (N, H, W, C) = the input gradient of conv(x, w) (w (KH, KW, C, F)) for dy (N, OH, OW, F):
+    per chunk of _forward's grid dcol = dy @ wᵀ and col2im gathers it into dx, a thread owning
+    whole images (or, for small batches, all of dcol then input rows), as _backward's dx: the
+    same bits for any thread count."""
+    n, h, wd, c = dx.shape
+    kh, kw, _, f = w.shape
+    (sh, sw), (dh, dwl), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, dy.shape[1:3]
+    k = kh * kw * c
+    if n == 0:
+        return
+    wt = _workspace("tw", f * k).reshape(f, k)
+    wt[...] = w.reshape(k, f).T
+    dy2 = dy.reshape(n * oh * ow, f)
+    flops = 2.0 * dy2.shape[0] * k * f
+    chunks = _gemm_grid(n, oh, ow, k, f)
+    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads):
+        dx2 = dx.reshape(n * h * wd, c)
+
+        def work_1x1(i, nthreads):
+            m0, m1 = chunks[i][0] * ow, chunks[i][1] * ow
+            np.matmul(dy2[m0:m1], wt, out=dx2[m0:m1])
+
+        _run_items(work_1x1, len(chunks), flops)
+        return
+    if n < SMALL_BATCH and n * oh * ow * k * 4 <= DCOL_MAX_BYTES:
+        # all of dcol first, then the col2im gather split over input rows (a batch of 1 splits)
+        dcol_all = _workspace("dcol", n * oh * ow * k).reshape(-1, k)
+
+        def work_chunk(i, nthreads):
+            q0, q1 = chunks[i]
+            np.matmul(dy2[q0 * ow:q1 * ow], wt, out=dcol_all[q0 * ow:q1 * ow])
+
+        _run_items(work_chunk, len(chunks), flops)
+        rows_dx = [(r, min(r + 16, n * h)) for r in range(0, n * h, 16)]
+
+        def work_dx(i, nthreads):       # input rows [r0, r1), all fresh
+            r0, r1 = rows_dx[i]
+            _k.col2im_add(dcol_all, kh, kw, oh, ow, sh, sw, dh, dwl, pt, pl, 0, n * oh, r0, r1, r0, dx,
+                          nthreads)
+
+        _run_items(work_dx, len(rows_dx), flops)
+        return
+    units = _units(chunks, oh)
+    dx_rows = dx.reshape(n * h, wd * c)
+
+    def work(u, nthreads):              # the chunks of whole images: their dx rows are ours alone
+        c_lo, c_hi = units[u]
+        n_lo, n_hi = chunks[c_lo][0] // oh, -(-chunks[c_hi - 1][1] // oh)
+        zeroed = n_lo * h
+        for i in range(c_lo, c_hi):
+            q0, q1 = chunks[i]
+            col = _workspace("col", (q1 - q0) * ow * k).reshape(-1, k)
+            np.matmul(dy2[q0 * ow:q1 * ow], wt, out=col)
+            n0, oh0 = divmod(q0, oh)
+            n1, oh1 = divmod(q1 - 1, oh)
+            r0 = n0 * h + min(max(oh0 * sh - pt, 0), h)
+            r1 = n1 * h + min(max(oh1 * sh - pt + (kh - 1) * dh + 1, 0), h)
+            lo = min(r0, zeroed)
+            if r1 > lo:
+                _k.col2im_add(col, kh, kw, oh, ow, sh, sw, dh, dwl, pt, pl, q0, q1, lo, r1, zeroed, dx,
+                              nthreads)
+            zeroed = max(zeroed, r1)
+        if zeroed < n_hi * h:
+            dx_rows[zeroed:n_hi * h].fill(0.0)
+
+    _run_items(work, len(units), flops)
+
+
+def _transpose_geometry(x, w, strides, padding, output_padding, dilation, fn, rank):
+    """(strides, dilation, pads (pt, pb, pl, pr) of the convolution whose adjoint this is, the
+    output's spatial shape) of a transposed convolution, 2-D or 1-D (as (1, L))."""
+    strides = as_tuple(strides, rank, "strides", fn)
+    dilation = as_tuple(dilation, rank, "dilation", fn)
+    if output_padding is None:
+        ops = (None,) * rank
+    elif isinstance(output_padding, numbers.Integral) and not isinstance(output_padding, bool):
+        ops = (int(output_padding),) * rank
+    else:
+        try:
+            ops = tuple(output_padding)
+        except TypeError:
+            raise ValueError(f"{fn}: output_padding must be None, an int or a tuple of {rank} ints; received "
+                             f"{output_padding!r}.") from None
+        if len(ops) != rank:
+            raise ValueError(f"{fn}: output_padding must be None, an int or a tuple of {rank} ints; received "
+                             f"{output_padding!r}.")
+    pads, out = [], []
+    for n_, k_, s_, d_, op in zip(x.shape[1:-1], w.shape[:rank], strides, dilation, ops):
+        before, after, o = conv_transpose_padding(n_, k_, s_, d_, padding, op, "padding", fn)
+        pads += [before, max(after, 0)]
+        out.append(o)
+    if rank == 1:
+        return (1, strides[0]), (1, dilation[0]), (0, 0, *pads), (1, out[0])
+    return strides, dilation, tuple(pads), tuple(out)
+
+
+def _check_transpose(x, w, fn, rank):
+    lay = "NHWC (N, H, W, C)" if rank == 2 else "NLC (N, L, C)"
+    klay = "(KH, KW, F, C)" if rank == 2 else "(K, F, C)"
+    x = check_array(x, "x", fn, ndim=rank + 2)
+    w = check_array(w, "w", fn, ndim=rank + 2)
+    if any(s < 1 for s in w.shape):
+        raise ValueError(f"{fn}: w must have shape {klay} with every size >= 1; received shape {w.shape}.")
+    if w.shape[-1] != x.shape[-1]:
+        raise ValueError(f"{fn}: w has {w.shape[-1]} input channels (w.shape[-1]; a transposed kernel is "
+                         f"{klay} as Keras's Conv{rank}DTranspose) but x ({lay}) has {x.shape[-1]}.")
+    if any(d < 1 for d in x.shape[1:-1]):
+        raise ValueError(f"{fn}: x must have non-empty spatial dimensions; received shape {x.shape}.")
+    return x, w
+
+
+def _transpose_forward(x4, w4, b, strides, dilation, pads, out4, act):
+    _backward_data(x4, w4, strides, dilation, pads, out4)
+    y2 = out4.reshape(-1, out4.shape[-1])
+    if b is not None and y2.shape[0]:
+        _k.bias_add(y2, b, 0)
+    _apply_epilogue(y2, act, 0)
+
+
+def _transpose_backward(x4, w4, dy4, strides, dilation, pads, dx4, dw4, db):
+    """dx = conv(dy, w) (the transposed conv's adjoint), dw from conv2d_backward with the roles
+    of x and dy exchanged, db = the column sums of dy."""
+    explicit = ((pads[0], pads[1]), (pads[2], pads[3]))
+    if dx4 is not None:
+        conv2d(dy4, w4, None, strides, explicit, dilation, out=dx4)
+    cdb = _workspace("tr_db", w4.shape[3])
+    conv2d_backward(dy4, w4, x4, strides, explicit, dilation, need_dx=False, dw=dw4, db=cdb)
+    acc = _workspace("tr_dbsum", db.size, np.float64)
+    acc.fill(0.0)
+    dy2 = dy4.reshape(-1, dy4.shape[-1])
+    if dy2.shape[0]:
+        _k.column_sums_add(dy2, acc, 0)
+    db[...] = acc
+
+
+def conv2d_transpose(x, w, b=None, strides=(1, 1), padding="valid", output_padding=None, dilation=(1, 1), *,
+                     out=None, activation="linear", **act_params):
+    """Transposed 2-D convolution (Keras Conv2DTranspose) of NHWC float32 x with w (KH, KW, F, C).
+
+    x (N, H, W, C), w (KH, KW, F, C) (Keras's layout: filters, then input channels), b (F,) or
+    None -> y (N, OH, OW, F). strides, dilation: int or pair >= 1; padding "valid" or "same";
+    output_padding: None, an int or a pair, each < its stride (Keras's rule sets OH: "valid"
+    (H - 1)*s + (KH - 1)*d + 1 [+ max(s - k_eff, 0) or output_padding], "same" H*s, or
+    (H - 1)*s + k_eff % 2 + output_padding). y is the adjoint of conv2d(y, w) applied to x:
+    per chunk dcol = x @ wᵀ, gathered by col2im; bias and activation follow.
+    out: optional C-contiguous writeable float32 buffer of y's shape.
+    """
+    fn = "conv2d_transpose"
+    x, w = _check_transpose(x, w, fn, 2)
+    b = _check_bias(b, w.shape[2], fn)
+    strides, dilation, pads, out_hw = _transpose_geometry(x, w, strides, padding, output_padding, dilation, fn, 2)
+    out = prepare_out(out, (x.shape[0], *out_hw, w.shape[2]), "out", fn)
+    _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
+    act = _epilogue(activation, act_params, fn)
+    _transpose_forward(x, w, b, strides, dilation, pads, out, act)
+    return out
+
+
+def conv2d_transpose_backward(x, w, dy, strides=(1, 1), padding="valid", output_padding=None,
+                              dilation=(1, 1), *, need_dx=True, dx=None, dw=None, db=None):
+    """Gradients of conv2d_transpose (NHWC float32) w.r.t. x, w and b, given dy = dL/dy.
+
+    x (N, H, W, C), w (KH, KW, F, C), dy (N, OH, OW, F) -> (dx (N, H, W, C) or None,
+    dw (KH, KW, F, C), db (F,)). dx = conv2d(dy, w) (every conv2d path applies), dw =
+    conv2d_backward's weight gradient with x and dy exchanged, db = the sums of dy. Buffers:
+    optional, overwritten and returned.
+    """
+    fn = "conv2d_transpose_backward"
+    x, w = _check_transpose(x, w, fn, 2)
+    strides, dilation, pads, out_hw = _transpose_geometry(x, w, strides, padding, output_padding, dilation, fn, 2)
+    return _transpose_backward_public(fn, x, w, dy, strides, dilation, pads,
+                                      (x.shape[0], *out_hw, w.shape[2]), need_dx, dx, dw, db, False)
+
+
+def _transpose_backward_public(fn, x, w, dy, strides, dilation, pads, y_shape, need_dx, dx, dw, db, one_d):
+    if not isinstance(need_dx, (bool, np.bool_)):
+        raise TypeError(f"{fn}: need_dx must be True or False; received {need_dx!r}.")
+    dy = check_array(dy, "dy", fn, ndim=len(y_shape))
+    if dy.shape != tuple(y_shape):
+        raise ValueError(f"{fn}: dy must have the forward output's shape {tuple(y_shape)}; received shape "
+                         f"{dy.shape}. Pass the same x, w, strides, padding, output_padding and dilation as "
+                         f"the forward call.")
+    dx = prepare_out(dx, x.shape, "dx", fn) if need_dx else None
+    dw = prepare_out(dw, w.shape, "dw", fn)
+    db = prepare_out(db, (w.shape[-2],), "db", fn)
+    _no_overlap([("dx", dx), ("dw", dw), ("db", db)],
+                [("x", x), ("w", w), ("dy", dy), ("dx", dx), ("dw", dw), ("db", db)], fn)
+    if one_d:
+        _transpose_backward(x[:, None], w[None], dy[:, None], strides, dilation, pads,
+                            None if dx is None else dx[:, None], dw[None], db)
+    else:
+        _transpose_backward(x, w, dy, strides, dilation, pads, dx, dw, db)
+    return dx, dw, db
+
+
+def conv1d_transpose(x, w, b=None, strides=1, padding="valid", output_padding=None, dilation=1, *, out=None,
+                     activation="linear", **act_params):
+    """Transposed 1-D convolution (Keras Conv1DTranspose) of NLC float32 x with w (K, F, C).
+
+    x (N, L, C), w (K, F, C), b (F,) or None -> y (N, OL, F); the other arguments as
+    conv2d_transpose (ints for the one axis).
+    """
+    fn = "conv1d_transpose"
+    x, w = _check_transpose(x, w, fn, 1)
+    b = _check_bias(b, w.shape[1], fn)
+    strides, dilation, pads, out_hw = _transpose_geometry(x, w, strides, padding, output_padding, dilation, fn, 1)
+    out = prepare_out(out, (x.shape[0], out_hw[1], w.shape[1]), "out", fn)
+    _no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
+    act = _epilogue(activation, act_params, fn)
+    _transpose_forward(x[:, None], w[None], b, strides, dilation, pads, out[:, None], act)
+    return out
+
+
+def conv1d_transpose_backward(x, w, dy, strides=1, padding="valid", output_padding=None, dilation=1, *,
+                              need_dx=True, dx=None, dw=None, db=None):
+    """Gradients of conv1d_transpose (NLC float32): x (N, L, C), w (K, F, C), dy (N, OL, F) ->
+    (dx or None, dw (K, F, C), db (F,)), as conv2d_transpose_backward."""
+    fn = "conv1d_transpose_backward"
+    x, w = _check_transpose(x, w, fn, 1)
+    strides, dilation, pads, out_hw = _transpose_geometry(x, w, strides, padding, output_padding, dilation, fn, 1)
+    return _transpose_backward_public(fn, x, w, dy, strides, dilation, pads, (x.shape[0], out_hw[1], w.shape[1]),
+                                      need_dx, dx, dw, db, True)

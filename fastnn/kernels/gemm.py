@@ -10,6 +10,8 @@ columns, gives the same bits as the whole.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from fastnn._kernels import gemm as _gemm
@@ -28,8 +30,29 @@ def available() -> bool:
     return _gemm.get_isa() >= 1
 
 
+def _check_blocking(variant, kc, mc, fn):
+    """variant None or 0..2, kc and mc None or ints >= 1 (a negative or zero block size made
+    the C loops run forever; variant -1 read outside the microkernel tables)."""
+    if variant is not None and (isinstance(variant, bool) or not isinstance(variant, numbers.Integral)
+                                or not 0 <= variant < len(_gemm.MR)):
+        raise ValueError(f"{fn}: variant must be None or one of 0, 1, 2; received {variant!r}.")
+    for name, v in (("kc", kc), ("mc", mc)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                              or not 1 <= v < 2**31):
+            raise ValueError(f"{fn}: {name} must be None or an int in [1, 2**31) (a block size); "
+                             f"received {v!r}.")
+
+
+def _check_no_alias(a, b, out, fn):
+    """out is written while a and b are still read: it must not share memory with them."""
+    for name, arr in (("a", a), ("b", b)):
+        if np.may_share_memory(out, arr) and np.shares_memory(out, arr):
+            raise ValueError(f"{fn}: out must not share memory with {name}; pass a separate buffer.")
+
+
 def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
     fn = "gemm.matmul"
+    _check_blocking(variant, kc, mc, fn)
     for name, arr in (("a", a), ("b", b), ("out", out)):
         if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or arr.ndim != 2:
             raise TypeError(f"{fn}: {name} must be a 2-D float32 ndarray; received "
@@ -47,6 +70,7 @@ def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
                            f"use np.matmul.")
     if not out.flags.writeable:
         raise ValueError(f"{fn}: out must be writeable.")
+    _check_no_alias(a, b, out, fn)
     n = out.shape[1]
     if m == 0 or n == 0:
         return out

@@ -25,8 +25,10 @@ from __future__ import annotations
 import contextlib
 import os
 
-from fastnn._kernels import activation as _activation
+from fastnn.kernels import threads as _threads  # noqa: F401  (sets OMP_WAIT_POLICY before libgomp loads)
+from fastnn._kernels import activation as _activation  # isort: skip
 from fastnn._kernels import conv_direct as _conv_direct
+from fastnn._kernels import depthwise as _depthwise
 from fastnn._kernels import gemm as _gemm
 from fastnn._kernels import loss as _loss
 from fastnn._kernels import norm as _norm
@@ -38,7 +40,7 @@ __all__ = ["FLAVOURS", "supported", "best", "get_isa", "set_isa", "forced", "lev
 
 FLAVOURS = ("portable", "avx2", "avx512")      # index = the level the compiled modules take
 _MODULES = {"activation": _activation, "loss": _loss, "norm": _norm, "conv_direct": _conv_direct,
-            "winograd": _winograd, "gemm": _gemm, "pool": _pool, "rnn": _rnn}
+            "winograd": _winograd, "gemm": _gemm, "pool": _pool, "depthwise": _depthwise, "rnn": _rnn}
 _state = {"level": None}
 
 
@@ -115,6 +117,7 @@ def info() -> dict:
         "kernels": {
             "conv direct (few input channels)": wide[lvl] + (" (avx2 where it pads F less)" if lvl == 2 else ""),
             "conv winograd transforms": wide[lvl],
+            "depthwise conv": wide[lvl],
             "conv im2col / 1x1 / winograd GEMMs": "BLAS (np.matmul)",
             "dense GEMM": {2: "fastnn sgemm avx512 (6x64)", 1: "fastnn sgemm avx2 (6x16)",
                            0: "BLAS (np.matmul)"}[lvl],

@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from fastnn._kernels import loss as _loss
-from fastnn.kernels._checks import check_array, check_float, prepare_out
+from fastnn.kernels._checks import check_array, check_float, plain, prepare_out
 
 __all__ = ["softmax_crossentropy", "softmax_crossentropy_backward",
            "sigmoid_binary_crossentropy", "sigmoid_binary_crossentropy_backward", "PARALLEL_MIN"]
@@ -39,6 +39,9 @@ def _logits(z, name, fn):
     if z.ndim < 2:
         raise ValueError(f"{fn}: {name} must have shape (N, K) (or (..., K)); received shape {z.shape}. "
                          f"Use {name}.reshape(-1, 1) for a single output per sample.")
+    if z.shape[-1] == 0:
+        raise ValueError(f"{fn}: {name} must have at least one class (K >= 1 in (..., K)); received "
+                         f"shape {z.shape}.")
     return z
 
 
@@ -46,6 +49,7 @@ def _dense_labels(y, shape, fn):
     """Dense labels as a float32 C-contiguous array of `shape` (converted from any real dtype)."""
     if not isinstance(y, np.ndarray):
         raise TypeError(f"{fn}: y must be a numpy.ndarray of labels; received {type(y).__name__}.")
+    y = plain(y, "y", fn)
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{fn}: y must hold real numbers (one-hot or probabilities); received dtype "
                         f"{y.dtype}. For integer class labels pass sparse=True.")
@@ -61,21 +65,22 @@ def _sparse_labels(y, shape, fn):
     if not isinstance(y, np.ndarray):
         raise TypeError(f"{fn}: y must be a numpy.ndarray of integer class labels; received "
                         f"{type(y).__name__}.")
+    y = plain(y, "y", fn)
     if y.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: sparse labels must have an integer dtype; received dtype {y.dtype}. "
+        raise TypeError(f"{fn}: y: sparse labels must have an integer dtype; received dtype {y.dtype}. "
                         f"Use y.astype('int64') (or sparse=False for one-hot labels).")
     lead, k = tuple(shape[:-1]), shape[-1]
     if y.shape == lead + (1,):          # Keras accepts (N, 1) integer labels
         y = y.reshape(lead)
     if y.shape != lead:
-        raise ValueError(f"{fn}: sparse labels must have shape {lead} (the logits' shape without "
+        raise ValueError(f"{fn}: y: sparse labels must have shape {lead} (the logits' shape without "
                          f"the class axis); received shape {y.shape}.")
     if y.size:
         lo, hi = y.min(), y.max()
         if lo < 0 or hi >= k:
             bad = lo if lo < 0 else hi
             where = np.unravel_index(int(np.argmax(y == bad)), y.shape)
-            raise ValueError(f"{fn}: sparse label {int(bad)} at index {tuple(int(i) for i in where)} "
+            raise ValueError(f"{fn}: y: sparse label {int(bad)} at index {tuple(int(i) for i in where)} "
                              f"is out of range; labels must be in [0, {k - 1}] for {k} classes.")
     return np.ascontiguousarray(y.reshape(-1), dtype=np.int64)
 
@@ -88,6 +93,8 @@ def _scale(scale, n, fn):
         return np.full(1, check_float(scale, "scale", fn), np.float32), 0
     if isinstance(scale, np.ndarray) and scale.ndim == 0:
         return np.full(1, check_float(float(scale), "scale", fn), np.float32), 0
+    if isinstance(scale, np.ndarray):
+        scale = plain(scale, "scale", fn)
     if not isinstance(scale, np.ndarray) or scale.dtype.kind not in "iuf":
         raise TypeError(f"{fn}: scale must be None, a number or a real array of shape ({n},); "
                         f"received {type(scale).__name__}.")
@@ -164,6 +171,8 @@ def softmax_crossentropy_backward(probs, y, *, sparse=False, from_logits=True,
 
 
 def _binary_labels(y, shape, fn):
+    if isinstance(y, np.ndarray):
+        y = plain(y, "y", fn)
     if isinstance(y, np.ndarray) and shape[-1] == 1 and y.shape == tuple(shape[:-1]):
         y = y.reshape(shape)       # labels (N,) for outputs (N, 1), as Keras accepts
     return _dense_labels(y, shape, fn)

@@ -194,6 +194,8 @@ def inference_fold(gamma, beta, moving_var, epsilon=1e-3, *, scale=None, shift=N
     epsilon = check_float(epsilon, "epsilon", fn, low=0.0, low_open=True)
     scale = prepare_out(scale, (c,), "scale", fn)
     shift = prepare_out(shift, (c,), "shift", fn)
+    check_aliases(fn, [("scale", scale), ("shift", shift)],
+                  [("gamma", gamma), ("beta", beta), ("moving_var", moving_var)])
     _norm.inference_fold(gamma, beta, moving_var, epsilon, scale, shift)
     return scale, shift
 

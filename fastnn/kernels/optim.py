@@ -254,7 +254,8 @@ def _norm_scale(grads, segments, clipnorm, global_clipnorm):
     k = segs.shape[0] - 1
     sums = np.empty(k, np.float64)
     _jit = _numba_kernels()
-    _jit.sumsq_segments(grads, segs, np.empty(_jit.n_pieces(n, k), np.float64), sums)
+    sumsq = _jit.sumsq_segments_serial if threads.omp_threads() == 1 else _jit.sumsq_segments
+    sumsq(grads, segs, np.empty(_jit.n_pieces(n, k), np.float64), sums)
     l2sum = sums.astype(F32)  # Keras sums squares in float32 (overflows to inf as it does)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if clipnorm is not None:
@@ -314,7 +315,7 @@ def step(kind, params, grads, slots, *, lr, iteration, weight_decay=None, clipva
     s += [_UNUSED] * (3 - len(s))
     if kind == "rmsprop" and not h["momentum"] > 0 and h["centered"]:
         s = [s[0], _UNUSED, s[1]]  # the loop reads the average gradient from the third slot
-    _c.step(variant, params, grads, s[0], s[1], s[2], segs, gscale, c, wd != 0, threads.get_num_threads())
+    _c.step(variant, params, grads, s[0], s[1], s[2], segs, gscale, c, wd != 0, threads.omp_threads())
     return None
 
 

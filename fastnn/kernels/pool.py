@@ -42,7 +42,7 @@ _LAYOUT = {1: "NLC (N, L, C)", 2: "NHWC (N, H, W, C)"}
 
 # ---- argument helpers ----
 
-def _geometry(fn, spatial, pool_size, strides, padding, rank):
+def _geometry(fn, spatial, pool_size, strides, padding, rank, data="x"):
     """Per-axis (window, kernel stride, pad_before, out) for a "valid"/"same" pool."""
     pool = as_tuple(pool_size, rank, "pool_size", fn)
     strides = pool if strides is None else as_tuple(strides, rank, "strides", fn)
@@ -50,7 +50,8 @@ def _geometry(fn, spatial, pool_size, strides, padding, rank):
         raise ValueError(f"{fn}: pool_size must be below 2**30; received {pool_size!r}.")
     if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
         raise ValueError(f"{fn}: padding must be 'valid' or 'same'; received {padding!r}.")
-    geo = conv_geometry(spatial, pool, strides, (1,) * rank, padding.lower(), fn)
+    geo = conv_geometry(spatial, pool, strides, (1,) * rank, padding.lower(), fn,
+                        window="pool_size", data=data)
     # With a single output along an axis the stride is never used: pass 1, so that any
     # Python int the user gave reaches the C `int` arguments safely.
     return [(k, s if out > 1 else 1, before, out)
@@ -193,7 +194,7 @@ def _avg_backward(fn, dy, x_shape, pool_size, strides, padding, dx, rank):
     x_shape = _check_x_shape(x_shape, fn, rank, dy.shape)
     n, c = x_shape[0], x_shape[-1]
     spatial = x_shape[1:-1]
-    geo = _geometry(fn, spatial, pool_size, strides, padding, rank)
+    geo = _geometry(fn, spatial, pool_size, strides, padding, rank, data="x_shape")
     y_shape = (n, *(g[3] for g in geo), c)
     if dy.shape != y_shape:
         raise ValueError(f"{fn}: dy must have shape {y_shape} (the forward output for x_shape "

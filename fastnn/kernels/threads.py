@@ -16,7 +16,32 @@ import sys
 # BLAS threads between regions. Set before the OpenMP runtime loads; the user's value wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-_state = {"n": None, "limiter": None}
+_state = {"n": None, "limiter": None, "forked": False}
+
+
+def _after_fork_in_child() -> None:
+    """GNU OpenMP cannot start a thread team in a forked child once the parent has used one:
+    the child hangs in its first parallel region (measured with max_pool2d, the activations,
+    the optimizer step). So a forked child runs the OpenMP and Numba loops on one thread for
+    good; fastnn's own Python worker threads (the convolutions') are made anew and keep the
+    policy's count."""
+    _state["forked"] = True
+    if "fastnn._kernels.runtime" in sys.modules:
+        sys.modules["fastnn._kernels.runtime"].set_num_threads(1)
+    if "numba" in sys.modules:
+        try:
+            sys.modules["numba"].set_num_threads(1)
+        except Exception:   # Numba refuses while its pool is being torn down: nothing ran yet
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def omp_threads() -> int:
+    """Threads for an OpenMP (or Numba) loop: the policy's count, or 1 in a forked child."""
+    return 1 if _state["forked"] else get_num_threads()
 
 
 def _default_threads() -> int:
@@ -44,7 +69,7 @@ def set_num_threads(n: int) -> None:
 
     limiter = threadpool_limits(limits=n, user_api="blas")
     _state["limiter"] = limiter
-    runtime.set_num_threads(n)
+    runtime.set_num_threads(1 if _state["forked"] else n)
     _state["n"] = n
     if "numba" in sys.modules:  # else the Numba kernel modules apply it when they load
         apply_numba()
@@ -55,7 +80,7 @@ def apply_numba() -> None:
     import numba
 
     n = _state["n"] if _state["n"] is not None else _default_threads()
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(1 if _state["forked"] else min(n, numba.config.NUMBA_NUM_THREADS))
 
 
 def get_num_threads() -> int:

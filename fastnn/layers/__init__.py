@@ -5,7 +5,10 @@ docs/layers.md for writing your own.
 """
 from fastnn.layers.activation import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from fastnn.layers.base import KerasTensor, Layer, Variable
-from fastnn.layers.convolutional import Conv1D, Conv2D, Convolution1D, Convolution2D
+from fastnn.layers.convolutional import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Convolution1D,
+                                         Convolution1DTranspose, Convolution2D, Convolution2DTranspose,
+                                         DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
+                                         SeparableConvolution1D, SeparableConvolution2D)
 from fastnn.layers.core import (Activation, Dense, Dropout, Flatten, Identity, Input, InputLayer, Lambda,
                                 Permute, RepeatVector, Reshape)
 from fastnn.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add, average,
@@ -15,6 +18,7 @@ from fastnn.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D
                                    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
                                    GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                                    GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
+from fastnn.layers.preprocessing import Normalization, Rescaling, Resizing
 from fastnn.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, Embedding, GRUCell, LSTMCell, Masking,
                                      SimpleRNN, SimpleRNNCell, StackedRNNCells, TimeDistributed)
 from fastnn.layers.reshaping import Cropping2D, UpSampling2D, ZeroPadding1D, ZeroPadding2D

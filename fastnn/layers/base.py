@@ -52,8 +52,10 @@ class Variable:
     the arena can be (re)built without the layer noticing.
     """
 
-    def __init__(self, value, name, trainable=True, regularizer=None, constraint=None, path=None):
-        self.value = np.ascontiguousarray(value, dtype=FLOATX)
+    def __init__(self, value, name, trainable=True, regularizer=None, constraint=None, path=None, dtype=None):
+        # float32, or (a non-trainable counter such as Normalization's `count`) int32 as in Keras
+        # np.require keeps a 0-d value 0-d (np.ascontiguousarray would make it 1-d)
+        self.value = np.require(value, dtype=FLOATX if dtype is None else np.dtype(dtype), requirements="C")
         self.grad = np.zeros_like(self.value) if trainable else None
         self.name = name
         self.path = path or name
@@ -67,13 +69,13 @@ class Variable:
 
     @property
     def dtype(self):
-        return "float32"
+        return self.value.dtype.name
 
     def numpy(self):
         return self.value.copy()
 
     def assign(self, value):
-        value = np.asarray(value, dtype=FLOATX)
+        value = np.asarray(value, dtype=self.value.dtype)
         if value.shape != self.value.shape:
             raise ValueError(f"Variable {self.path}: cannot assign a value of shape {value.shape} "
                              f"to a variable of shape {self.value.shape}.")
@@ -83,7 +85,7 @@ class Variable:
         return self.value if dtype is None else self.value.astype(dtype)
 
     def __repr__(self):
-        return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
+        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
 
 
 class SharedVariable(Variable):
@@ -216,8 +218,9 @@ class Layer:
         from fastnn import constraints, initializers, regularizers
         init = initializers.get(initializer)
         shape = tuple(int(d) for d in shape)
-        value = np.asarray(init(shape, dtype="float32"), dtype=FLOATX).reshape(shape)
-        var = Variable(value, name or f"variable_{len(self._variables)}", trainable=trainable,
+        dtype = None if dtype in (None, "float32", np.float32) else {"int": "int32"}.get(dtype, dtype)
+        value = np.asarray(init(shape, dtype="float32"), dtype=dtype or FLOATX).reshape(shape)
+        var = Variable(value, name or f"variable_{len(self._variables)}", trainable=trainable, dtype=dtype,
                        regularizer=regularizers.get(regularizer) if regularizer is not None else None,
                        constraint=constraints.get(constraint) if constraint is not None else None,
                        path=f"{self.name}/{name}")
@@ -257,7 +260,7 @@ class Layer:
                 raise ValueError(f"Layer '{self.name}': weight '{v.name}' has shape {v.shape}; "
                                  f"received an array of shape {w.shape}.")
         for v, w in zip(self._variables, weights):
-            v.value[...] = np.asarray(w, dtype=FLOATX)
+            v.value[...] = np.asarray(w, dtype=v.value.dtype)
 
     def count_params(self):
         return int(sum(v.value.size for v in self._variables))
@@ -383,7 +386,8 @@ class Layer:
         shape = tuple(shape)
         buf = slot.get(shape)
         if buf is None or buf.dtype != dtype:
-            buf = np.empty(shape, dtype)
+            from fastnn.kernels._checks import empty_aligned
+            buf = empty_aligned(shape, dtype)     # cache-line aligned: whole-vector loads
             slot[shape] = buf
             if len(slot) > 2:
                 slot.popitem(last=False)

@@ -58,11 +58,21 @@ def _sigmoid(x):
 
 
 def _relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
-    # keras.activations.relu, step by step as Keras writes it
-    pos = np.where(x > threshold, x, 0)
+    # keras.activations.relu (ReLU.static_call), step by step as Keras writes it; the order
+    # matters for +-inf and NaN: relu(-inf) = 0, but x * (x > threshold) makes -inf * 0 = NaN
+    if negative_slope != 0 and max_value is None and threshold == 0:
+        return np.where(x >= 0, x, negative_slope * x)           # leaky_relu
+    if negative_slope != 0:
+        negative_part = np.maximum(threshold - x, 0)
+    if threshold != 0:
+        x = x * (x > threshold)
+    else:
+        x = np.maximum(x, 0)
     if max_value is not None:
-        pos = np.clip(pos, 0, max_value)
-    return pos - negative_slope * np.maximum(threshold - x, 0)
+        x = np.clip(x, 0, max_value)
+    if negative_slope != 0:
+        x = x - negative_slope * negative_part
+    return x
 
 
 def _relu_d(x, negative_slope=0.0, max_value=None, threshold=0.0):
@@ -73,11 +83,15 @@ def _relu_d(x, negative_slope=0.0, max_value=None, threshold=0.0):
 
 
 def _softmax(x, axis):
+    if x.shape[axis] == 0:      # nothing to normalise (np.max has no identity)
+        return x.copy()
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
 def _log_softmax(x, axis):
+    if x.shape[axis] == 0:
+        return x.copy()
     z = x - x.max(axis=axis, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
 

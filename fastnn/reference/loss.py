@@ -20,7 +20,7 @@ def _clip_bounds(dtype):
 
 def _smoothed(y, z, sparse, ls, k):
     if sparse:
-        y = np.eye(k, dtype=z.dtype)[np.asarray(y).reshape(z.shape[:-1])]
+        y = (np.asarray(y).reshape(z.shape[:-1] + (1,)) == np.arange(k)).astype(z.dtype)   # one-hot
     y = np.asarray(y, dtype=z.dtype)
     return y * (1 - ls) + ls / k if ls else y
 
@@ -95,6 +95,8 @@ def sigmoid_binary_crossentropy_backward(probs, y, *, from_logits=True, label_sm
     dz = (p - ys) / k
     if not from_logits:
         lo, hi = _clip_bounds(p.dtype)
-        dz = np.where((p >= lo) & (p <= hi), dz, 0.0)
+        # the clip passes no gradient outside [lo, hi]; the sigmoid Jacobian p (1 - p) still
+        # multiplies that 0, so a NaN probability stays NaN (as Keras's chain rule gives)
+        dz = np.where((p >= lo) & (p <= hi), dz, np.where(np.isnan(p), np.nan, 0.0))
     s = 1.0 if scale is None else np.asarray(scale, dtype=p.dtype)
     return dz * (s if np.ndim(s) == 0 else s.reshape(s.shape + (1,) * (p.ndim - s.ndim)))

@@ -12,7 +12,7 @@ import numpy as np
 
 def _rows64(a):
     a = np.asarray(a)
-    return a.reshape(-1, a.shape[-1]).astype(np.float64)
+    return a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1]).astype(np.float64)
 
 
 def _affine(xhat, gamma, beta):

@@ -90,7 +90,7 @@ def _avg_backward(dy4, x_shape4, pool_size, strides, padding):
     oh, ow = dy4.shape[1:3]
     count = (icol[: oh * ow] >= 0).sum(axis=1)               # (OH*OW, C), same for every image
     dcol = (dy4.reshape(n, oh * ow, 1, c) / count[None, :, None, :]).astype(dy4.dtype)
-    dcol = np.broadcast_to(dcol, (n, oh * ow, kh * kw, c)).reshape(-1, kh * kw, c)
+    dcol = np.broadcast_to(dcol, (n, oh * ow, kh * kw, c)).reshape(n * oh * ow, kh * kw, c)
     img = _col2im(dcol, (n, h + pt + pb, w + pl + pr, c), kh, kw, sh, sw, oh, ow)
     return img[:, pt:pt + h, pl:pl + w, :]
 
@@ -160,7 +160,7 @@ def avg_pool1d_backward(dy, x_shape, pool_size=2, strides=None, padding="valid")
 def global_max_pool2d(x):
     """NHWC global max pooling: x (N, H, W, C) -> (y (N, C), argmax (N, C) int32 into H*W*C)."""
     n, c = x.shape[0], x.shape[-1]
-    flat = x.reshape(n, -1, c)
+    flat = x.reshape(n, int(np.prod(x.shape[1:-1])), c)
     y = np.max(flat, axis=1)
     first = np.argmax(flat, axis=1)          # first maximum; np.argmax returns the first NaN
     return y, (first * c + np.arange(c)).astype(np.int32)

@@ -69,14 +69,15 @@ def test_same_script_runs_unchanged_in_one_process():
     np.testing.assert_array_equal(p0, p1)
 
 
-def test_import_does_not_load_mpi_and_a_missing_mpi4py_names_the_extra():
+def test_import_does_not_load_mpi_and_a_missing_mpi4py_names_the_extra(tmp_path):
     code = ("import sys; import fastnn; from fastnn import distribution; "
             "distribution.process_count(); assert 'mpi4py' not in sys.modules; "
             "sys.modules['mpi4py'] = None; import os; os.environ['PMI_SIZE'] = '2'; "
             "distribution._state['initialized'] = False\n"
             "try:\n    distribution.process_count()\nexcept ImportError as e:\n    print(e)")
     env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=tmp_path)   # the installed package, not ./fastnn
     assert out.returncode == 0, out.stderr
     assert 'pip install "fastnn[mpi]"' in out.stdout
 

@@ -66,3 +66,26 @@ def conv_close_fixture():
     """conv_close(got, ref_fn, operands, *args, post=None, **kwargs): a convolution kernel's
     result against fastnn.reference.conv within the float32 rounding of its sums."""
     return conv_close
+
+
+def _numgrad(f, a, eps=1e-6):
+    """Central differences of the scalar f() w.r.t. every element of a (changed in place and
+    restored): (f(a + eps) - f(a - eps)) / 2 eps."""
+    g = np.zeros_like(a)
+    it = np.nditer(a, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = a[i]
+        a[i] = old + eps
+        fp = f()
+        a[i] = old - eps
+        fm = f()
+        a[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+@pytest.fixture
+def numgrad():
+    """numgrad(f, a): the numerical gradient of f() w.r.t. the float64 array a."""
+    return _numgrad

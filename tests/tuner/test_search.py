@@ -235,12 +235,12 @@ def test_fastnn_arguments_are_checked(tmp_path):
         kt.RandomSearch(build_mlp, objective="val_accuracy", directory=tmp_path, max_epochs=3)
 
 
-def test_importing_the_tuner_does_not_import_optuna():
+def test_importing_the_tuner_does_not_import_optuna(tmp_path):
     import subprocess
     import sys
     code = ("import fastnn, fastnn.tuner, fastnn.wrappers, sys; "
             "assert 'optuna' not in sys.modules, 'optuna imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)   # not ./fastnn
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks Optuna directly

@@ -1,0 +1,228 @@
+"""Fuzzing fastnn.kernels.conv: conv2d / conv1d and their backward on every path (direct,
+Winograd, im2col; serial and threaded shares), valid and spoiled arguments (fuzzutil). The
+session fixture of tests/kernels/conftest.py runs it under every instruction-set flavour."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import fuzzutil as F
+from fastnn.kernels import conv as K
+from fastnn.reference import activation as RA
+from fastnn.reference import conv as R
+
+# float32 kernel vs float64 reference, sums of <= 4*4*16 products of numbers <= 2 (the tests of
+# test_conv.py use 1e-4 on sums of ~100 products of O(1) numbers)
+TOL = dict(rtol=1e-4, atol=2e-4)
+# NaN/inf inputs: Winograd's transforms mix the 4x4 tile, so a +-inf in x or dy may turn into
+# NaN in other outputs / dw taps of that tile whose direct sum is finite (inf - inf); the
+# comparison allows that ("spread") only when an input holds a NaN or inf
+
+WINDOW_JUNK = F.JUNK + [(0, 1), (1,), (1, 2, 3), (-1, 1), (2**31, 1), 2**40, (1.0, 1), "1"]
+PADDING_JUNK = F.JUNK + ["full", "causal", "SAME", "Valid", ((1, 1), (1, 1)), ((-1, 0), (0, 0)),
+                         ((1, 2),), (1, 1), ((1, 1), (1, 1), (1, 1)), ((0, 2**40), (0, 0)),
+                         ((1.0, 1), (0, 0)), (("a", 1), (0, 0))]
+PADDING1D_JUNK = F.JUNK + ["full", "causal", "SAME", (1, 1), (-1, 0), (1,), ((1, 1),), (2**40, 0),
+                           (1.0, 0)]
+ACT_JUNK = [None, "", "nope", "softmax", "RELU", 3]
+AFFINE_JUNK = [None, (), [], "affine", (np.ones(2, np.float32),) * 2, np.ones((3, 4), np.float32)]
+POOL_JUNK = [None, (2, 2), [2, 2], (3, 3), 2, (2,), (1, 1), "2x2", (2, 2, 2)]
+FLAG_JUNK = [None, 0, 1, "yes", np.bool_(False)]
+
+
+def _knobs(fn, knobs, label):
+    """fn run with the path / flavour / threading module settings of `knobs`."""
+    def call(**kw):
+        saved = {k: getattr(K, k) for k in knobs}
+        try:
+            for k, v in knobs.items():
+                setattr(K, k, v)
+            return fn(**kw)
+        finally:
+            for k, v in saved.items():
+                setattr(K, k, v)
+    call.__name__ = label
+    return call
+
+
+@st.composite
+def knobs(draw):
+    k = {"DIRECT": draw(st.sampled_from([None, True, False])), "WINOGRAD": draw(st.booleans())}
+    if draw(st.booleans()):   # split even tiny problems into per-thread shares
+        k["SERIAL_FLOPS"] = 1.0
+    return k
+
+
+def _spell(draw, v):
+    """A pair as users spell it: an int when both are equal, a tuple or a list."""
+    if v[0] == v[1] and draw(st.booleans()):
+        return v[0]
+    return draw(st.sampled_from([tuple, list]))(v)
+
+
+@st.composite
+def geometry2d(draw):
+    rng = np.random.default_rng(draw(F.seeds()))
+    n = draw(st.integers(0, 3))
+    big = draw(st.integers(0, 4)) == 0           # Winograd-sized channels, several tiles
+    h, wd = (draw(st.integers(1, 13)), draw(st.integers(1, 13))) if big else \
+        (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    c = draw(st.integers(8, 16)) if big else draw(st.integers(1, 5))
+    f = draw(st.integers(4, 16)) if big else draw(st.integers(1, 6))
+    kh, kw = (3, 3) if big and draw(st.booleans()) else (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    strides = (1, 1) if big and draw(st.booleans()) else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (1, 1) if draw(st.booleans()) else (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.one_of(st.sampled_from(["valid", "same", "SAME"]),
+                             st.tuples(st.tuples(st.integers(0, 2), st.integers(0, 2)),
+                                       st.tuples(st.integers(0, 2), st.integers(0, 2)))))
+    pads = [(0, 0)] * 2 if isinstance(padding, str) and padding.lower() == "valid" else \
+        (padding if not isinstance(padding, str) else [(kh, kh), (kw, kw)])
+    assume(h + sum(pads[0]) >= (kh - 1) * dilation[0] + 1)
+    assume(wd + sum(pads[1]) >= (kw - 1) * dilation[1] + 1)
+    special = draw(st.integers(0, 3)) == 0
+    x = F.values(rng, (n, h, wd, c), special=special)
+    w = F.values(rng, (kh, kw, c, f))
+    return rng, x, w, _spell(draw, strides), padding, _spell(draw, dilation), special
+
+
+def _epilogue(draw, rng, f):
+    act, params = draw(st.sampled_from([("linear", {}), ("relu", {}), ("relu", {"max_value": 1.0}),
+                                        ("sigmoid", {}), ("softmax", {}), ("tanh", {})]))
+    affine = None
+    if draw(st.booleans()):
+        affine = (F.values(rng, (f,)), F.values(rng, (f,)), F.values(rng, (f,)))
+    return act, params, affine
+
+
+@st.composite
+def conv2d_call(draw):
+    rng, x, w, strides, padding, dilation, special = draw(geometry2d())
+    f = w.shape[-1]
+    b = F.values(rng, (f,)) if draw(st.booleans()) else None
+    act, params, affine = _epilogue(draw, rng, f)
+    oh, ow = K.conv2d(x[:0], w, None, strides, padding, dilation).shape[1:3]
+    pool = (2, 2) if oh >= 2 and ow >= 2 and draw(st.booleans()) else None
+    kn = draw(knobs())
+    kw = dict(x=x, w=w, b=b, strides=strides, padding=padding, dilation=dilation, out=None,
+              activation=act, affine=affine, pool=pool, **params)
+    return F.Call(_knobs(K.conv2d, kn, "conv2d"), kw,
+                  lambda r: R.conv2d(r["x"], r["w"], r["b"], r["strides"], r["padding"], r["dilation"],
+                                     activation=r["activation"], affine=r["affine"], pool=r["pool"],
+                                     **{p: r[p] for p in params}),
+                  inputs=("x", "w", "b"), outs={"out": 0},
+                  params={"strides": WINDOW_JUNK, "padding": PADDING_JUNK, "dilation": WINDOW_JUNK,
+                          "activation": ACT_JUNK, "affine": AFFINE_JUNK, "pool": POOL_JUNK},
+                  nonfinite="spread", label=f"conv2d[{kn}, {act}]", **TOL)
+
+
+def _masked(dy, y):
+    return dy if y is None else RA.grad("relu", y, y, dy)
+
+
+@st.composite
+def conv2d_backward_call(draw):
+    rng, x, w, strides, padding, dilation, special = draw(geometry2d())
+    kn = draw(knobs())
+    y = None
+    if draw(st.booleans()):
+        y = K.conv2d(x, w, None, strides, padding, dilation, activation="relu")
+        shape = y.shape
+    else:
+        shape = K.conv2d(x, w, None, strides, padding, dilation).shape
+    dy = F.values(rng, shape, special=special)
+    need_dx = draw(st.booleans())
+
+    def ref(r):
+        dx, dw, db = R.conv2d_backward(r["x"], r["w"], _masked(r["dy"], r["y"]), r["strides"],
+                                       r["padding"], r["dilation"], need_dx=bool(r["need_dx"]))
+        return dx, dw, db
+
+    return F.Call(_knobs(K.conv2d_backward, kn, "conv2d_backward"),
+                  dict(x=x, w=w, dy=dy, strides=strides, padding=padding, dilation=dilation,
+                       need_dx=need_dx, dx=None, dw=None, db=None, y=y),
+                  ref, inputs=("x", "w", "dy", "y"), outs={"dx": 0, "dw": 1, "db": 2},
+                  no_special=("y",),
+                  params={"strides": WINDOW_JUNK, "padding": PADDING_JUNK, "dilation": WINDOW_JUNK,
+                          "need_dx": FLAG_JUNK},
+                  nonfinite="spread", label=f"conv2d_backward[{kn}]", **TOL)
+
+
+@st.composite
+def geometry1d(draw):
+    rng = np.random.default_rng(draw(F.seeds()))
+    n = draw(st.integers(0, 3))
+    length = draw(st.integers(1, 12))
+    c, f, k = draw(st.integers(1, 10)), draw(st.integers(1, 10)), draw(st.integers(1, 5))
+    stride = draw(st.integers(1, 3))
+    dilation = draw(st.integers(1, 3))
+    padding = draw(st.one_of(st.sampled_from(["valid", "same", "causal", "Causal"]),
+                             st.tuples(st.integers(0, 3), st.integers(0, 3))))
+    eff = (k - 1) * dilation + 1
+    extra = 0 if isinstance(padding, str) and padding.lower() == "valid" else \
+        (sum(padding) if not isinstance(padding, str) else eff)
+    assume(length + extra >= eff)
+    special = draw(st.integers(0, 3)) == 0
+    x = F.values(rng, (n, length, c), special=special)
+    w = F.values(rng, (k, c, f))
+    spell = lambda v: draw(st.sampled_from([v, (v,), [v], np.int64(v)]))
+    return rng, x, w, spell(stride), padding, spell(dilation), special
+
+
+@st.composite
+def conv1d_call(draw):
+    rng, x, w, stride, padding, dilation, special = draw(geometry1d())
+    b = F.values(rng, (w.shape[-1],)) if draw(st.booleans()) else None
+    act = draw(st.sampled_from(["linear", "relu", "sigmoid"]))
+    kn = draw(knobs())
+    return F.Call(_knobs(K.conv1d, kn, "conv1d"),
+                  dict(x=x, w=w, b=b, stride=stride, padding=padding, dilation=dilation, out=None,
+                       activation=act),
+                  lambda r: RA.apply(r["activation"], R.conv1d(r["x"], r["w"], r["b"], r["stride"],
+                                                               r["padding"], r["dilation"])),
+                  inputs=("x", "w", "b"), outs={"out": 0},
+                  params={"stride": WINDOW_JUNK, "padding": PADDING1D_JUNK, "dilation": WINDOW_JUNK,
+                          "activation": ACT_JUNK},
+                  nonfinite="spread", label=f"conv1d[{kn}]", **TOL)
+
+
+@st.composite
+def conv1d_backward_call(draw):
+    rng, x, w, stride, padding, dilation, special = draw(geometry1d())
+    kn = draw(knobs())
+    y = K.conv1d(x, w, None, stride, padding, dilation, activation="relu") if draw(st.booleans()) else None
+    shape = K.conv1d(x, w, None, stride, padding, dilation).shape
+    dy = F.values(rng, shape, special=special)
+    need_dx = draw(st.booleans())
+
+    def ref(r):
+        return R.conv1d_backward(r["x"], r["w"], _masked(r["dy"], r["y"]), r["stride"], r["padding"],
+                                 r["dilation"], need_dx=bool(r["need_dx"]))
+
+    return F.Call(_knobs(K.conv1d_backward, kn, "conv1d_backward"),
+                  dict(x=x, w=w, dy=dy, stride=stride, padding=padding, dilation=dilation,
+                       need_dx=need_dx, dx=None, dw=None, db=None, y=y),
+                  ref, inputs=("x", "w", "dy", "y"), outs={"dx": 0, "dw": 1, "db": 2},
+                  no_special=("y",),
+                  params={"stride": WINDOW_JUNK, "padding": PADDING1D_JUNK, "dilation": WINDOW_JUNK,
+                          "need_dx": FLAG_JUNK},
+                  nonfinite="spread", label=f"conv1d_backward[{kn}]", **TOL)
+
+
+CALLS = {"conv2d": conv2d_call(), "conv2d_backward": conv2d_backward_call(),
+         "conv1d": conv1d_call(), "conv1d_backward": conv1d_backward_call()}
+
+
+def test_every_public_function_is_fuzzed():
+    assert sorted(CALLS) == sorted(K.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+@given(data=st.data())
+def test_valid(name, data):
+    F.check_valid(data.draw(CALLS[name]))
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+@given(data=st.data())
+def test_spoiled(name, data):
+    F.check_spoiled(data, data.draw(CALLS[name]))
