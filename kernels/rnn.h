@@ -161,6 +161,27 @@ static RN_CLONES void rn_lstm_b2(const float* a, const float* cp, const float* d
     }
 }
 
+/* LSTM backward of one row with the default activations (sigmoid gates, tanh candidate and
+   act(c)) in one pass: rn_lstm_b1, tanh'(c), the carried dc, rn_lstm_b2 and the three gate
+   derivatives of the generic path, with the same operations in the same order (sigmoid'
+   = a (1 - a), tanh' = 1 - a^2 from the kept activations), so both paths give the same
+   numbers. dh: gradient of h; dc in: of c from the step after, out: of c_{t-1}. */
+static RN_CLONES void rn_lstm_brow(const float* a, const float* hc, const float* cp,
+                                   const float* dh, float* dc, float* da, Py_ssize_t u) {
+    const float *ai = a, *af = a + u, *ag = a + 2 * u, *ao = a + 3 * u;
+    float *di = da, *df = da + u, *dg = da + 2 * u, *dop = da + 3 * u;
+#pragma omp simd
+    for (Py_ssize_t j = 0; j < u; j++) {
+        float i = ai[j], f = af[j], g = ag[j], o = ao[j], th = hc[j], d = dh[j];
+        dop[j] = (d * th) * (o * (1.0f - o));
+        float dct = (d * o) * (1.0f - th * th) + dc[j];
+        di[j] = (dct * g) * (i * (1.0f - i));
+        df[j] = (dct * cp[j]) * (f * (1.0f - f));
+        dg[j] = (dct * i) * (1.0f - g * g);
+        dc[j] = dct * f;
+    }
+}
+
 /* GRU: h = z * hp + (1 - z) * hh */
 static RN_CLONES void rn_gru_h(const float* z, const float* hp, const float* hh, float* h,
                                Py_ssize_t u) {

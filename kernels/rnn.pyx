@@ -46,6 +46,8 @@ cdef extern from "rnn.h" nogil:
                     Py_ssize_t u)
     void rn_lstm_row(int isa, const float* z, const float* cp, float* a, float* c, float* hc,
                      float* h, Py_ssize_t u)
+    void rn_lstm_brow(const float* a, const float* hc, const float* cp, const float* dh,
+                      float* dc, float* da, Py_ssize_t u)
     void rn_gru_h(const float* z, const float* hp, const float* hh, float* h, Py_ssize_t u)
     void rn_gru_b(const float* z, const float* hp, const float* hh, const float* dh, float* dz,
                   float* dhh, float* dhp, Py_ssize_t u)
@@ -268,6 +270,8 @@ cdef void _backward_rows(const Spec* s, Py_ssize_t n0, Py_ssize_t n1,
     cdef int valid
     cdef float* pkf = <float*>(val + R + 64 - (R % 64))     # (GU x U) packed U^T, one panel set
     cdef bint whole = rmask == NULL
+    # LSTM with Keras's default activations: one fused pass per row (rn_lstm_brow), as forward
+    cdef bint fused = s.kind == LSTM and s.act == 9 and s.rec == 6 and s.pa[0] == 0
     _pack_backward(s, u, pk)
     if whole and s.kind != GRU_BEFORE:
         rn_pack(s.isa, GU, U, u, 1, GU, pkf)
@@ -313,6 +317,9 @@ cdef void _backward_rows(const Spec* s, Py_ssize_t n0, Py_ssize_t n1,
             ar = ca + row * GU
             if s.kind == SIMPLE:
                 fnn_act_backward(s.act, zr, ar, gh + r * U, dzr, U, s.pa)
+                memset(dhs + r * U, 0, U * sizeof(float))
+            elif s.kind == LSTM and fused:
+                rn_lstm_brow(ar, chc + row * U, ccp + row * U, gh + r * U, dcs + r * U, dzr, U)
                 memset(dhs + r * U, 0, U * sizeof(float))
             elif s.kind == LSTM:
                 dwork = tmp + r * U
