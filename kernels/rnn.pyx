@@ -494,7 +494,7 @@ def embedding_forward(const index_t[::1] ids,     # IN (M,) int32 or int64
     cdef Py_ssize_t m, D = table.shape[1], bad
     with nogil:
         bad = _first_bad(ids, table.shape[0])
-        if bad < 0:
+        if bad < 0 and D > 0:         # (D == 0: nothing to copy, and no element to address)
             for m in range(ids.shape[0]):
                 memcpy(&out[m, 0], &table[ids[m], 0], D * sizeof(float))
     return bad
@@ -508,7 +508,7 @@ def embedding_backward(const index_t[::1] ids,    # IN (M,) int32 or int64, in [
     cdef Py_ssize_t m, V = dtable.shape[0], D = dtable.shape[1], bad
     with nogil:
         bad = _first_bad(ids, V)
-        if bad < 0:
+        if bad < 0 and D > 0:
             memset(&dtable[0, 0], 0, V * D * sizeof(float))
             for m in range(ids.shape[0]):
                 rn_add(&dtable[ids[m], 0], &dout[m, 0], &dtable[ids[m], 0], D)

@@ -32,7 +32,7 @@ from fastnn._kernels import rnn as _k
 from fastnn.kernels import activation as _activation
 from fastnn.kernels import conv as _conv
 from fastnn.kernels import gemm as _gemm
-from fastnn.kernels._checks import check_array
+from fastnn.kernels._checks import check_aliases, check_array
 
 __all__ = ["CELLS", "forward", "backward", "bidirectional_forward", "bidirectional_backward",
            "embedding", "embedding_backward", "ISA"]
@@ -196,7 +196,7 @@ def _prepare(cell, x, kernel, recurrent_kernel, bias, h0, c0, mask, activation,
         if im.shape[-2:] != (n, d) or (im.ndim == 3 and im.shape[0] not in (1, G)):
             raise ValueError(f"{fn}: input_mask must have shape ({n}, {d}) or ({G}, {n}, {d}); received "
                              f"{im.shape}.")
-        j.xmask = im.reshape(-1, n, d)
+        j.xmask = im.reshape(im.shape[0] if im.ndim == 3 else 1, n, d)
     j.rmask = None
     if recurrent_mask is not None:
         rm = check_array(recurrent_mask, "recurrent_mask", fn, ndim=(2, 3))
@@ -239,6 +239,8 @@ def _buffers_forward(j, out):
     n, t, U, GU, tag = j.N, j.T, j.U, j.GU, j.tag
     if out is not None:
         j.y = check_array(out, "out", j.fn, shape=(n, t, U), writeable=True)
+        check_aliases(j.fn, [("out", j.y)], [("x", j.x), ("kernel", j.w), ("recurrent_kernel", j.u),
+                                              ("bias", j.bin), ("h0", j.h0), ("c0", j.c0)])
     else:
         j.y = a(tag + "y", (n, t, U))
     j.hT = a(tag + "hT", (n, U))
@@ -511,8 +513,9 @@ def embedding(ids, table, *, out=None, layer=None):
         out = np.empty(shape, np.float32)
     else:
         check_array(out, "out", fn, shape=shape, writeable=True)
+        check_aliases(fn, [("out", out)], [("table", table), ("ids", ids)])
     flat = _flat_ids(ids)
-    bad = _k.embedding_forward(flat, table, out.reshape(-1, table.shape[1]))
+    bad = _k.embedding_forward(flat, table, out.reshape(flat.size, table.shape[1]))
     if bad >= 0:
         where = f" of layer '{layer}'" if layer else ""
         pos = tuple(int(i) for i in np.unravel_index(bad, ids.shape))
@@ -531,12 +534,17 @@ def embedding_backward(ids, dout, vocab, *, dtable=None):
     if dout.shape[:-1] != ids.shape:
         raise ValueError(f"{fn}: dout must have shape {(*ids.shape, '?')} to match ids; received {dout.shape}.")
     d = dout.shape[-1]
+    if isinstance(vocab, (bool, np.bool_)) or not isinstance(vocab, (int, np.integer)) or vocab < 0:
+        raise TypeError(f"{fn}: vocab must be a non-negative int (the embedding's input_dim); "
+                        f"received {vocab!r}.")
+    vocab = int(vocab)
     if dtable is None:
         dtable = np.empty((vocab, d), np.float32)
     else:
         check_array(dtable, "dtable", fn, shape=(vocab, d), writeable=True)
+        check_aliases(fn, [("dtable", dtable)], [("dout", dout), ("ids", ids)])
     flat = _flat_ids(ids)
-    bad = _k.embedding_backward(flat, dout.reshape(-1, d), dtable)
+    bad = _k.embedding_backward(flat, dout.reshape(flat.size, d), dtable)
     if bad >= 0:
         raise ValueError(f"{fn}: ids must be in [0, {vocab}); received id {int(flat[bad])}.")
     return dtable

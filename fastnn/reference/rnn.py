@@ -191,16 +191,24 @@ def backward(cache, dy=None, dy_last=None, dh=None, dc=None, *, need_dx=True, dx
     return (dxs if need_dx else None), dW, dUk, db, dhs, (dcs if cell == "lstm" else None)
 
 
-def embedding(ids, table, *, out=None, layer=None):
+def _int_ids(ids):
+    """Token ids as integers (integer-valued floats are taken, as the kernel takes them)."""
     ids = np.asarray(ids)
+    if ids.dtype.kind == "f" and ids.size and np.all(ids == np.floor(ids)):
+        return ids.astype(np.int64)
+    return ids
+
+
+def embedding(ids, table, *, out=None, layer=None):
+    ids = _int_ids(ids)
     if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
         raise ValueError(f"embedding: ids must be in [0, {table.shape[0]})")
     return np.asarray(table)[ids]
 
 
 def embedding_backward(ids, dout, vocab, *, dtable=None):
-    ids = np.asarray(ids)
+    ids = _int_ids(ids)
     dout = np.asarray(dout)
     out = np.zeros((vocab, dout.shape[-1]), dout.dtype)
-    np.add.at(out, ids.reshape(-1), dout.reshape(-1, dout.shape[-1]))
+    np.add.at(out, ids.reshape(-1), dout.reshape(ids.size, dout.shape[-1]))
     return out
