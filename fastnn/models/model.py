@@ -80,6 +80,25 @@ class Model(Trainer, Graph, Layer):
         from fastnn.models.saving import save_model
         save_model(self, filepath, overwrite=overwrite)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Export the model for inference, as Keras 3's `model.export`: fastnn writes
+        format="onnx" (fastnn.onnx.export; kwargs `opset_version` / `opset` and
+        `fold_batchnorm`). Needs `pip install "fastnn[onnx]"`."""
+        if format != "onnx":
+            raise ValueError(f"export: fastnn exports format='onnx' only (a TensorFlow SavedModel or OpenVINO "
+                             f"artifact needs TensorFlow / OpenVINO); received format={format!r}. Use "
+                             f"model.export(path, format='onnx').")
+        from fastnn import onnx as fastnn_onnx
+        opset = kwargs.pop("opset_version", None)
+        opset = kwargs.pop("opset", opset)
+        fold = kwargs.pop("fold_batchnorm", False)
+        if kwargs:
+            raise TypeError(f"export: unexpected keyword argument(s) {sorted(kwargs)}; format='onnx' takes "
+                            f"opset_version, fold_batchnorm, verbose and input_signature.")
+        return fastnn_onnx.export(self, filepath, opset=fastnn_onnx.DEFAULT_OPSET if opset is None else opset,
+                                  fold_batchnorm=fold, input_signature=input_signature,
+                                  verbose=True if verbose is None else verbose)
+
     def save_weights(self, filepath, overwrite=True):
         from fastnn.models.saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)
