@@ -21,7 +21,10 @@ Models (same architecture, batch size, float32, He init, Adam in every framework
   M1  MLP 784-1024-1024-10 relu, batch 128
   M2  the Keras MNIST convnet (28x28x1), batch 128
   M3  small VGG on 32x32x3, batch 64
-Inference runs at batch 256. Data is random, of the right shape.
+  M4  Keras's MNIST-rows LSTM: (28, 28) -> LSTM(128) -> Dense(10, softmax), batch 128
+  M5  Keras's IMDB bidirectional LSTM: 200 int tokens -> Embedding(20000, 128) ->
+      Bidirectional(LSTM(64)) -> Dense(1, sigmoid), batch 32 (inference 128)
+Inference runs at batch 256 (M5: 128). Data is random, of the right shape.
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ MODELS = {
     "M1": {"input": (784,), "batch": 128},
     "M2": {"input": (28, 28, 1), "batch": 128},
     "M3": {"input": (32, 32, 3), "batch": 64},
+    "M4": {"input": (28, 28), "batch": 128},
+    "M5": {"input": (200,), "batch": 32, "infer_batch": 128, "vocab": 20000},
 }
 INFER_BATCH = 256
 FRAMEWORKS = ("fastnn", "reference", "torch", "torch_cl", "keras_jax")
@@ -58,7 +63,15 @@ _FWD_FLOPS = {
     "M2": [2 * 26 * 26 * 32 * 9, 2 * 11 * 11 * 64 * 288, 2 * 1600 * 10],
     "M3": [2 * 32 * 32 * 32 * 27, 2 * 32 * 32 * 32 * 288, 2 * 16 * 16 * 64 * 288,
            2 * 16 * 16 * 64 * 576, 2 * 4096 * 256, 2 * 256 * 10],
+    # recurrent models: 2 * steps * (input + recurrent GEMM) per direction, then the head
+    "M4": [2 * 28 * (28 + 128) * 512, 2 * 128 * 10],
+    "M5": [2 * 2 * 200 * (128 + 64) * 256, 2 * 128],
 }
+_RECURRENT = ("M4", "M5")     # no textbook-model reference (bench/test_rnn.py has the kernel's)
+
+
+def _batch(model, mode):
+    return MODELS[model]["batch"] if mode == "train" else MODELS[model].get("infer_batch", INFER_BATCH)
 
 
 def flops_per_sample(model, mode):
@@ -74,6 +87,10 @@ TARGETS = {
     ("infer", "M1"): [("torch_best", 1.0)],
     ("infer", "M2"): [("torch_best", 1.25), ("keras_jax", 0.8)],
     ("infer", "M3"): [("torch_best", 1.25), ("keras_jax", 0.8)],
+    ("train", "M4"): [("torch_best", 1.25), ("keras_jax", 1.25)],
+    ("infer", "M4"): [("torch_best", 1.0), ("keras_jax", 1.0)],
+    ("train", "M5"): [("torch_best", 1.25), ("keras_jax", 1.25)],
+    ("infer", "M5"): [("torch_best", 1.0), ("keras_jax", 1.0)],
 }
 
 
@@ -81,8 +98,12 @@ def _data(model, batch, n_batches, seed=0):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    x = rng.random((batch * n_batches, *MODELS[model]["input"]), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch * n_batches)]
+    n = batch * n_batches
+    if model == "M5":
+        x = rng.integers(0, MODELS[model]["vocab"], (n, *MODELS[model]["input"])).astype(np.int32)
+        return x, rng.integers(0, 2, (n, 1)).astype(np.float32)
+    x = rng.random((n, *MODELS[model]["input"]), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
     return x, y
 
 
@@ -99,6 +120,11 @@ def _keras_like_model(keras, name):
                   L.Conv2D(32, 3, activation="relu", kernel_initializer=he), L.MaxPooling2D(2),
                   L.Conv2D(64, 3, activation="relu", kernel_initializer=he), L.MaxPooling2D(2),
                   L.Flatten(), L.Dropout(0.5), L.Dense(10, activation="softmax", kernel_initializer=he)]
+    elif name == "M4":
+        layers = [keras.Input((28, 28)), L.LSTM(128), L.Dense(10, activation="softmax")]
+    elif name == "M5":
+        layers = [keras.Input((200,), dtype="int32"), L.Embedding(20000, 128),
+                  L.Bidirectional(L.LSTM(64)), L.Dense(1, activation="sigmoid")]
     else:
         layers = [keras.Input((32, 32, 3))]
         for filters in (32, 64):
@@ -109,12 +135,13 @@ def _keras_like_model(keras, name):
         layers += [L.Flatten(), L.Dense(256, activation="relu", kernel_initializer=he),
                    L.Dense(10, activation="softmax", kernel_initializer=he)]
     model = keras.Sequential(layers)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    loss = "binary_crossentropy" if name == "M5" else "categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
     return model
 
 
 def _run_keras_like(keras, model_name, mode, steps, t0):
-    batch = MODELS[model_name]["batch"] if mode == "train" else INFER_BATCH
+    batch = _batch(model_name, mode)
     model = _keras_like_model(keras, model_name)
     x, y = _data(model_name, batch, steps)
     times = []
@@ -154,6 +181,8 @@ def run_torch(model_name, mode, steps, t0, channels_last=False):
     from torch import nn
 
     torch.manual_seed(0)
+    if model_name in _RECURRENT:
+        return _run_torch_rnn(torch, nn, model_name, mode, steps, t0)
     if model_name == "M1":
         net = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
                             nn.Linear(1024, 10))
@@ -182,7 +211,12 @@ def run_torch(model_name, mode, steps, t0, channels_last=False):
             x = x.contiguous(memory_format=torch.channels_last)
             net = net.to(memory_format=torch.channels_last)
     y = torch.from_numpy(y_np.argmax(1))
-    loss_fn = nn.CrossEntropyLoss()
+    return _time_torch(torch, net, x, y, nn.CrossEntropyLoss(), lambda z: torch.softmax(z, 1),
+                       mode, batch, steps, t0)
+
+
+def _time_torch(torch, net, x, y, loss_fn, out_act, mode, batch, steps, t0):
+    """Fused-Adam training steps or inference batches of a torch model, timed one by one."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
     times = []
 
@@ -207,9 +241,42 @@ def run_torch(model_name, mode, steps, t0, channels_last=False):
             first = time.perf_counter() - t0
             for i in range(steps):
                 s = time.perf_counter()
-                torch.softmax(net(x[i * batch:(i + 1) * batch]), 1)
+                out_act(net(x[i * batch:(i + 1) * batch]))
                 times.append(time.perf_counter() - s)
     return batch, times, first
+
+
+def _run_torch_rnn(torch, nn, model_name, mode, steps, t0):
+    """M4 / M5 on nn.LSTM (bidirectional for M5), fused Adam."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            if model_name == "M4":
+                self.emb = None
+                self.rnn = nn.LSTM(28, 128, batch_first=True)
+                self.head = nn.Linear(128, 10)
+            else:
+                self.emb = nn.Embedding(20000, 128)
+                self.rnn = nn.LSTM(128, 64, batch_first=True, bidirectional=True)
+                self.head = nn.Linear(128, 1)
+
+        def forward(self, x):
+            if self.emb is not None:
+                x = self.emb(x)
+            _, (h, _) = self.rnn(x)
+            h = h[-1] if self.emb is None else torch.cat([h[0], h[1]], 1)
+            return self.head(h)
+
+    net = Net()
+    batch = _batch(model_name, mode)
+    x_np, y_np = _data(model_name, batch, steps)
+    x = torch.from_numpy(x_np.astype("int64") if model_name == "M5" else x_np)
+    if model_name == "M5":
+        y, loss_fn = torch.from_numpy(y_np), nn.BCEWithLogitsLoss()
+    else:
+        y, loss_fn = torch.from_numpy(y_np.argmax(1)), nn.CrossEntropyLoss()
+    out_act = torch.sigmoid if model_name == "M5" else (lambda z: torch.softmax(z, 1))
+    return _time_torch(torch, net, x, y, loss_fn, out_act, mode, batch, steps, t0)
 
 
 # ----------------------------------------------------------------------------- reference
@@ -217,7 +284,7 @@ def run_reference(model_name, mode, steps, t0):
     sys.path.insert(0, HERE)
     from reference_models import build  # textbook-style layers over fastnn.reference
 
-    batch = MODELS[model_name]["batch"] if mode == "train" else INFER_BATCH
+    batch = _batch(model_name, mode)
     net = build(model_name)
     x, y = _data(model_name, batch, steps)
     times = []
@@ -366,6 +433,8 @@ def main(argv=None):
         for mode in args.modes:
             for r in range(args.repeats):
                 for fw in fws:  # interleaved: A B C A B C ...
+                    if fw == "reference" and model_name in _RECURRENT:
+                        continue
                     steps = args.steps if fw != "reference" else max(6, args.steps // 4)
                     cmd = [sys.executable, os.path.abspath(__file__), "worker", fw, model_name, mode, str(steps)]
                     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -79,6 +79,18 @@ def digits_convnet(input_shape, num_classes):
     ])
 
 
+@register("lstm")
+def lstm(input_shape, num_classes):
+    """Keras's MNIST-rows LSTM (bench/peers.py's M4): each image row is a time step,
+    LSTM(128), Dense num_classes softmax."""
+    from fastnn import layers, models
+    return models.Sequential([
+        layers.Input(input_shape), layers.Reshape(tuple(input_shape[:2])),
+        layers.LSTM(128),
+        layers.Dense(num_classes, activation="softmax"),
+    ])
+
+
 @register("small_vgg")
 def small_vgg(input_shape, num_classes):
     """[Conv 32 3x3 same, BN, ReLU]x2, MaxPool, [Conv 64 3x3 same, BN, ReLU]x2, MaxPool,
@@ -180,7 +192,8 @@ def cmd_train(args):
         raise SystemExit("fastnn train: mnist_convnet needs 28x28 images; use --model digits_convnet "
                          "for the 8x8 digits.")
     # the digits set is small: more epochs for the same number of steps
-    epochs = args.epochs if args.epochs is not None else (40 if dataset == "digits" else 12)
+    epochs = args.epochs if args.epochs is not None else (
+        40 if dataset == "digits" else 10 if model_name == "lstm" else 12)
     if args.seed is not None:
         utils.set_random_seed(args.seed)
     num_classes = int(y_train.max()) + 1
@@ -254,7 +267,7 @@ def build_parser():
                    help="architecture (default: mnist_convnet, or digits_convnet on the 8x8 digits)")
     t.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default: mnist when its files are found (FASTNN_DATA or the cache), else digits")
-    t.add_argument("--epochs", type=int, default=None, help="default 12 (40 on digits)")
+    t.add_argument("--epochs", type=int, default=None, help="default 12 (lstm 10; 40 on digits)")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--optimizer", default="adam")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")

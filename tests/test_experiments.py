@@ -115,8 +115,26 @@ def test_deepcnn(tmp_path):
     assert sum(type(layer).__name__ == "Add" for layer in deepcnn.small_resnet().layers) == 6
 
 
+def test_memory(tmp_path):
+    import importlib
+    result = importlib.import_module("fastnn.experiments.memory").run(size="tiny", out=str(tmp_path))
+    assert os.path.getsize(result["png"]) > 10_000
+    with open(result["json"]) as f:
+        d = json.load(f)
+    assert d["experiment"] == "memory" and d["size"] == "tiny" and d["chance"] == 1 / d["k"]
+    for cell in ("SimpleRNN", "LSTM", "GRU"):
+        assert len(d["cells"][cell]) == len(d["lengths"]) and all(0 <= a <= 1 for a in d["cells"][cell])
+    for o in ("rmsprop", "adam"):
+        r = d["optimizers"][o]
+        assert len(r["accuracy"]) == len(d["lengths"]) and len(r["loss"]) == d["epochs"] and finite(r["loss"])
+    # the data: the label is the first token
+    from fastnn.experiments.memory import make_data
+    x, y = make_data(50, 7, 5, np.random.default_rng(0))
+    assert x.shape == (50, 7, 5) and np.array_equal(y.argmax(1), x[:, 0].argmax(1))
+
+
 def test_every_experiment_is_tested():
-    assert set(NAMES) == {"optimizers", "init", "vanishing", "batchnorm", "overfitting", "search", "deepcnn"}
+    assert set(NAMES) == {"optimizers", "init", "vanishing", "batchnorm", "overfitting", "search", "deepcnn", "memory"}
 
 
 def test_bad_size(tmp_path):

@@ -14,6 +14,8 @@ training) and calls it at a few documented points:
     replica.grad_scale             n_local / n_global: the loss gradient is divided by the
                                    global batch size (Keras's sum_over_batch_size)
     replica.reduce_gradients()     between backward and the optimizer step: the summed arena
+    replica.global_sum(v)          one number summed over the processes (masked losses count
+                                   the unmasked steps of the global batch)
     replica.phantom                True when this process has no row of the batch: it runs the
                                    step on one row for the collectives only, contributes zero
                                    gradients and statistics and does not update the metrics
@@ -293,6 +295,16 @@ class Replica:
         b.finish()
         self.stats["grad_wait"] = b.waited
         self.stats["steps"] += 1
+
+    def global_sum(self, value, what="a sum"):
+        """The sum of one number over the processes (float64, in process order: the same bits on
+        every process). Used by output masks (fastnn.models.masking): the unmasked steps of the
+        global batch."""
+        t0 = time.perf_counter()
+        buf = np.array([value], np.float64)
+        self.comm.ordered_sum_(buf, what)
+        self.stats["other"] += time.perf_counter() - t0
+        return float(buf[0])
 
     # ------------------------------------------------------------------ logs and decisions
     @contextlib.contextmanager

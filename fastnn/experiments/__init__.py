@@ -9,7 +9,8 @@ fastnn's own model API. Each module has `run(size="full"|"tiny", out=DIR)`, whic
     overfitting  300 samples, 7-layer MLP: no cure vs L2 weight decay vs Dropout
     search       grid vs random vs Bayesian search of learning rate and weight decay (fastnn.tuner)
     deepcnn      an AlexNet-style network vs a small ResNet on Fashion-MNIST (or MNIST): accuracy vs time
+    memory       SimpleRNN vs LSTM vs GRU remembering a token L steps back; RMSprop vs Adam
 
 Run one with `fastnn experiment NAME [--tiny] [--out DIR]`.
 """
-NAMES = ("optimizers", "init", "vanishing", "batchnorm", "overfitting", "search", "deepcnn")
+NAMES = ("optimizers", "init", "vanishing", "batchnorm", "overfitting", "search", "deepcnn", "memory")

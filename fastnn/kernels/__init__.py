@@ -15,6 +15,8 @@ Each topic is a module with the same name at every level of the project:
     dropout     inverted dropout with a seeded generator
     merge       merging layers' ops: element-wise over several inputs, concatenate, batch dot
     optim       fused optimizer updates over one flat float32 parameter buffer
+    rnn         SimpleRNN / LSTM / GRU over whole sequences (forward, backward through time),
+                embedding gather and scatter-add
     threads     one threading policy for BLAS, OpenMP and Numba
     resize      bilinear / nearest image resizing as Keras's Resizing (NumPy gathers)
     isa         the instruction-set flavour every kernel runs (avx512, avx2, portable;
@@ -42,7 +44,7 @@ from fastnn.kernels import isa  # isort: skip
 from fastnn.kernels.threads import get_num_threads, set_num_threads
 
 TOPICS = ("conv", "depthwise", "pool", "dense", "gemm", "norm", "activation", "loss", "dropout", "merge",
-          "optim", "resize")
+          "optim", "resize", "rnn")
 
 __all__ = [*TOPICS, "threads", "isa", "set_num_threads", "get_num_threads"]
 

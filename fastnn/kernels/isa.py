@@ -33,13 +33,14 @@ from fastnn._kernels import gemm as _gemm
 from fastnn._kernels import loss as _loss
 from fastnn._kernels import norm as _norm
 from fastnn._kernels import pool as _pool
+from fastnn._kernels import rnn as _rnn
 from fastnn._kernels import winograd as _winograd
 
 __all__ = ["FLAVOURS", "supported", "best", "get_isa", "set_isa", "forced", "level", "info"]
 
 FLAVOURS = ("portable", "avx2", "avx512")      # index = the level the compiled modules take
 _MODULES = {"activation": _activation, "loss": _loss, "norm": _norm, "conv_direct": _conv_direct,
-            "winograd": _winograd, "gemm": _gemm, "pool": _pool, "depthwise": _depthwise}
+            "winograd": _winograd, "gemm": _gemm, "pool": _pool, "depthwise": _depthwise, "rnn": _rnn}
 _state = {"level": None}
 
 
@@ -121,6 +122,7 @@ def info() -> dict:
             "dense GEMM": {2: "fastnn sgemm avx512 (6x64)", 1: "fastnn sgemm avx2 (6x16)",
                            0: "BLAS (np.matmul)"}[lvl],
             "batch norm": wide[lvl],
+            "recurrent GEMM (rnn time loops)": wide[lvl],
             "activations, losses": "avx2" if lvl >= 1 else "portable",
             "pooling (global average)": "avx" if lvl >= 1 else "portable",
             "pooling (others), im2col, dropout, optimizer step": "portable (auto-vectorised)",

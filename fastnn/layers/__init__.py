@@ -19,6 +19,8 @@ from fastnn.layers.pooling import (AveragePooling1D, AveragePooling2D, AvgPool1D
                                    GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                                    GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D, MaxPooling2D)
 from fastnn.layers.preprocessing import Normalization, Rescaling, Resizing
+from fastnn.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, Embedding, GRUCell, LSTMCell, Masking,
+                                     SimpleRNN, SimpleRNNCell, StackedRNNCells, TimeDistributed)
 from fastnn.layers.reshaping import Cropping2D, UpSampling2D, ZeroPadding1D, ZeroPadding2D
 
 _CLASSES = {name: obj for name, obj in dict(globals()).items()

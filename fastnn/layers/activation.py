@@ -16,6 +16,7 @@ class _KernelActivation(Layer):
     """y = kernels.activation.apply(name, x, **params); backward via kernels.activation.grad."""
 
     _act_name = "linear"
+    supports_masking = True   # Keras: activation layers pass a mask on
     _fused_into_bn = False   # set by Model._forward: the BatchNormalization before already applied it
     _passthrough = False
 
@@ -137,6 +138,8 @@ class Softmax(_KernelActivation):
 
 class PReLU(Layer):
     """max(x, 0) + alpha * min(x, 0) with a learned alpha of the input's shape (minus shared axes)."""
+
+    supports_masking = True
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
                  shared_axes=None, **kwargs):

@@ -126,12 +126,12 @@ class KerasTensor:
     """A symbolic tensor of the functional API: a shape (batch axis None) and the call making it
     (`call`: the layer, its input tensors; `index`: which of the call's outputs this is)."""
 
-    def __init__(self, shape, layer=None, inputs=(), name=None, call=None, index=0):
+    def __init__(self, shape, layer=None, inputs=(), name=None, call=None, index=0, dtype=None):
         self.shape = tuple(None if d is None else int(d) for d in shape)
         self.layer = layer          # the layer whose call produced this tensor
         self.inputs = list(inputs)  # the KerasTensors that layer was called on
         self.name = name
-        self.dtype = "float32"
+        self.dtype = dtype or "float32"
         self.call = call
         self.index = index
 
@@ -158,6 +158,12 @@ class Layer:
 
     # how many inputs call() takes: 1, or None for a list of tensors (merge layers)
     _num_inputs = 1
+    # Keras masking: a layer that supports masking passes its input's mask on (compute_mask);
+    # the model sets `_mask` (the input's mask, or None) before each forward
+    supports_masking = False
+    _mask = None
+    # True for layers that read integer inputs (Embedding): eager calls keep the ids' dtype
+    _int_input = False
 
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, input_dim=None,
                  batch_size=None, batch_input_shape=None, input_length=None,
@@ -277,8 +283,14 @@ class Layer:
             self.input_shape = input_shape
             self.build(input_shape)
             self.built = True
-            self.output_shape = tuple(self.compute_output_shape(input_shape))
+            out = self.compute_output_shape(input_shape)
+            self.output_shape = list(out) if _is_list_of_shapes(out) else tuple(out)
         return self.output_shape
+
+    def compute_mask(self, inputs, previous_mask):
+        """The mask of this layer's output (Keras): the input's mask if the layer supports
+        masking, else None (the mask stops here)."""
+        return previous_mask if self.supports_masking else None
 
     # ---- compute -----------------------------------------------------------------------
     def forward(self, x, training=False):

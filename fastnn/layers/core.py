@@ -20,7 +20,12 @@ class InputLayer(Layer):
 
     def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None,
                  input_tensor=None, name=None, input_shape=None, batch_input_shape=None, **kwargs):
-        super().__init__(name=name or unique_name("input_layer"), dtype=dtype)
+        idtype = None if dtype is None else np.dtype(dtype).name
+        if idtype not in (None, "float32", "int32", "int64"):
+            raise ValueError(f"InputLayer: dtype must be 'float32' (features) or 'int32'/'int64' (token ids "
+                             f"for an Embedding); received dtype={dtype!r}.")
+        super().__init__(name=name or unique_name("input_layer"))
+        self.dtype = idtype or "float32"
         if batch_shape is None:
             batch_shape = batch_input_shape
         if batch_shape is None:
@@ -38,6 +43,7 @@ class InputLayer(Layer):
         self.input_shape = self.output_shape = self.batch_shape
         self.built = True
         self._symbolic_call([], self.batch_shape)   # self.output: the model input tensor
+        self.output.dtype = self.dtype
 
     def forward(self, x, training=False):
         return x
@@ -46,13 +52,12 @@ class InputLayer(Layer):
         return None
 
     def get_config(self):
-        return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": "float32",
+        return {"name": self.name, "batch_shape": list(self.batch_shape), "dtype": self.dtype,
                 "sparse": False}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config.pop("dtype", None)
         config.pop("sparse", None)
         return cls(**config)
 
@@ -99,6 +104,8 @@ class _ActivationMixin:
 # ---------------------------------------------------------------------------------------------
 class Dense(_ActivationMixin, Layer):
     """y = activation(x @ kernel + bias) on the last axis; kernel (in, units), bias (units,)."""
+
+    supports_masking = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
@@ -164,6 +171,8 @@ class Dense(_ActivationMixin, Layer):
 class Activation(_ActivationMixin, Layer):
     """Applies an activation function elementwise (any rank)."""
 
+    supports_masking = True
+
     _fused_into_bn = False   # set by Model._forward: the BatchNormalization before already applied it
     _passthrough = False
 
@@ -198,6 +207,8 @@ class Dropout(Layer):
     noise_shape (Keras's): the shape of the mask, broadcast over the axes where it is 1; None
     entries take the input's size (EfficientNet's stochastic depth drops whole samples with
     noise_shape=(None, 1, 1, 1))."""
+
+    supports_masking = True
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -409,6 +420,8 @@ def _warn_alpha(cls, kwargs, new):
 # ---------------------------------------------------------------------------------------------
 class Identity(Layer):
     """Returns its input unchanged (Keras's keras.layers.Identity)."""
+
+    supports_masking = True
 
     def forward(self, x, training=False):
         return x

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from fastnn import kernels as K
 from fastnn.layers.base import Layer, _is_list_of_shapes, shape_str
 
@@ -20,6 +22,7 @@ class _Merge(Layer):
     op = "add"
     _num_inputs = None
     _min_inputs, _max_inputs = 1, None
+    supports_masking = True
 
     def _check_shapes(self, input_shape):
         cls = type(self).__name__
@@ -47,6 +50,15 @@ class _Merge(Layer):
             return tuple(out)
         raise ValueError(f"{type(self).__name__} '{self.name}': inputs must have the same shape, or size 1 on the "
                          f"axes where they differ (broadcast); received {', '.join(shape_str(t) for t in shapes)}.")
+
+    def compute_mask(self, inputs, mask):
+        """Keras: the OR of the inputs' masks, None unless every input has one."""
+        if not isinstance(mask, list) or any(m is None for m in mask):
+            return None
+        out = np.asarray(mask[0], bool)
+        for m in mask[1:]:
+            out = np.logical_or(out, m)
+        return out
 
     def forward(self, xs, training=False):
         self._xs = xs
@@ -122,6 +134,21 @@ class Concatenate(_Merge):
         out[ax] = None if any(s[ax] is None for s in shapes) else sum(s[ax] for s in shapes)
         return tuple(out)
 
+    def compute_mask(self, inputs, mask):
+        """Keras: each input's mask (all True where it has none, broadcast over its last axis),
+        concatenated along `axis`, then any() over the last axis."""
+        if not isinstance(mask, list) or all(m is None for m in mask):
+            return None
+        parts = []
+        for x, m in zip(inputs, mask):
+            if m is None:
+                parts.append(np.ones(x.shape, bool))
+            elif np.ndim(m) < x.ndim:
+                parts.append(np.broadcast_to(np.asarray(m, bool)[..., None], x.shape))
+            else:
+                parts.append(np.asarray(m, bool))
+        return np.concatenate(parts, axis=self.axis).any(axis=-1)
+
     def forward(self, xs, training=False):
         shape = list(xs[0].shape)
         ax = self.axis % len(shape)
@@ -147,6 +174,9 @@ class Dot(_Merge):
     normalize=True the inputs are L2-normalised first (the cosine similarity)."""
 
     _min_inputs = _max_inputs = 2
+
+    def compute_mask(self, inputs, mask):
+        return None          # Keras: the dot product drops the mask
 
     def __init__(self, axes, normalize=False, **kwargs):
         super().__init__(**kwargs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastnn import kernels as K
 from fastnn.kernels._geometry import resolve_padding
-from fastnn.layers.base import Layer, shape_str
+from fastnn.layers.base import FLOATX, Layer, shape_str
 from fastnn.layers.convolutional import normalize_padding, normalize_tuple
 
 import numpy as np
@@ -153,10 +153,37 @@ class GlobalMaxPooling2D(BaseGlobalPooling):
 
 
 class GlobalAveragePooling1D(BaseGlobalPooling):
-    """Mean over the length axis: (N, L, C) -> (N, C)."""
+    """Mean over the length axis: (N, L, C) -> (N, C); with a mask (Embedding(mask_zero=True),
+    Masking) the mean of the unmasked steps only, as Keras."""
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(1, "avg", data_format, keepdims, **kwargs)
+
+    def compute_mask(self, inputs, previous_mask):
+        return None
+
+    def forward(self, x, training=False):
+        if self._mask is None:
+            self._w = None
+            return super().forward(x, training)
+        # Keras: sum(x * mask) / sum(mask) over the steps
+        m = np.asarray(self._mask, FLOATX)
+        w = self._buffer("mask_w", m.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):   # all steps masked: NaN, as Keras
+            np.einsum("nl,n->nl", m, 1.0 / m.sum(axis=1), out=w)
+        self._w = w
+        self._x_shape = x.shape
+        y = self._buffer("y", (x.shape[0], x.shape[-1]))
+        np.einsum("nlc,nl->nc", x, w, out=y)
+        return y.reshape(self.compute_output_shape(x.shape)) if self.keepdims else y
+
+    def backward(self, dy):
+        if self._w is None:
+            return super().backward(dy)
+        dy = dy.reshape(dy.shape[0], dy.shape[-1])
+        dx = self._buffer("dx", self._x_shape)
+        np.einsum("nl,nc->nlc", self._w, dy, out=dx)     # (a broadcasting multiply buffers 32 KB)
+        return dx
 
 
 class GlobalAveragePooling2D(BaseGlobalPooling):

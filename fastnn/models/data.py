@@ -14,6 +14,7 @@ from collections import OrderedDict
 import numpy as np
 
 from fastnn.layers.base import FLOATX, shape_str, snake_case
+from fastnn.models import masking
 
 
 def _loss_name(loss) -> str:
@@ -48,7 +49,7 @@ class DataChecks:
                 raise TypeError(f"{fn}: x could not be converted to a float32 array: {e}") from None
             if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
                 raise TypeError(f"{fn}: x must be numeric; received dtype {a.dtype}.")
-            a = np.ascontiguousarray(a, dtype=FLOATX)
+            a = np.ascontiguousarray(a, dtype=masking.input_dtype(self, i, a, fn))
             if a.ndim == 0:
                 raise ValueError(f"{fn}: x must have a batch axis; received a scalar.")
             out.append(a)

@@ -21,7 +21,7 @@ import numpy as np
 from fastnn.layers.base import FLOATX, KerasTensor, _is_symbolic as _symbolic, shape_str
 from fastnn.layers.core import InputLayer
 from fastnn.kernels.conv import blas_pinned
-from fastnn.models import fusion
+from fastnn.models import fusion, masking
 
 
 class Graph:
@@ -107,6 +107,10 @@ class Graph:
             if layer._primary is not None:
                 self._shared_grads += [(v, v.primary) for v in layer._variables if v.grad is not None]
         self._plan_fusion()
+        # Keras masks (Embedding(mask_zero=True), Masking): carried per tensor id, so a mask
+        # follows its tensor through shared layers and inlined nested models
+        self._masking = masking.has_sources(nodes)
+        self._masks = [None] * n
         self._input_layers = [t.layer for t in inputs if isinstance(t.layer, InputLayer)]
         self._graph_outputs = outputs
         self._graph_inputs = inputs
@@ -279,7 +283,9 @@ class Graph:
         return outs
 
     def _run_forward(self, vals, training, timer):
-        if timer is None and not training and self._chains:
+        if self._masking:
+            masking.forward(self, vals, training, timer)
+        elif timer is None and not training and self._chains:
             fusion.run_inference(self._nodes, self._chains, vals)
         elif timer is None:
             for layer, ins, out in self._nodes:

@@ -227,25 +227,45 @@ def _weight_keys(model, owners=None):
     an equal architecture built under other names; a nested model is a container of its own
     (layers/functional/layers/dense/vars/0). Every layer and container gets its vars group.
     `owners`, when a dict, receives key -> the layer's name (for error messages).
+    A layer made of layers (an RNN and its cell, Bidirectional, TimeDistributed,
+    StackedRNNCells) names them by attribute, as Keras's saving walk does
+    (layers/lstm/cell/vars/0, layers/bidirectional/forward_layer/cell/vars/0,
+    layers/rnn/cell/cells/lstm_cell/vars/0): such a layer lists them in `_weight_children()`.
     """
     from fastnn.layers.base import class_name, snake_case
     keys, groups = [], ["vars"]
 
+    def unique(used, layer):
+        base = snake_case(class_name(layer))
+        k = used.get(base, 0)
+        used[base] = k + 1
+        return base if k == 0 else f"{base}_{k}"
+
+    def layer_keys(layer, path):
+        groups.append(f"{path}/vars")
+        children = layer._weight_children() if hasattr(layer, "_weight_children") else None
+        if children is None:
+            keys.extend((f"{path}/vars/{i}", v) for i, v in enumerate(layer._variables))
+            if owners is not None:
+                owners.update((f"{path}/vars/{i}", layer.name) for i in range(len(layer._variables)))
+            return
+        for attr, child in children:
+            if isinstance(child, (list, tuple)):
+                used = {}
+                for c in child:
+                    layer_keys(c, f"{path}/{attr}/{unique(used, c)}")
+            else:
+                layer_keys(child, f"{path}/{attr}")
+
     def walk(container, prefix):
         used = {}
         for layer in container.layers:
-            base = snake_case(class_name(layer))
-            k = used.get(base, 0)
-            used[base] = k + 1
-            path = f"{prefix}layers/{base if k == 0 else f'{base}_{k}'}"
-            groups.append(f"{path}/vars")
+            path = f"{prefix}layers/{unique(used, layer)}"
             if hasattr(layer, "_graph_calls") and layer.built:
+                groups.append(f"{path}/vars")
                 walk(layer, path + "/")
             else:
-                for i, v in enumerate(layer._variables):
-                    keys.append((f"{path}/vars/{i}", v))
-                    if owners is not None:
-                        owners[f"{path}/vars/{i}"] = layer.name
+                layer_keys(layer, path)
 
     walk(model, "")
     return keys, groups

@@ -15,8 +15,8 @@ One training step (`_train_step`) is a few calls, with a seam between them:
     self._apply_gradients()                             # optimizer step over the flat arena,
                                                         # then constraints
 
-Per-sample weights (and later masks) enter the losses in one place, `_loss_and_grad`, and the
-metrics in one place, `_update_metrics`.
+Per-sample weights and output masks enter the losses in one place, `_losses` (masks through
+fastnn.models.masking.loss_weights), and the metrics in one place, `_update_metrics`.
 
 Data parallel (fastnn.distribution): `self._replica` is None in one process. Under a
 DataParallel distribution over several processes it is this process's
@@ -43,6 +43,7 @@ from fastnn.layers.base import FLOATX
 from fastnn.models.arena import Arena
 from fastnn.models.data import DataChecks
 from fastnn.models.graph import _pack
+from fastnn.models import masking
 
 _FUSABLE = ("softmax", "sigmoid")
 
@@ -306,6 +307,9 @@ class Trainer(DataChecks):
         unweighted loss for its `<name>_loss` log."""
         total, douts = 0.0, []
         for h, y, yp, sw in zip(self._heads, ys, y_preds, sws):
+            # an output mask (a sequence output after Embedding(mask_zero=True) / Masking)
+            # weighs this output's loss as Keras's apply_mask does, and its metrics
+            sw, h.mask = masking.loss_weights(self, h, sw, yp)
             if h.loss is None:
                 douts.append(None)
                 continue
@@ -375,7 +379,7 @@ class Trainer(DataChecks):
                 h.loss_sum += h.last_loss * n
                 h.loss_count += n
             for m, weighted in zip(h.metrics, h.metric_weighted):
-                m.update_state(y, yp, sample_weight=sw if weighted else None)
+                m.update_state(y, yp, sample_weight=masking.metric_weights(sw if weighted else None, h.mask))
 
     def _logs(self, prefix=""):
         if self._replica is not None:       # data parallel: the sums over all processes
@@ -665,6 +669,7 @@ class Head:
         self.metrics = None     # resolved on the first batch, when y shapes are known (as Keras)
         self.fused, self.layer = False, None
         self.loss_sum, self.loss_count, self.last_loss = 0.0, 0, 0.0
+        self.mask = None        # the output's mask in the last batch (fastnn.models.masking)
 
     def resolve_metrics(self, y, y_pred):
         from fastnn import metrics as metrics_module

@@ -11,8 +11,8 @@ import importlib
 
 import numpy as np
 
-__all__ = ["to_categorical", "normalize", "train_val_split", "set_random_seed", "plot_history",
-           "gradient_check", "Progbar", "plot_model", "model_to_dot"]
+__all__ = ["to_categorical", "normalize", "pad_sequences", "train_val_split", "set_random_seed",
+           "plot_history", "gradient_check", "Progbar", "plot_model", "model_to_dot"]
 
 # names defined by the model layer, loaded on first use: (module, attribute) candidates
 _LAZY = {
@@ -107,6 +107,55 @@ def train_val_split(x, y, val_fraction=0.1, *, seed=None, shuffle=True):
         order = np.arange(n)
     tr, va = order[:n - n_val], order[n - n_val:]
     return (x[tr], y[tr]), (x[va], y[va])
+
+
+def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre", value=0.0):
+    """Pad (or cut) variable-length sequences to one length -> array (len(sequences), maxlen, ...).
+
+    Keras's semantics: maxlen defaults to the longest sequence; padding="pre" puts `value`
+    before a short sequence ("post" after it); truncating="pre" keeps the last maxlen items of a
+    long one ("post" the first); items may be scalars or equal-shaped arrays; dtype may be a
+    string dtype (then value must be a string too).
+    """
+    if not hasattr(sequences, "__len__"):
+        raise ValueError("pad_sequences: sequences must be iterable (a list of sequences).")
+    if padding not in ("pre", "post"):
+        raise ValueError(f'pad_sequences: padding must be "pre" or "post"; received padding={padding!r}.')
+    if truncating not in ("pre", "post"):
+        raise ValueError(f'pad_sequences: truncating must be "pre" or "post"; received truncating={truncating!r}.')
+    num = len(sequences)
+    lengths, sample_shape, flag = [], (), True
+    for x in sequences:
+        try:
+            lengths.append(len(x))
+            if flag and len(x):
+                sample_shape = np.asarray(x).shape[1:]
+                flag = False
+        except TypeError as e:
+            raise ValueError(f"pad_sequences: every element of sequences must be a sequence (list or "
+                             f"array); found a non-iterable: {x!r}") from e
+    if maxlen is None:
+        maxlen = int(np.max(lengths)) if lengths else 0
+    elif isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 0:
+        raise ValueError(f"pad_sequences: maxlen must be a non-negative int or None; received {maxlen!r}.")
+    is_str = np.issubdtype(np.dtype(dtype), np.str_) or np.issubdtype(np.dtype(dtype), np.object_)
+    if isinstance(value, str) and dtype is not object and not is_str:
+        raise ValueError(f"pad_sequences: dtype {dtype!r} is not compatible with value {value!r}; use "
+                         f"dtype=object for variable-length strings.")
+    x = np.full((num, int(maxlen)) + tuple(sample_shape), value, dtype=dtype)
+    for idx, s in enumerate(sequences):
+        if not len(s) or not maxlen:
+            continue
+        trunc = s[-maxlen:] if truncating == "pre" else s[:maxlen]
+        trunc = np.asarray(trunc, dtype=dtype)
+        if trunc.shape[1:] != tuple(sample_shape):
+            raise ValueError(f"pad_sequences: shape of sample {trunc.shape[1:]} of sequence at position "
+                             f"{idx} is different from expected shape {tuple(sample_shape)}.")
+        if padding == "post":
+            x[idx, :len(trunc)] = trunc
+        else:
+            x[idx, -len(trunc):] = trunc
+    return x
 
 
 def set_random_seed(seed):

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from fastnn.kernels import activation, conv, depthwise, dense, norm, optim, pool
+from fastnn.kernels import activation, conv, depthwise, dense, norm, optim, pool, rnn
 from fastnn.kernels import threads as T
 
 
@@ -21,6 +21,11 @@ def _everything(rng):
            conv.conv2d(x, w, padding="same", activation="relu"),
            depthwise.depthwise_conv2d(x, np.ascontiguousarray(w[:, :, :, :1]), padding="same"),
            dense.dense(x.reshape(16, -1), rng.standard_normal((12800, 64), dtype=np.float32))]
+    xs = rng.standard_normal((64, 12, 16), dtype=np.float32)
+    k, u = rng.standard_normal((16, 128), dtype=np.float32) * 0.2, rng.standard_normal((32, 128), dtype=np.float32) * 0.2
+    y, _, _, cache = rnn.forward("lstm", xs, k, u, np.zeros(128, np.float32), training=True)
+    out += [y, *rnn.backward(cache, dy=np.ones_like(y))[:3],
+            rnn.embedding(rng.integers(0, 50, (8, 7)), rng.random((50, 4), dtype=np.float32))]
     params, grads = rng.random(300_000, dtype=np.float32), rng.random(300_000, dtype=np.float32)
     slots = optim.init_slots("adam", params.size)
     optim.step("adam", params, grads, slots, lr=1e-3, iteration=0, global_clipnorm=1.0)

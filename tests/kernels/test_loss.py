@@ -184,7 +184,12 @@ def test_bce_matches_reference(n, k, seed, from_logits, ls, spread, soft):
                                atol=np.finfo(np.float32).tiny)
     if from_logits:
         want = R.sigmoid_binary_crossentropy(z.astype(np.float64), y, **kw)[0]
-        np.testing.assert_allclose(loss, want, rtol=2e-6, atol=1e-6)
+        # float32 terms of size ~|z| cancel in a row's mean (soft labels): the error scales with
+        # the row's largest |z|, not with the mean (measured <= 1.02 eps32 (max|z| + 1) over 9000
+        # random cases in the portable flavour; hypothesis found 1.9e-5 relative at a mean of 0.097)
+        bound = 3 * np.finfo(np.float32).eps * (np.abs(z.astype(np.float64)).max(axis=1) + 1)
+        err = np.abs(loss - want)
+        assert np.all(err <= bound + 2e-6 * np.abs(want)), f"worst error {(err / bound).max():.2f} x the bound"
     else:
         want = R.sigmoid_binary_crossentropy(z, y, **kw)[0]          # float32, as Keras
         np.testing.assert_allclose(loss, want, rtol=1e-5, atol=2e-6)

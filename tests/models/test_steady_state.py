@@ -95,6 +95,51 @@ def test_models_allocate_nothing_large(rng, build, shape, batch):
     assert not (big := _big_allocations(infer)), big
 
 
+def _m4():
+    return [L.Input((28, 28)), L.LSTM(128), L.Dense(10, activation="softmax")]
+
+
+def _m5():
+    return [L.Input((200,), dtype="int32"), L.Embedding(20000, 128), L.Bidirectional(L.LSTM(64)),
+            L.Dense(1, activation="sigmoid")]
+
+
+def _masked_gru():
+    return [L.Input((30,), dtype="int32"), L.Embedding(500, 16, mask_zero=True),
+            L.GRU(24, return_sequences=True, dropout=0.2, recurrent_dropout=0.2),
+            L.GlobalAveragePooling1D(), L.Dense(10, activation="softmax")]
+
+
+@pytest.mark.parametrize("build", [_m4, _m5, _masked_gru], ids=["M4", "M5", "masked_gru"])
+def test_recurrent_models_allocate_nothing_large(rng, build):
+    """bench/peers.py's M4 and M5 (and a masked GRU with dropout): the same bound."""
+    m = fastnn.models.Sequential(build())
+    binary = build is _m5
+    m.compile(optimizer="adam", loss="binary_crossentropy" if binary else "categorical_crossentropy")
+    shape = m.input_shape[1:]
+    if m.layers[0].__class__.__name__ == "Embedding":
+        x = rng.integers(0, m.layers[0].input_dim, (32, *shape)).astype(np.int32)
+        x[:, :5] = 0
+    else:
+        x = rng.random((32, *shape), dtype=np.float32)
+    y = (rng.integers(0, 2, (32, 1)).astype(np.float32) if binary
+         else np.eye(10, dtype=np.float32)[rng.integers(0, 10, 32)])
+    for _ in range(3):
+        m.train_on_batch(x, y)
+        m.predict_on_batch(x)
+
+    def steps():
+        for _ in range(2):
+            m._train_step([x], y, None)
+    assert not (big := _big_allocations(steps)), big
+
+    def infer():
+        for _ in range(2):
+            with conv.blas_pinned():
+                m._forward([x], False)
+    assert not (big := _big_allocations(infer)), big
+
+
 def _graph():
     """A residual block with a shared layer, a nested model and two outputs (two losses)."""
     a, b = L.Input((16, 16, 8)), L.Input((16, 16, 8))
