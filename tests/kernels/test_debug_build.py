@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fastnn._kernels import (activation, conv, conv_direct, depthwise, dropout, gemm, loss, norm, optim_step,
-                             pool, winograd)
+                             pool, rnn, winograd)
 
 EXPECT = os.environ.get("FASTNN_EXPECT_DEBUG_CHECKS") == "1"
 pytestmark = pytest.mark.skipif(not EXPECT, reason="FASTNN_EXPECT_DEBUG_CHECKS=1 is not set: not the "
@@ -47,6 +47,7 @@ PROBES = {   # module -> a call that indexes an empty (or too short) buffer
     "optim_step": lambda: optim_step.step(0, e(2), e(2), e(2), e(2), e(2), np.array([0, 2], np.int64),
                                           e(0), e(12), False, 1),
     "pool": lambda: pool.max_pool2x2_rows(e(1, 1, 2, 1), e(1, 1, 1, 1)),   # reads x row 1 of 1
+    "rnn": lambda: rnn.embedding_forward(np.zeros(1, np.int64), e(1, 2), e(0, 2)),   # writes out row 0 of 0
     "winograd": lambda: winograd.weight_transform(e(3, 3, 1, 1), e(0, 1, 1)),
 }
 
