@@ -38,7 +38,10 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
 LOGS="$PWD/build/asan/reports"
 rm -rf "$LOGS" && mkdir -p "$LOGS"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:symbolize=1:log_path=$LOGS/asan"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$LOGS/ubsan"
+# UBSan (combined with ASan, GCC) ignores its log_path and writes to stderr, so pytest runs with
+# --capture=sys (its fd 2 is not captured: a report reaches this script's output), and it aborts
+# (SIGABRT) so pytest's faulthandler prints the Python stack of the test that ran into it
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1:log_path=$LOGS/ubsan"
 # the oracles of other tests (Keras) are not installed here: this run is about memory safety
 unset FASTNN_REQUIRE_ORACLES
 
@@ -53,7 +56,7 @@ status=0
 for f in $flavours; do
     t0=$(date +%s)
     echo "asan.sh: FASTNN_ISA=$f pytest ${args[*]}"
-    FASTNN_ISA="$f" pytest -q -p no:cacheprovider "${args[@]}" || status=$?
+    FASTNN_ISA="$f" pytest -q -p no:cacheprovider --capture=sys "${args[@]}" || status=$?
     echo "asan.sh: flavour $f: exit $status, $(( $(date +%s) - t0 )) s"
     if [ -n "$(ls -A "$LOGS")" ]; then
         echo "asan.sh: sanitizer reports ($LOGS):"

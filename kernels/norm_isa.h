@@ -51,7 +51,9 @@ NB_AI VD NB_FN(nb_cvt)(VH h) {
 }
 NB_AI VD NB_FN(nb_ldd)(const float* p) {
 #if NB_X86_ISA && NB_DL == 2
-    return (VD)_mm_cvtps_pd(_mm_castpd_ps(_mm_load_sd((const double*)p)));
+    double d;                  /* two floats through memcpy: p is only 4-byte aligned, and a */
+    memcpy(&d, p, sizeof d);   /* (const double*) load of it is undefined (UBSan); same movsd */
+    return (VD)_mm_cvtps_pd(_mm_castpd_ps(_mm_set_sd(d)));
 #else
     return NB_FN(nb_cvt)(NB_FN(nb_ldh)(p));
 #endif

@@ -59,6 +59,10 @@ def check_array(x, name: str, fn: str, *, ndim=None, dtype=FLOAT32, shape=None,
     if contiguous and not x.flags.c_contiguous:
         raise ValueError(f"{fn}: {name} must be C-contiguous; received a strided view with strides "
                          f"{x.strides}. Use np.ascontiguousarray({name}).")
+    if not x.flags.aligned:   # the compiled loops load whole elements: a misaligned float* is undefined
+        raise ValueError(f"{fn}: {name} must be aligned to its {x.dtype.itemsize}-byte elements; its data "
+                         f"starts {x.ctypes.data % x.dtype.itemsize} byte(s) off (a view into a byte "
+                         f"buffer). Pass an aligned array, e.g. {name}.copy().")
     if writeable and not x.flags.writeable:
         raise ValueError(f"{fn}: {name} is written to and must be writeable; received a read-only array.")
     return x
@@ -138,7 +142,12 @@ def as_tuple(value, n: int, name: str, fn: str, *, minimum: int = 1) -> tuple:
         out = tuple(int(v) for v in out)
     if any(v < minimum for v in out):
         raise ValueError(f"{fn}: {name} must be >= {minimum} in every dimension; received {value!r}.")
+    if any(v > _MAX_WINDOW for v in out):   # the compiled loops take C ssize_t / int sizes
+        raise ValueError(f"{fn}: {name} must be below 2**31 in every dimension; received {value!r}.")
     return out
+
+
+_MAX_WINDOW = (1 << 31) - 1
 
 
 def check_float(value, name: str, fn: str, *, low=None, high=None, low_open=False, high_open=False) -> float:

@@ -522,6 +522,10 @@ def _check_affine(affine, f: int, fn: str):
     if not isinstance(affine, (tuple, list)) or len(affine) != 3:
         raise ValueError(f"{fn}: affine must be (center, scale, shift), three float32 arrays of shape "
                          f"({f},); received {type(affine).__name__}.")
+    for i, a in enumerate(affine):
+        if isinstance(a, np.ndarray) and a.shape != (f,):
+            raise ValueError(f"{fn}: affine[{i}] must have shape ({f},), one value per filter of w "
+                             f"(w.shape[-1] = {f}); received shape {a.shape}.")
     return tuple(check_array(a, f"affine[{i}]", fn, ndim=1, shape=(f,)) for i, a in enumerate(affine))
 
 
@@ -1346,7 +1350,10 @@ def _backward_data(dy, w, strides, dilation, pads, dx):
     kh, kw, _, f = w.shape
     (sh, sw), (dh, dwl), (pt, _, pl, _), (oh, ow) = strides, dilation, pads, dy.shape[1:3]
     k = kh * kw * c
-    if n == 0:
+    if dx.size == 0:        # (a "same" transposed conv of an even window can have OH or OW 0)
+        return
+    if dy.size == 0:        # no output pixel: nothing reaches dx (the loops below would not zero it)
+        dx.fill(0.0)
         return
     wt = _workspace("tw", f * k).reshape(f, k)
     wt[...] = w.reshape(k, f).T
@@ -1461,6 +1468,16 @@ def _transpose_backward(x4, w4, dy4, strides, dilation, pads, dx4, dw4, db):
     """dx = conv(dy, w) (the transposed conv's adjoint), dw from conv2d_backward with the roles
     of x and dy exchanged, db = the column sums of dy."""
     explicit = ((pads[0], pads[1]), (pads[2], pads[3]))
+    if dy4.size == 0:       # an empty output (OH or OW 0, or F 0): every gradient is 0 * what it
+        # multiplies, as the textbook scatter with its cropped-away (zero) dy gives: NaN where a
+        # channel of x (for dw) or of w (for dx) holds a NaN or inf, else zero
+        with np.errstate(invalid="ignore", over="ignore"):
+            c = x4.shape[3]
+            dw4[...] = np.float32(0.0) * x4.reshape(-1, c).sum(axis=0, dtype=np.float64).astype(np.float32)
+            if dx4 is not None:
+                dx4[...] = np.float32(0.0) * w4.reshape(-1, c).sum(axis=0, dtype=np.float64).astype(np.float32)
+        db.fill(0.0)
+        return
     if dx4 is not None:
         conv2d(dy4, w4, None, strides, explicit, dilation, out=dx4)
     cdb = _workspace("tr_db", w4.shape[3])

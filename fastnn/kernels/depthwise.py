@@ -75,7 +75,7 @@ def _check(x, w, fn: str, rank: int):
                          f"depth multiplier.")
     taps = math.prod(w.shape[:-2])
     if taps > _dk.TMAX:
-        raise ValueError(f"{fn}: the kernel has {taps} taps ({'x'.join(map(str, w.shape[:-2]))}); the depthwise "
+        raise ValueError(f"{fn}: w has {taps} taps ({'x'.join(map(str, w.shape[:-2]))}); the depthwise "
                          f"kernels take at most {_dk.TMAX}. Use fastnn.kernels.conv with groups instead.")
     return x, w
 
@@ -98,7 +98,9 @@ def _geometry_2d_cached(spatial, kernel, strides, padding, dilation, fn):
                                          or not all(isinstance(p, (tuple, list)) for p in padding)):
         raise ValueError(f"{fn}: padding must be 'valid', 'same' or ((top, bottom), (left, right)); "
                          f"received {padding!r}.")
-    (pt, _, oh), (pl, _, ow) = conv_geometry(spatial, kernel, strides, dilation, padding, fn)
+    (pt, pb, oh), (pl, pr, ow) = conv_geometry(spatial, kernel, strides, dilation, padding, fn,
+                                               window="w", data="x")
+    _conv._check_pad_size((pt, pb, pl, pr), padding, fn)
     return strides, dilation, (pt, pl), (oh, ow)
 
 
@@ -108,7 +110,9 @@ def _geometry_1d(x, w, stride, padding, dilation, fn):
     if not isinstance(padding, (str, tuple, list)):
         raise ValueError(f"{fn}: padding must be 'valid', 'same', 'causal' or (left, right); "
                          f"received {padding!r}.")
-    left, _, ol = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn)
+    left, right, ol = resolve_padding(x.shape[1], w.shape[0], stride, dilation, padding, "padding", fn,
+                                      window="w", data="x")
+    _conv._check_pad_size((left, right), padding, fn)
     return (1, stride), (1, dilation), (0, left), (1, ol)
 
 

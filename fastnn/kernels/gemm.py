@@ -64,6 +64,10 @@ def matmul(a, b, out, accumulate=False, *, variant=None, kc=None, mc=None):
     if any(st % 4 for arr in (a, b, out) for st in arr.strides):
         raise ValueError(f"{fn}: strides must be whole floats; received a {a.strides}, "
                          f"b {b.strides}, out {out.strides}.")
+    for name, arr in (("a", a), ("b", b), ("out", out)):   # UBSan: gemm.h loaded misaligned floats
+        if arr.size and arr.ctypes.data % 4:
+            raise ValueError(f"{fn}: {name} must be aligned to its 4-byte floats; its data starts "
+                             f"{arr.ctypes.data % 4} byte(s) off. Pass an aligned array, e.g. {name}.copy().")
     lvl = _gemm.get_isa()
     if lvl < 1:
         raise RuntimeError(f"{fn}: the portable flavour has no sgemm kernel (fastnn.kernels.isa); "

@@ -10,7 +10,7 @@ OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
 def _broadcast(xs):
     """Every input repeated along its size-1 axes to the common shape (same rank, each axis
     equal or 1), element by element."""
-    shape = tuple(max(d) for d in zip(*[np.shape(x) for x in xs]))
+    shape = tuple((set(d) - {1} or {1}).pop() for d in zip(*[np.shape(x) for x in xs]))   # 1 vs 0 is 0
     out = []
     for x in xs:
         x = np.asarray(x, np.float64)
@@ -94,10 +94,10 @@ def batch_dot(a, b, axes):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     p, q = (axes, axes) if isinstance(axes, int) else tuple(axes)
     p, q = p % a.ndim, q % b.ndim
-    out = []
+    free = [d for j, d in enumerate(a.shape[1:], 1) if j != p] + [d for j, d in enumerate(b.shape[1:], 1) if j != q]
+    y = np.zeros((a.shape[0], *free))
     for i in range(a.shape[0]):
-        out.append(np.tensordot(a[i], b[i], axes=(p - 1, q - 1)))
-    y = np.stack(out)
+        y[i] = np.tensordot(a[i], b[i], axes=(p - 1, q - 1))
     return (y.reshape(-1, 1) if y.ndim == 1 else y).astype(np.float32)
 
 

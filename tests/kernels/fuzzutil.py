@@ -340,6 +340,8 @@ def _spoil_input(data, call, kw, name, rng, written=False):
         layout = data.draw(st.sampled_from(sorted(LAYOUTS)), label="layout")
         make, expect = LAYOUTS[layout]
         kw[name] = make(a)
+        if kw[name].ctypes.data % max(a.dtype.itemsize, 1) and a.size:
+            expect = "either"      # offset4 / offset12 of a float64 or int64 array: misaligned
         return "raise" if written and layout == "read_only" else expect
     if how == "dtype":
         dt = data.draw(st.sampled_from(BAD_DTYPES), label="dtype")
@@ -400,7 +402,7 @@ def _spoil_out(data, call, kw, name, rng, shape, dtype):
     if how == "dtype":
         dt = data.draw(st.sampled_from([np.float64, np.float16, np.int32, np.int64, np.uint8, object]))
         if np.dtype(dt) == np.dtype(dtype):
-            dt = np.float64
+            dt = np.float32 if np.dtype(dtype) == np.float64 else np.float64
         kw[name] = np.zeros(shape, dt)
         return "raise"
     if how == "strided":
@@ -420,7 +422,7 @@ def _spoil_out(data, call, kw, name, rng, shape, dtype):
         return "either"
     if how == "offset4":
         kw[name] = at_byte_offset(good, 4)
-        return "succeed"
+        return "succeed" if 4 % good.dtype.itemsize == 0 or not good.size else "raise"   # float64: misaligned
     if how == "list":
         kw[name] = good.tolist()
         return "raise"
@@ -486,7 +488,8 @@ def check_spoiled(data, call: Call, rng: np.random.Generator | None = None):
         expect = _spoil_input(data, call, kw, name, rng, written=kind == "updated")
         if expect == "either-shape":   # the mismatch may be reported under the other name
             expect, also = "either", tuple(n for n, v in kw.items() if isinstance(v, np.ndarray)
-                                           or n.endswith("shape"))
+                                           or n.endswith("shape") or (isinstance(v, (tuple, list)) and any(
+                                               isinstance(e, np.ndarray) for e in v)))   # stats=(n, shift, sums)
     elif kind == "out":
         expect = _spoil_out(data, call, kw, name, rng, *shapes[name])
     else:

@@ -12,7 +12,8 @@ import os
 import numpy as np
 import pytest
 
-from fastnn._kernels import activation, conv, conv_direct, dropout, gemm, loss, norm, optim_step, pool, winograd
+from fastnn._kernels import (activation, conv, conv_direct, depthwise, dropout, gemm, loss, norm, optim_step,
+                             pool, rnn, winograd)
 
 EXPECT = os.environ.get("FASTNN_EXPECT_DEBUG_CHECKS") == "1"
 pytestmark = pytest.mark.skipif(not EXPECT, reason="FASTNN_EXPECT_DEBUG_CHECKS=1 is not set: not the "
@@ -37,6 +38,8 @@ PROBES = {   # module -> a call that indexes an empty (or too short) buffer
     "conv": lambda: conv.bias_add(e(1, 2), e(0)),
     "conv_direct": lambda: conv_direct.forward(e(1, 1, 1, 1), e(1, 16), e(16), e(1), 1, 1, 1, 1,
                                                1, 1, 1, 1, 0, 0, 0, 1, e(0, 1), False, 0),
+    "depthwise": lambda: depthwise.forward(e(1, 1, 1, 1), e(1, 1), None, e(1), 1, 1, 1, 1, 1, 1, 0, 0,
+                                           e(1, 1, 1, 1), False, e(0), 0, 1),    # empty scratch
     "dropout": lambda: dropout.dropout(e(2), 1, 0, 1.0, e(0), e(0, dtype=np.uint8)),
     "gemm": _gemm_probe,
     "loss": lambda: loss.sigmoid_binary_crossentropy(e(1, 1), e(1, 1), 0.0, True, e(1, 1), e(0), 1 << 30),
@@ -44,6 +47,7 @@ PROBES = {   # module -> a call that indexes an empty (or too short) buffer
     "optim_step": lambda: optim_step.step(0, e(2), e(2), e(2), e(2), e(2), np.array([0, 2], np.int64),
                                           e(0), e(12), False, 1),
     "pool": lambda: pool.max_pool2x2_rows(e(1, 1, 2, 1), e(1, 1, 1, 1)),   # reads x row 1 of 1
+    "rnn": lambda: rnn.embedding_forward(np.zeros(1, np.int64), e(1, 2), e(0, 2)),   # writes out row 0 of 0
     "winograd": lambda: winograd.weight_transform(e(3, 3, 1, 1), e(0, 1, 1)),
 }
 

@@ -101,6 +101,15 @@ def _params(kw):
 
 
 CALLS = {"apply": apply_call(), "grad": grad_call()}
+# public functions that compute no array: resolve checks a name and its parameters (its errors
+# are fuzzed through apply's and grad's "name" and parameter spoilings)
+NOT_KERNELS = {"resolve"}
+
+
+def test_every_public_function_is_fuzzed():
+    public = {n for n in K.__all__ if callable(getattr(K, n))}
+    assert sorted(CALLS) == sorted(public - NOT_KERNELS)
+    assert NOT_KERNELS <= public
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))

@@ -42,27 +42,62 @@ def _relu(y, on):
     return RA.apply("relu", y) if on else y
 
 
+def _stats_junk(count, shift, sums):
+    """Spoiled stats= / sums= tuples (count, shift, sums): each part wrong in one way."""
+    r, c = sums.shape
+    junk = [(), (count, shift), "stats", [count, shift, sums, 0], (0, shift, sums), (-1.0, shift, sums),
+            (float("nan"), shift, sums), ("3", shift, sums), (count, shift, sums.astype(np.float32)),
+            (count, shift, sums[:1]), (count, shift, np.zeros((r, c + 1))), (count, shift, sums.tolist()),
+            (count, shift, np.zeros((c, r)).T)]
+    if shift is not None:
+        junk += [(count, np.zeros(c + 1, np.float32), sums), (count, np.zeros(c, np.float64), sums),
+                 (count, "s", sums), (count, None, sums)]
+    return junk
+
+
+@st.composite
+def _more_rows(draw, rng, x, special):
+    """The rows of the other processes of a data-parallel step (none, or some), (m, C)."""
+    extra = draw(st.integers(0, 6))
+    return F.values(rng, (extra, x.shape[-1]), special=special)
+
+
 @st.composite
 def train_call(draw):
     rng, x, gamma, beta, mm, mv, special = draw(data(min_rows=1))
     momentum = draw(st.sampled_from([0.0, 0.5, 0.99, 1.0, 1]))
     epsilon = draw(st.sampled_from([1e-3, 1e-5, 1.0, np.float32(1e-3)]))
     relu = draw(st.booleans())
+    stats = None
+    params = {"momentum": FLOAT_JUNK, "epsilon": FLOAT_JUNK, "relu": FLAG_JUNK}
+    if draw(st.integers(0, 2)) == 0:     # synchronised: x and other rows' shifted moment sums
+        more = draw(_more_rows(rng, x, special))
+        shift = F.values(rng, (x.shape[-1],))
+        sums = K.batch_norm_moments(x, shift) + K.batch_norm_moments(more, shift)
+        count = int(np.prod(x.shape[:-1])) + more.shape[0]
+        count = draw(st.sampled_from([count, float(count), np.int64(count)]))
+        if draw(st.booleans()) and more.shape[0]:      # this process may hold no rows
+            x = np.zeros((0, x.shape[-1]), np.float32)
+            sums = K.batch_norm_moments(more, shift)
+            count = more.shape[0]
+        stats = (count, shift, sums)
+        params["stats"] = _stats_junk(count, shift, sums)
 
     def ref(kw):
         y, mean, invstd = R.batch_norm_train(kw["x"], kw["gamma"], kw["beta"], kw["moving_mean"],
-                                             kw["moving_var"], kw["momentum"], kw["epsilon"])
+                                             kw["moving_var"], kw["momentum"], kw["epsilon"],
+                                             stats=kw["stats"])
         return _relu(y, bool(kw["relu"])), mean, invstd, kw["moving_mean"], kw["moving_var"]
 
     return F.Call(K.batch_norm_train,
                   dict(x=x, gamma=gamma, beta=beta, moving_mean=mm, moving_var=mv, momentum=momentum,
-                       epsilon=epsilon, out=None, mean=None, invstd=None, relu=relu),
+                       epsilon=epsilon, out=None, mean=None, invstd=None, relu=relu, stats=stats),
                   ref, inputs=("x", "gamma", "beta"), updated=("moving_mean", "moving_var"),
                   no_special=PER_CHANNEL,
                   outs={"out": 0, "mean": 1, "invstd": 2}, inplace=(("out", "x"),),
                   result=lambda kw, ret: (*ret, kw["moving_mean"], kw["moving_var"]),
-                  params={"momentum": FLOAT_JUNK, "epsilon": FLOAT_JUNK, "relu": FLAG_JUNK},
-                  nonfinite="loose", label="batch_norm_train", **TOL)
+                  params=params, nonfinite="loose",
+                  label=f"batch_norm_train[stats={stats is not None}]", **TOL)
 
 
 @st.composite
@@ -102,23 +137,55 @@ def backward_call(draw):
     if draw(st.booleans()):      # the ReLU-fused forward's output masks dy
         y = K.batch_norm_train(x, gamma, beta, mm.copy(), mv.copy(), relu=True)[0]
 
+    sums, params = None, {}
+    if draw(st.integers(0, 2)) == 0:     # synchronised: x's and other rows' gradient sums
+        more = draw(_more_rows(rng, x, special))
+        dmore = F.values(rng, more.shape, special=special)
+        s3 = K.batch_norm_grad_sums(dy, x, mean, y=y) + K.batch_norm_grad_sums(dmore, more, mean)
+        count = int(np.prod(x.shape[:-1])) + more.shape[0]
+        sums = (draw(st.sampled_from([count, float(count)])), None, s3)
+        params["sums"] = _stats_junk(count, None, s3)
+
     def ref(kw):
         # documented: as activation.grad("relu", ...) first (y > 0 iff x > 0; dy * 0 keeps NaN)
         dyr = kw["dy"] if kw["y"] is None else RA.grad("relu", kw["y"], kw["y"], kw["dy"])
-        return R.batch_norm_backward(dyr, kw["x"], kw["gamma"], kw["mean"], kw["invstd"])
+        return R.batch_norm_backward(dyr, kw["x"], kw["gamma"], kw["mean"], kw["invstd"], sums=kw["sums"])
 
     return F.Call(K.batch_norm_backward,
                   dict(dy=dy, x=x, gamma=gamma, mean=mean, invstd=invstd, dx=None, dgamma=None,
-                       dbeta=None, y=y),
+                       dbeta=None, y=y, sums=sums),
                   ref, inputs=("dy", "x", "gamma", "mean", "invstd", "y"),
                   no_special=PER_CHANNEL + ("y",),
                   outs={"dx": 0, "dgamma": 1, "dbeta": 2},
-                  inplace=(("dx", "dy"), ("dx", "x"), ("dx", "y")), nonfinite="loose",
-                  label="batch_norm_backward", **BACKWARD_TOL)
+                  inplace=(("dx", "dy"), ("dx", "x"), ("dx", "y")), nonfinite="loose", params=params,
+                  label=f"batch_norm_backward[sums={sums is not None}]", **BACKWARD_TOL)
+
+
+@st.composite
+def moments_call(draw):
+    rng, x, gamma, beta, mm, mv, special = draw(data())
+    shift = F.values(rng, (x.shape[-1],))
+    return F.Call(K.batch_norm_moments, dict(x=x, shift=shift, out=None),
+                  lambda kw: R.batch_norm_moments(kw["x"], kw["shift"]),
+                  inputs=("x", "shift"), outs={"out": 0}, no_special=("shift",), nonfinite="loose",
+                  label="batch_norm_moments", scaled=True, rtol=1e-7, atol=1e-9)
+
+
+@st.composite
+def grad_sums_call(draw):
+    rng, x, gamma, beta, mm, mv, special = draw(data())
+    mean = F.values(rng, (x.shape[-1],))
+    dy = F.values(rng, x.shape, special=special)
+    y = F.values(rng, x.shape) if draw(st.booleans()) else None
+    return F.Call(K.batch_norm_grad_sums, dict(dy=dy, x=x, mean=mean, y=y, out=None),
+                  lambda kw: R.batch_norm_grad_sums(kw["dy"], kw["x"], kw["mean"], kw["y"]),
+                  inputs=("dy", "x", "mean", "y"), outs={"out": 0}, no_special=("mean", "y"),
+                  nonfinite="loose", label="batch_norm_grad_sums", scaled=True, rtol=1e-7, atol=1e-9)
 
 
 CALLS = {"batch_norm_train": train_call(), "batch_norm_inference": inference_call(),
-         "inference_fold": fold_call(), "batch_norm_backward": backward_call()}
+         "inference_fold": fold_call(), "batch_norm_backward": backward_call(),
+         "batch_norm_moments": moments_call(), "batch_norm_grad_sums": grad_sums_call()}
 
 
 def test_every_public_function_is_fuzzed():

@@ -102,6 +102,15 @@ def init_slots_call(draw):
 
 
 CALLS = {"step": step_call(), "init_slots": init_slots_call()}
+# public functions that compute no array: slot_names lists the state buffers of a kind (its
+# checks are those of init_slots, whose kind and hyperparameters are spoiled above)
+NOT_KERNELS = {"slot_names"}
+
+
+def test_every_public_function_is_fuzzed():
+    public = {n for n in K.__all__ if callable(getattr(K, n))}
+    assert sorted(CALLS) == sorted(public - NOT_KERNELS)
+    assert NOT_KERNELS <= public
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
