@@ -127,9 +127,10 @@ cdef extern from *:
                 dz[j] = scale * (p[j] * A - (FNN_FREE(q) ? b + (j == c ? a : 0.0f) : 0.0f));
             }
         }
-        /* NaN probabilities: the selects above would hide them */
-        if (sp != sp) {
-            for (Py_ssize_t j = 0; j < k; j++) dz[j] = sp;
+        /* NaN or inf probabilities: the selects above would hide them (p / sum(p) is NaN for
+           every class once the sum is, and Keras's gradient flows through that sum) */
+        if (!(sp - sp == 0.0f)) {
+            for (Py_ssize_t j = 0; j < k; j++) dz[j] = sp - sp;
         }
     })
     static inline void fnn_sce_row_b(const float* p, const float* y, long long c, float* dz, Py_ssize_t k, float ls, int from_logits, float scale) { FNN_PICK(fnn_sce_row_b)(p, y, c, dz, k, ls, from_logits, scale); }
@@ -173,7 +174,7 @@ cdef extern from *:
             for (Py_ssize_t j = 0; j < k; j++) {
                 float q = p[j];
                 float d = s * (q - (y[j] * a + b));
-                dz[j] = (q != q) ? q : (FNN_FREE(q) ? d : 0.0f);
+                dz[j] = (q != q) ? q : (FNN_FREE(q) ? d : 0.0f * s);   /* scale * 0: NaN for an inf scale, as Keras */
             }
         }
     })
