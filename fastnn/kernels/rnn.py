@@ -553,5 +553,7 @@ def embedding_backward(ids, dout, vocab, *, dtable=None):
 def _flat_ids(ids):
     """ids as a flat C-contiguous int32 or int64 array (no copy when they already are)."""
     if ids.dtype in (np.int32, np.int64):
+        if not ids.flags.aligned:   # the compiled loops load whole ints: copy (UBSan under bench/asan.sh)
+            return ids.copy().reshape(-1)
         return np.ascontiguousarray(ids).reshape(-1)
     return np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
