@@ -135,6 +135,10 @@ class Comm:
         sys.stderr.write(f"fastnn.distribution: process {self.rank} of {self.size} {message}. "
                          f"Stopping all {self.size} processes{more}.\n")
         sys.stderr.flush()
+        # MPI_Abort makes the launcher tear the job down at once, and output still in its pipes
+        # is lost with it (measured: the traceback cut short and this message gone in 3 runs of
+        # 4 right after a loaded test run): give it a moment to forward what was written
+        time.sleep(0.3)
         self.comm.Abort(1)
         os._exit(1)     # MPI_Abort may return before the launcher ends this process
 
