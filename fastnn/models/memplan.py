@@ -1,0 +1,350 @@
+"""Shared buffers for a model's tensors, planned from the graph's liveness (an inference
+engine's memory plan, made online).
+
+Without a plan every layer keeps its own output and gradient buffers (`Layer._buffer`), so a
+model holds every tensor of a pass at once: ResNet50's layer outputs alone are 142 MB per
+image. A tensor is needed only from the step that writes it to the last step that reads it;
+tensors whose lifetimes do not overlap can share memory. One `Plan` per (model, pass kind,
+input shapes) does that:
+
+- The first pass is the recording: each `Layer._buffer` request goes to the plan (the layer's
+  `_plan`), which hands out a view of a pooled block, the best fitting free one (or a new
+  block). After each step the plan looks at what the step produced: a block that holds a
+  step's output (a forward tensor, or a gradient returned by a backward) lives until the last
+  step that reads that tensor (known from the graph), a model output until the pass ends; in
+  training also until the backward of every layer that keeps a reference into it (a layer
+  keeps what its backward reads: the conv's input, the norm's input, ...). A block that holds
+  no tensor (a layer's scratch or its forward state: argmax, masks, statistics) is pinned to
+  that request for good, as the layer's own buffer was. Blocks whose lifetime has ended go
+  back to the free list before the next step.
+- Every later pass of the same kind and shapes replays the recording: each layer gets the same
+  views for the same requests (a dict per layer), so a steady-state step allocates nothing and
+  runs the same float operations on the same values: results are bit-identical to unplanned
+  passes (tests/models/test_memplan.py).
+
+Passes that are planned: inference in predict, predict_on_batch, evaluate and `model(x)`
+(training=False), and the training step (forward, loss, backward). The public
+`Graph.forward` / `backward`, `model.profile` and masked graphs run on the layers' own buffers.
+`ENABLED = False` (or FASTNN_MEMORY_PLAN=0 in the environment) turns planning off.
+
+The contract this needs from a layer: its backward reads forward state through its own
+attributes (what `forward` kept), never by requesting a forward buffer again; a request of a
+tensor buffer after its lifetime ended is a RuntimeError naming the layer and key.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+ENABLED = os.environ.get("FASTNN_MEMORY_PLAN", "1").strip().lower() not in ("0", "false", "off", "no")
+
+END = 1 << 60          # "lives until the pass ends"
+_ALIGN = 64            # blocks start on a cache line (as Layer._buffer's arrays)
+_MAX_WASTE = 2         # a free block is reused for a request of at least 1/_MAX_WASTE its size
+_PLANS_KEPT = 2        # plans per pass kind: the full batch and the last partial batch
+
+
+def enabled() -> bool:
+    return ENABLED
+
+
+class _Block:
+    __slots__ = ("mem", "nbytes", "addr", "busy", "pinned", "last", "record")
+
+    def __init__(self, nbytes):
+        from fastnn.kernels._checks import empty_aligned
+        self.mem = empty_aligned((max(nbytes, 1),), np.uint8)
+        self.nbytes = int(nbytes)
+        self.addr = self.mem.__array_interface__["data"][0]
+        self.busy, self.pinned, self.last, self.record = False, False, -1, None
+
+
+class _LayerPlan:
+    """What one layer (or the model's own gradient sums) sees as `_plan` during a pass."""
+
+    __slots__ = ("plan", "owner", "views")
+
+    def __init__(self, plan, owner):
+        self.plan, self.owner, self.views = plan, owner, {}
+
+    def take(self, key, shape, dtype):
+        """A view for this request, or None (the caller then uses a buffer of its own)."""
+        shape = tuple(shape)
+        if self.plan.recording:
+            return self.plan._take(self, key, shape, dtype)
+        buf = self.views.get((key, shape))
+        if buf is not None and buf.dtype == dtype:
+            return buf
+        return None
+
+
+class Plan:
+    """The shared buffers of one kind of pass ("infer" or "train") at one set of input shapes.
+
+    `records` lists every planned request after the recording: (owner name, key, view, first
+    step, last step, pinned); `nbytes` is the memory the plan holds, `requested` what the same
+    requests held as buffers of their own."""
+
+    def __init__(self, graph, kind):
+        self.graph, self.kind = graph, kind
+        self.recorded = False
+        self.recording = False
+        self.blocks: list[_Block] = []
+        self._addrs: list[int] = []       # block start addresses, sorted (for block_of)
+        self._by_addr: list[_Block] = []
+        self.records: list[dict] = []
+        self._layer_plans: dict = {}
+        self.requested = 0
+
+    # ---- the pass ------------------------------------------------------------------------
+    def layer_plan(self, owner):
+        lp = self._layer_plans.get(id(owner))
+        if lp is None:
+            lp = self._layer_plans[id(owner)] = _LayerPlan(self, owner)
+        return lp
+
+    def begin(self):
+        """Install the plan on the graph's layers for one pass (recording the first time)."""
+        g = self.graph
+        if not self.recorded:
+            self._start_recording()
+        for layer, _, _ in g._nodes:
+            layer._plan = self.layer_plan(layer)
+        g._acc_plan = self.layer_plan(g)
+        g._step_hook = self if self.recording else None
+
+    def end(self, ok=True):
+        g = self.graph
+        for layer, _, _ in g._nodes:
+            layer._plan = None
+        g._acc_plan = None
+        g._step_hook = None
+        if self.recording:
+            self.recording = False
+            if not ok:     # a failed recording is not replayed
+                return False
+            for rec in self.records:
+                if rec["last"] is None:
+                    rec["last"] = END
+            self.recorded = True
+        return True
+
+    # ---- recording -------------------------------------------------------------------------
+    def _start_recording(self):
+        g = self.graph
+        self.recording = True
+        self._step = 0
+        self._handed = {}          # (id(owner), key, shape) -> (view, block, record)
+        self._new = []             # blocks handed out in the current step
+        nodes = g._nodes
+        producer = {}
+        for k, (_, _, out) in enumerate(nodes):
+            for o in (out if isinstance(out, tuple) else (out,)):
+                producer[o] = k
+        live_to_end = set(g._output_ids)
+        for layer, _, out in nodes:
+            if layer.activity_regularizer is not None:
+                live_to_end.update(out if isinstance(out, tuple) else (out,))
+        # the forward steps in the order the pass runs them, and what each reads
+        if self.kind == "infer" and g._chains:
+            from fastnn.models.fusion import _skipped
+            skip = _skipped(g._chains)
+            steps = []
+            for k, (layer, ins, out) in enumerate(nodes):
+                if k in skip:
+                    continue
+                chain = g._chains.get(k)
+                reads = list(ins) if chain is None or chain[4] is None else [ins[0], chain[4]]
+                steps.append((k, reads))
+        else:
+            steps = [(k, list(ins)) for k, (_, ins, _) in enumerate(nodes)]
+        last_read = {}
+        for s, (_, reads) in enumerate(steps):
+            for t in reads:
+                last_read[t] = s
+        self._last_read, self._live_to_end = last_read, live_to_end
+        n_fwd, n = len(steps), len(nodes)
+        self._n_fwd = n_fwd
+        # training: node k's backward is step n_fwd + (n - 1 - k); a gradient w.r.t. tensor t
+        # is read by the backward of the node that produced t
+        self._bwd_step = {id(layer): n_fwd + (n - 1 - k) for k, (layer, _, _) in enumerate(nodes)}
+        self._grad_reader = {t: n_fwd + (n - 1 - k) for t, k in producer.items()}
+
+    def _take(self, lp, key, shape, dtype):
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes == 0:
+            return None
+        hk = (id(lp.owner), key, shape)
+        got = self._handed.get(hk)
+        if got is not None:
+            view, block, rec = got
+            if view.dtype != dtype:
+                return None
+            if block.record is not rec:
+                name = getattr(lp.owner, "name", type(lp.owner).__name__)
+                raise RuntimeError(
+                    f"memory plan: '{name}' requested its buffer {key!r} {shape} again after the tensor it "
+                    f"held was last read, and the memory now holds another tensor. A layer's backward must "
+                    f"read forward state from its own attributes; set FASTNN_MEMORY_PLAN=0 to run without "
+                    f"shared buffers meanwhile.")
+            if not block.busy:       # released, not reused yet: it holds the tensor again
+                block.busy, rec["last"] = True, None
+            block.last = max(block.last, self._step)
+            return view
+        block = None
+        for b in self.blocks:      # best fit among the free blocks, wasting at most half
+            if not b.busy and b.nbytes >= nbytes and b.nbytes <= _MAX_WASTE * nbytes and (
+                    block is None or b.nbytes < block.nbytes):
+                block = b
+        if block is None:
+            block = _Block(-(-nbytes // _ALIGN) * _ALIGN)
+            self.blocks.append(block)
+            i = bisect.bisect(self._addrs, block.addr)
+            self._addrs.insert(i, block.addr)
+            self._by_addr.insert(i, block)
+        view = block.mem[:nbytes].view(dtype).reshape(shape)
+        rec = {"owner": getattr(lp.owner, "name", type(lp.owner).__name__), "key": key, "view": view,
+               "first": self._step, "last": None, "pinned": False}
+        block.busy, block.last, block.record = True, self._step, rec
+        self.records.append(rec)
+        self.requested += nbytes
+        self._handed[hk] = (view, block, rec)
+        self._new.append(block)
+        lp.views[(key, shape)] = view
+        return view
+
+    def _block_of(self, a):
+        if not isinstance(a, np.ndarray) or a.size == 0:
+            return None
+        addr = a.__array_interface__["data"][0]
+        i = bisect.bisect_right(self._addrs, addr) - 1
+        if i < 0:
+            return None
+        b = self._by_addr[i]
+        return b if addr < b.addr + b.nbytes else None
+
+    def _holds(self, a, until, homes):
+        b = self._block_of(a)
+        if b is None or b.pinned:
+            return
+        if not b.busy:    # released and not reused (else it would be busy): it lives again
+            b.busy, b.record["last"] = True, None
+        b.last = max(b.last, until)
+        homes.add(id(b))
+
+    def _retained(self, obj, depth=0):
+        """The arrays a layer keeps after its forward (its attributes, through containers)."""
+        if isinstance(obj, np.ndarray):
+            yield obj
+        elif depth < 4:
+            if isinstance(obj, (list, tuple)):
+                for v in obj:
+                    yield from self._retained(v, depth + 1)
+            elif isinstance(obj, dict):
+                for v in obj.values():
+                    yield from self._retained(v, depth + 1)
+
+    def _layer_state(self, layer):
+        for k, v in vars(layer).items():
+            if k in ("_bufs", "_plan", "_variables", "_calls", "_primary") or k.startswith("__"):
+                continue
+            yield from self._retained(v)
+
+    def forward_step(self, k, layer, out, y, training):
+        """After forward step `self._step` (node k, or the chain starting at k) wrote `y` to
+        tensor id(s) `out`."""
+        homes = set()
+        outs = out if isinstance(out, tuple) else (out,)
+        ys = y if isinstance(out, tuple) else (y,)
+        for o, a in zip(outs, ys):
+            until = END if o in self._live_to_end else self._last_read.get(o, self._step)
+            self._holds(a, until, homes)
+        if training:   # what this layer keeps for its backward lives until then
+            for a in self._layer_state(layer):
+                self._holds(a, self._bwd_step[id(layer)], homes)
+        self._finish_step(homes)
+
+    def backward_step(self, k, layer, grads):
+        """After node k's backward: `grads` lists (tensor id, gradient array) as the graph keeps
+        them (a branch point's sum included); tensor id None for a gradient read only now (added
+        into a branch point's sum)."""
+        homes = set()
+        for t, d in grads:
+            self._holds(d, self._step if t is None else self._grad_reader.get(t, END), homes)
+        self._finish_step(homes)
+
+    def _finish_step(self, homes):
+        s = self._step
+        for b in self._new:
+            if id(b) not in homes:        # scratch or forward state: the request keeps it
+                b.pinned, b.last = True, END
+                b.record["pinned"] = True
+        self._new = []
+        for b in self.blocks:
+            if b.busy and not b.pinned and b.last <= s:
+                b.busy = False
+                b.record["last"] = b.last
+        self._step = s + 1
+
+    # ---- what it holds -----------------------------------------------------------------------
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self.blocks)
+
+
+class Plans:
+    """A model's plans: per pass kind, the last `_PLANS_KEPT` input shapes."""
+
+    def __init__(self):
+        self._plans = {"infer": OrderedDict(), "train": OrderedDict()}
+
+    def get(self, graph, kind, shapes):
+        slot = self._plans[kind]
+        plan = slot.get(shapes)
+        if plan is None:
+            plan = slot[shapes] = Plan(graph, kind)
+            if len(slot) > _PLANS_KEPT:
+                slot.popitem(last=False)
+        else:
+            slot.move_to_end(shapes)
+        return plan
+
+    def all(self):
+        return [p for slot in self._plans.values() for p in slot.values()]
+
+    def clear(self):
+        for slot in self._plans.values():
+            slot.clear()
+
+
+class planned:
+    """Context manager around one pass of `graph`: installs the plan for (kind, shapes of xs),
+    or nothing when planning is off or the pass cannot be planned."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, graph, kind, xs, when=True):
+        self.plan = None
+        if not when or not ENABLED or not graph.built or graph._timer is not None or graph._masking:
+            return
+        plans = graph.__dict__.get("_memory_plans")
+        if plans is None:
+            plans = graph._memory_plans = Plans()
+        self.plan = plans.get(graph, kind, tuple(np.shape(x) for x in xs))
+
+    def __enter__(self):
+        if self.plan is not None:
+            self.plan.begin()
+        return self.plan
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.plan is not None:
+            ok = self.plan.end(ok=exc_type is None)
+            if not ok:
+                graph = self.plan.graph
+                graph._memory_plans.clear()
+        return False
