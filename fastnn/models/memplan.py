@@ -42,8 +42,8 @@ import numpy as np
 ENABLED = os.environ.get("FASTNN_MEMORY_PLAN", "1").strip().lower() not in ("0", "false", "off", "no")
 
 END = 1 << 60          # "lives until the pass ends"
-_ALIGN = 64            # blocks start on a cache line (as Layer._buffer's arrays)
-_MAX_WASTE = 2         # a free block is reused for a request of at least 1/_MAX_WASTE its size
+_ALIGN = 64            # every view starts on a cache line (as Layer._buffer's arrays)
+_SEGMENT = 1 << 30     # address space reserved at a time: pages count (RSS) only once written
 _PLANS_KEPT = 2        # plans per pass kind: the full batch and the last partial batch
 
 
@@ -51,15 +51,58 @@ def enabled() -> bool:
     return ENABLED
 
 
-class _Block:
-    __slots__ = ("mem", "nbytes", "addr", "busy", "pinned", "last", "record")
+class _Segment:
+    """One reserved range of memory and its free ranges [(offset, size)], sorted, coalesced.
+    The memory comes from np.empty: the system maps its pages when they are first written, so
+    RSS grows with the highest offset used (first fit keeps that low), not with the size."""
 
     def __init__(self, nbytes):
         from fastnn.kernels._checks import empty_aligned
-        self.mem = empty_aligned((max(nbytes, 1),), np.uint8)
-        self.nbytes = int(nbytes)
+        self.mem = empty_aligned((nbytes,), np.uint8)
+        self.size = nbytes
         self.addr = self.mem.__array_interface__["data"][0]
-        self.busy, self.pinned, self.last, self.record = False, False, -1, None
+        self.free = [(0, nbytes)]
+        self.high = 0              # the highest offset ever handed out (what the plan touches)
+
+    def alloc(self, n):
+        for j, (off, size) in enumerate(self.free):
+            if size >= n:
+                if size == n:
+                    del self.free[j]
+                else:
+                    self.free[j] = (off + n, size - n)
+                self.high = max(self.high, off + n)
+                return off
+        return None
+
+    def alloc_at(self, off, n):
+        """Take [off, off + n) again if it is still free (a tensor read again); else False."""
+        for j, (o, size) in enumerate(self.free):
+            if o <= off and off + n <= o + size:
+                parts = [(o, off - o), (off + n, o + size - off - n)]
+                self.free[j:j + 1] = [p for p in parts if p[1] > 0]
+                return True
+        return False
+
+    def release(self, off, n):
+        j = bisect.bisect(self.free, (off, 0))
+        self.free.insert(j, (off, n))
+        if j + 1 < len(self.free) and off + n == self.free[j + 1][0]:      # join the next
+            self.free[j] = (off, n + self.free.pop(j + 1)[1])
+        if j > 0 and self.free[j - 1][0] + self.free[j - 1][1] == off:      # join the previous
+            o, size = self.free.pop(j - 1)
+            self.free[j - 1] = (o, size + self.free[j - 1][1])
+
+
+class _Block:
+    """One request's range of a segment while it is handed out."""
+
+    __slots__ = ("seg", "off", "nbytes", "addr", "busy", "pinned", "last", "record")
+
+    def __init__(self, seg, off, nbytes):
+        self.seg, self.off, self.nbytes = seg, off, nbytes
+        self.addr = seg.addr + off
+        self.busy, self.pinned, self.last, self.record = True, False, -1, None
 
 
 class _LayerPlan:
@@ -92,9 +135,9 @@ class Plan:
         self.graph, self.kind = graph, kind
         self.recorded = False
         self.recording = False
-        self.blocks: list[_Block] = []
-        self._addrs: list[int] = []       # block start addresses, sorted (for block_of)
-        self._by_addr: list[_Block] = []
+        self.segments: list[_Segment] = []
+        self._addrs: list[int] = []       # start addresses of the blocks handed out, sorted
+        self._live: list[_Block] = []     # those blocks, in the same order
         self.records: list[dict] = []
         self._layer_plans: dict = {}
         self.requested = 0
@@ -139,6 +182,7 @@ class Plan:
         self._step = 0
         self._handed = {}          # (id(owner), key, shape) -> (view, block, record)
         self._new = []             # blocks handed out in the current step
+        self._released = []        # blocks released so far, latest first
         nodes = g._nodes
         producer = {}
         for k, (_, _, out) in enumerate(nodes):
@@ -180,36 +224,34 @@ class Plan:
             return None
         hk = (id(lp.owner), key, shape)
         got = self._handed.get(hk)
-        if got is not None:
+        if got is not None:       # the same request again in this pass: the same view
             view, block, rec = got
             if view.dtype != dtype:
                 return None
-            if block.record is not rec:
+            if not block.busy and not self._revive(block):
                 name = getattr(lp.owner, "name", type(lp.owner).__name__)
                 raise RuntimeError(
                     f"memory plan: '{name}' requested its buffer {key!r} {shape} again after the tensor it "
                     f"held was last read, and the memory now holds another tensor. A layer's backward must "
                     f"read forward state from its own attributes; set FASTNN_MEMORY_PLAN=0 to run without "
                     f"shared buffers meanwhile.")
-            if not block.busy:       # released, not reused yet: it holds the tensor again
-                block.busy, rec["last"] = True, None
             block.last = max(block.last, self._step)
             return view
-        block = None
-        for b in self.blocks:      # best fit among the free blocks, wasting at most half
-            if not b.busy and b.nbytes >= nbytes and b.nbytes <= _MAX_WASTE * nbytes and (
-                    block is None or b.nbytes < block.nbytes):
-                block = b
-        if block is None:
-            block = _Block(-(-nbytes // _ALIGN) * _ALIGN)
-            self.blocks.append(block)
-            i = bisect.bisect(self._addrs, block.addr)
-            self._addrs.insert(i, block.addr)
-            self._by_addr.insert(i, block)
-        view = block.mem[:nbytes].view(dtype).reshape(shape)
+        size = -(-nbytes // _ALIGN) * _ALIGN
+        for seg in self.segments:      # first fit, lowest segment and offset first
+            off = seg.alloc(size)
+            if off is not None:
+                break
+        else:
+            seg = _Segment(max(size, _SEGMENT))
+            self.segments.append(seg)
+            off = seg.alloc(size)
+        block = _Block(seg, off, size)
+        view = seg.mem[off:off + nbytes].view(dtype).reshape(shape)
         rec = {"owner": getattr(lp.owner, "name", type(lp.owner).__name__), "key": key, "view": view,
                "first": self._step, "last": None, "pinned": False}
-        block.busy, block.last, block.record = True, self._step, rec
+        block.last, block.record = self._step, rec
+        self._insert(block)
         self.records.append(rec)
         self.requested += nbytes
         self._handed[hk] = (view, block, rec)
@@ -217,22 +259,42 @@ class Plan:
         lp.views[(key, shape)] = view
         return view
 
+    def _insert(self, block):
+        i = bisect.bisect(self._addrs, block.addr)
+        self._addrs.insert(i, block.addr)
+        self._live.insert(i, block)
+
+    def _revive(self, block):
+        """A released block read again (its tensor passed on, or requested again): take its
+        range back if nothing else took it meanwhile."""
+        if not block.seg.alloc_at(block.off, block.nbytes):
+            return False
+        block.busy, block.record["last"] = True, None
+        self._insert(block)
+        return True
+
     def _block_of(self, a):
         if not isinstance(a, np.ndarray) or a.size == 0:
             return None
         addr = a.__array_interface__["data"][0]
         i = bisect.bisect_right(self._addrs, addr) - 1
-        if i < 0:
-            return None
-        b = self._by_addr[i]
-        return b if addr < b.addr + b.nbytes else None
+        if i >= 0:
+            b = self._live[i]
+            if addr < b.addr + b.nbytes:
+                return b
+        for b in self._released:    # a tensor whose block was released at an earlier step (latest first)
+            if b.addr <= addr < b.addr + b.nbytes:
+                return b
+        return None
 
     def _holds(self, a, until, homes):
         b = self._block_of(a)
         if b is None or b.pinned:
             return
-        if not b.busy:    # released and not reused (else it would be busy): it lives again
-            b.busy, b.record["last"] = True, None
+        if not b.busy and not self._revive(b):
+            raise RuntimeError(
+                f"memory plan: a tensor of '{b.record['owner']}' ({b.record['key']!r}) is read after its "
+                f"memory was given to another tensor; set FASTNN_MEMORY_PLAN=0 to run without shared buffers.")
         b.last = max(b.last, until)
         homes.add(id(b))
 
@@ -284,16 +346,26 @@ class Plan:
                 b.pinned, b.last = True, END
                 b.record["pinned"] = True
         self._new = []
-        for b in self.blocks:
-            if b.busy and not b.pinned and b.last <= s:
+        keep_addrs, keep = [], []
+        released = []
+        for a, b in zip(self._addrs, self._live):
+            if not b.pinned and b.last <= s:
                 b.busy = False
                 b.record["last"] = b.last
+                b.seg.release(b.off, b.nbytes)
+                released.append(b)
+            else:
+                keep_addrs.append(a)
+                keep.append(b)
+        self._addrs, self._live = keep_addrs, keep
+        self._released[:0] = released    # latest first
         self._step = s + 1
 
     # ---- what it holds -----------------------------------------------------------------------
     @property
     def nbytes(self) -> int:
-        return sum(b.nbytes for b in self.blocks)
+        """The memory the plan touches: the highest offset used in each segment."""
+        return sum(seg.high for seg in self.segments)
 
 
 class Plans:
