@@ -44,6 +44,9 @@ ENABLED = os.environ.get("FASTNN_MEMORY_PLAN", "1").strip().lower() not in ("0",
 END = 1 << 60          # "lives until the pass ends"
 _ALIGN = 64            # every view starts on a cache line (as Layer._buffer's arrays)
 _SEGMENT = 1 << 30     # address space reserved at a time: pages count (RSS) only once written
+_SMALL = 1 << 16       # requests below 64 KiB (per-channel statistics, scales, small tensors) have
+_SMALL_SEGMENT = 1 << 22   # segments of their own: pinned among the tensors they would split
+                           # the free ranges that large tensors could join
 _PLANS_KEPT = 2        # plans per pass kind: the full batch and the last partial batch
 
 
@@ -56,10 +59,10 @@ class _Segment:
     The memory comes from np.empty: the system maps its pages when they are first written, so
     RSS grows with the highest offset used (first fit keeps that low), not with the size."""
 
-    def __init__(self, nbytes):
+    def __init__(self, nbytes, small=False):
         from fastnn.kernels._checks import empty_aligned
         self.mem = empty_aligned((nbytes,), np.uint8)
-        self.size = nbytes
+        self.size, self.small = nbytes, small
         self.addr = self.mem.__array_interface__["data"][0]
         self.free = [(0, nbytes)]
         self.high = 0              # the highest offset ever handed out (what the plan touches)
@@ -238,12 +241,14 @@ class Plan:
             block.last = max(block.last, self._step)
             return view
         size = -(-nbytes // _ALIGN) * _ALIGN
+        small = size < _SMALL
         for seg in self.segments:      # first fit, lowest segment and offset first
-            off = seg.alloc(size)
-            if off is not None:
-                break
+            if seg.small == small:
+                off = seg.alloc(size)
+                if off is not None:
+                    break
         else:
-            seg = _Segment(max(size, _SEGMENT))
+            seg = _Segment(max(size, _SMALL_SEGMENT if small else _SEGMENT), small)
             self.segments.append(seg)
             off = seg.alloc(size)
         block = _Block(seg, off, size)
