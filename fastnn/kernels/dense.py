@@ -37,23 +37,32 @@ _BLOCK = 16            # column shares are cut at multiples of 16 floats (one ca
 # and keeps row shares.
 SPLIT_FLOPS = 3.2e7
 
-# GEMM of a single-threaded share: "auto" = fastnn's own sgemm (fastnn.kernels.gemm: AVX-512
-# or AVX2+FMA microkernel by flavour) when the flavour has one and the product is large enough,
-# else NumPy's BLAS; "blas" = always np.matmul. Measured on the M1 per-thread blocks (one thread, interleaved, medians, vs
+# GEMM of a single-threaded share: "auto" = fastnn's own sgemm (fastnn.kernels.gemm) in the
+# flavours where it beats BLAS (_OWN_FLAVOURS) when the product is large enough, else NumPy's
+# BLAS; "own" = fastnn's sgemm in any flavour that has one (avx2 too); "blas" = always np.matmul. Measured on the M1 per-thread blocks (one thread, interleaved, medians, vs
 # OpenBLAS): forward 128 x 784|1024 x 512 1.10x, 256 x ... x 512 1.07-1.08x, dW (392|512) x 128
 # x 1024 1.18-1.20x, dx 128 x 1024 x (400|512) 1.11-1.18x. OpenBLAS packs with a small
 # microkernel for M = 128 and a scalar transposing pack for w.T; ours keeps a 6 x 64 tile in 24
 # zmm and transposes w's rows 16 x 16 in registers. With "auto" results differ from `x @ w` in
 # the last bits (another summation order).
+#
+# "auto" takes fastnn's sgemm in the avx512 flavour only. In the avx2 flavour OpenBLAS's
+# Haswell kernel won on every M1 product (2026-12-07, one process, interleaved, medians of 7,
+# FASTNN_ISA=avx2 + OPENBLAS_CORETYPE=Haswell, AVX-512 machine): a single-thread 512-column
+# forward share 83-91 GFLOP/s ours vs 103-107 OpenBLAS; whole dense calls on two threads, ours
+# vs OpenBLAS in BLAS_BLOCKS = 4 shares: forward 128 x 784 x 1024 1.32 vs 1.18 ms, 128 x 1024 x
+# 1024 1.68 vs 1.53, 256 x 1024 x 1024 3.11 vs 2.79; backward 1.17 vs 1.15 and 3.04 vs 2.84.
 GEMM = "auto"
 _GEMM_MIN = 32          # smallest m, n, k sent to our kernel (below, tile padding dominates)
+_OWN_FLAVOURS = (2,)    # fastnn.kernels.isa levels whose sgemm "auto" takes (2 = avx512)
 
 
 def _own(m, k, n) -> bool:
     """Whether a call's GEMMs (m x k @ k x n, the whole product) run on fastnn's sgemm. Decided
     on the whole product, never per share: every element of an sgemm result is computed the same
     way wherever a share boundary falls, so its results do not depend on the thread count."""
-    return GEMM == "auto" and _gemm.available() and min(m, k, n) >= _GEMM_MIN
+    return (GEMM == "own" or (GEMM == "auto" and _gemm.level() in _OWN_FLAVOURS)) \
+        and _gemm.available() and min(m, k, n) >= _GEMM_MIN
 
 
 def _matmul(a, b, out, own):
@@ -68,7 +77,11 @@ def _matmul(a, b, out, own):
 # product) is cut into at most this many blocks, by its shape only, and each block runs on a
 # single-threaded BLAS: BLAS may round a row or column differently depending on where it falls
 # in a GEMM, so shares that followed the thread count would change the bits with it.
-BLAS_BLOCKS = 8
+# 4 blocks (2 per thread on two cores) rather than 8: each block packs all of x again. On the
+# M1 products (avx2 flavour, OpenBLAS Haswell, two threads, ms for 2 / 4 / 8 blocks): forward
+# 128 x 784 x 1024 1.15 / 1.18 / 1.25, 256 x 1024 x 1024 2.92 / 2.79 / 2.97; backward 128 x
+# 1024 x 1024 2.83 / 2.84 / 2.93. Up to 4 threads share a product.
+BLAS_BLOCKS = 4
 
 
 def _split(work, n_items, flops, own):

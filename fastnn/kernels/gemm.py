@@ -17,7 +17,7 @@ import numpy as np
 from fastnn._kernels import gemm as _gemm
 from fastnn.kernels import conv as _conv
 
-__all__ = ["available", "matmul", "VARIANT", "KC", "MC"]
+__all__ = ["available", "level", "matmul", "VARIANT", "KC", "MC"]
 
 # microkernel per flavour: 0 = 14x32, 1 = 12x32, 2 = 6x64 (AVX-512), 3 = 6x16 (AVX2+FMA)
 VARIANT = {2: 2, 1: 3}
@@ -28,6 +28,11 @@ MC = 96         # M-block: A rows packed at once (16 microkernel panels of 6)
 def available() -> bool:
     """True if the flavour in force has a microkernel (avx2 or avx512)."""
     return _gemm.get_isa() >= 1
+
+
+def level() -> int:
+    """The flavour in force as fastnn.kernels.isa numbers it: 0 portable, 1 avx2, 2 avx512."""
+    return _gemm.get_isa()
 
 
 def _check_blocking(variant, kc, mc, fn):

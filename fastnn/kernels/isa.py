@@ -119,7 +119,9 @@ def info() -> dict:
             "conv winograd transforms": wide[lvl],
             "depthwise conv": wide[lvl],
             "conv im2col / 1x1 / winograd GEMMs": "BLAS (np.matmul)",
-            "dense GEMM": {2: "fastnn sgemm avx512 (6x64)", 1: "fastnn sgemm avx2 (6x16)",
+            "dense GEMM": {2: "fastnn sgemm avx512 (6x64)",
+                           1: "BLAS (np.matmul, 4 fixed blocks; fastnn sgemm avx2 (6x16) with "
+                              "dense.GEMM = 'own')",
                            0: "BLAS (np.matmul)"}[lvl],
             "batch norm": wide[lvl],
             "recurrent GEMM (rnn time loops)": wide[lvl],

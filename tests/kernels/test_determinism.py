@@ -131,7 +131,7 @@ def test_conv_inference_epilogues(rng, xs, ws, p, path, chunk):
     np.testing.assert_array_equal(fused, sep)
 
 
-@pytest.mark.parametrize("gemm", ["auto", "blas"])
+@pytest.mark.parametrize("gemm", ["auto", "own", "blas"])
 @pytest.mark.parametrize("m, k, u, act", [(128, 784, 512, "relu"), (70, 300, 10, "softmax"),
                                           (33, 64, 48, "linear"), (256, 40, 200, "tanh")])
 def test_dense(rng, gemm, m, k, u, act):

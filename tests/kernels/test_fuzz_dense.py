@@ -52,7 +52,7 @@ def dense_call(draw):
     act, params = draw(st.sampled_from([("linear", {}), ("relu", {}), ("softmax", {}),
                                         ("log_softmax", {}), ("sigmoid", {}), ("elu", {"alpha": 0.5}),
                                         ("softmax", {"axis": -1})]))
-    gemm, split = draw(st.sampled_from(["auto", "blas"])), draw(st.booleans())
+    gemm, split = draw(st.sampled_from(["auto", "own", "blas"])), draw(st.booleans())
     return F.Call(_knobs(K.dense, gemm, split, "dense"),
                   dict(x=x, w=w, b=b, activation=act, out=None, **params),
                   lambda r: R.dense(r["x"], r["w"], r["b"], r["activation"], **{p: r[p] for p in params}),
@@ -69,7 +69,7 @@ def dense_backward_call(draw):
     x, w = F.values(rng, (m, k), special=special), F.values(rng, (k, u))
     dy = F.values(rng, (m, u), special=special)
     need_dx = draw(st.booleans())
-    gemm, split = draw(st.sampled_from(["auto", "blas"])), draw(st.booleans())
+    gemm, split = draw(st.sampled_from(["auto", "own", "blas"])), draw(st.booleans())
     return F.Call(_knobs(K.dense_backward, gemm, split, "dense_backward"),
                   dict(x=x, w=w, dy=dy, need_dx=need_dx, dx=None, dw=None, db=None),
                   lambda r: R.dense_backward(r["x"], r["w"], r["dy"], need_dx=bool(r["need_dx"])),
@@ -129,9 +129,9 @@ def _needs_sgemm(name):
 
 def test_every_public_function_is_fuzzed():
     assert sorted(n for n in CALLS if "." not in n) == sorted(K.__all__)
-    # fastnn.kernels.gemm: matmul is fuzzed here; available() takes no argument
+    # fastnn.kernels.gemm: matmul is fuzzed here; available() and level() take no argument
     public = {n for n in G.__all__ if callable(getattr(G, n))}
-    assert sorted(n.split(".")[1] for n in CALLS if n.startswith("gemm.")) == sorted(public - {"available"})
+    assert sorted(n.split(".")[1] for n in CALLS if n.startswith("gemm.")) == sorted(public - {"available", "level"})
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))

@@ -13,7 +13,7 @@ from fastnn._kernels import loss as _loss
 from fastnn._kernels import norm as _norm
 from fastnn._kernels import pool as _pool
 from fastnn._kernels import winograd as _wg
-from fastnn.kernels import activation, conv, isa
+from fastnn.kernels import activation, conv, dense, isa
 
 MODULES = (_act, _loss, _norm, _cd, _wg, _gemm, _pool)
 NEEDS = {"avx512": "avx512f avx512bw avx512cd avx512dq avx512vl", "avx2": "avx2 fma",
@@ -105,5 +105,7 @@ def test_info_names_the_body_of_each_kernel():
     gemm = info["kernels"]["dense GEMM"]
     assert ("avx512" in gemm) == (isa.get_isa() == "avx512")
     assert ("avx2" in gemm) == (isa.get_isa() == "avx2")
-    assert ("np.matmul" in gemm) == (isa.get_isa() == "portable")
+    # dense's "auto" takes fastnn's sgemm only in the avx512 flavour (avx2: OpenBLAS was faster)
+    assert ("np.matmul" in gemm) == (isa.get_isa() != "avx512")
+    assert dense._own(128, 784, 1024) == (isa.get_isa() == "avx512")
     assert conv._isa(64) == {"avx512": 2, "avx2": 1, "portable": 0}[isa.get_isa()]
