@@ -10,7 +10,9 @@ A layer computes on float32 channels-last arrays. Subclasses implement, next to 
                                 gradients into `variable.grad` (views into the model's arena)
 
 Layers keep their output and gradient buffers per batch shape (`self._buffer`) and pass them
-as `out=` to fastnn.kernels, so a steady-state training step allocates nothing.
+as `out=` to fastnn.kernels, so a steady-state training step allocates nothing. In a model's
+planned passes the buffers are views the model's memory plan hands out (fastnn.models.memplan):
+a layer keeps in its attributes what its backward reads, and nothing else of a pass survives it.
 """
 from __future__ import annotations
 
