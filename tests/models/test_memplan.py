@@ -266,3 +266,72 @@ def test_a_layer_that_reads_a_released_buffer_is_an_error(rng, planning):
     m.compile(optimizer="sgd", loss="mse")
     with pytest.raises(RuntimeError, match="requested its buffer 'y'.*FASTNN_MEMORY_PLAN=0"):
         m.train_on_batch(rng.random((4, 8, 8, 4), dtype=np.float32), rng.random((4, 2), dtype=np.float32))
+
+
+def _sequence_net():
+    """Recurrent and 1-D layers: their backward reads state kept in caches and inner layers."""
+    fastnn.utils.set_random_seed(2)
+    ids = L.Input((12,), dtype="int32")
+    h = L.Embedding(50, 8)(ids)
+    h = L.Conv1D(8, 3, padding="causal", activation="relu")(h)
+    h = L.SeparableConv1D(8, 3, padding="same")(L.ZeroPadding1D(1)(h))
+    h = L.MaxPooling1D(2)(L.DepthwiseConv1D(3)(h))
+    a = L.LSTM(6, return_sequences=True)(h)
+    b = L.GRU(6, return_sequences=True, dropout=0.2)(h)
+    h = L.Concatenate()([a, b])
+    h = L.Bidirectional(L.SimpleRNN(5, return_sequences=True))(h)
+    seq, hs, cs = L.LSTM(4, return_sequences=True, return_state=True)(h)
+    h = L.Conv1DTranspose(4, 3, strides=2)(L.LeakyReLU()(seq))
+    h = L.TimeDistributed(L.Dense(4, activation="tanh"))(L.AveragePooling1D(2)(h))
+    g = L.Maximum()([L.GlobalMaxPooling1D()(h), L.GlobalAveragePooling1D()(h)])
+    g = L.Multiply()([g, L.Add()([hs, cs])])
+    g = L.Dense(6)(L.ELU()(L.Subtract()([g, L.PReLU()(hs)])))
+    out = L.Softmax()(L.Dense(3)(L.Dropout(0.2)(L.Average()([g, L.Minimum()([g, L.ReLU(negative_slope=0.1)(g)])]))))
+    m = fastnn.Model(ids, out)
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return m
+
+
+def _image_net():
+    """Image layers off the ResNet path: transposed, separable, resizing and reshaping ones."""
+    fastnn.utils.set_random_seed(4)
+    x = L.Input((12, 12, 3))
+    h = L.Normalization(mean=0.5, variance=0.25)(L.Rescaling(1 / 2, offset=0.1)(x))
+    h = L.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu")(h)
+    h = L.SeparableConv2D(8, 3, activation="relu6")(L.ZeroPadding2D(1)(h))
+    h = L.AveragePooling2D(2)(L.Cropping2D(1)(h))
+    h = L.UpSampling2D(2)(L.Resizing(6, 6)(h))
+    h = L.Conv2D(8, 3, groups=2, activation="elu")(h)
+    a = L.GlobalMaxPooling2D()(h)
+    b = L.Flatten()(L.Permute((2, 1, 3))(h))
+    b = L.Dense(8, activation="sigmoid")(L.Reshape((-1,))(b))
+    d = L.Dot(axes=1, normalize=True)([a, b])
+    out = L.Dense(2)(L.Concatenate()([a, b, d]))
+    m = fastnn.Model(x, out)
+    m.compile(optimizer="rmsprop", loss="mse")
+    return m
+
+
+@pytest.mark.parametrize("build", [_sequence_net, _image_net], ids=["sequence", "image"])
+def test_other_layers_give_the_unplanned_bits(rng, planning, build):
+    m0 = build()
+    shape = m0.input_shape[1:]
+    if build is _sequence_net:
+        x = rng.integers(0, 50, (8, *shape)).astype(np.int32)
+        y = rng.integers(0, 3, 8)
+    else:
+        x = rng.random((8, *shape), dtype=np.float32)
+        y = rng.random((8, 2), dtype=np.float32)
+    got = []
+    for on in (False, True):
+        memplan.ENABLED = on
+        m = build()
+        fastnn.utils.set_random_seed(5)
+        p0 = m.predict(x, batch_size=4, verbose=0)
+        losses = [m.train_on_batch(x, y) for _ in range(3)]
+        got.append((p0, losses, m.predict_on_batch(x), m.get_weights()))
+        if on:
+            assert {p.kind for p in m._memory_plans.all()} == {"infer", "train"}
+            assert all(_overlaps(p) == [] for p in m._memory_plans.all())
+    assert np.isfinite(got[0][2]).all()
+    assert _same(got[0], got[1])
