@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import types
 from collections import OrderedDict
 
 import numpy as np
@@ -48,6 +49,13 @@ _SMALL = 1 << 16       # requests below 64 KiB (per-channel statistics, scales, 
 _SMALL_SEGMENT = 1 << 22   # segments of their own: pinned among the tensors they would split
                            # the free ranges that large tensors could join
 _PLANS_KEPT = 2        # plans per pass kind: the full batch and the last partial batch
+
+
+# what a layer's attributes hold that is not forward state (its own buffers, weights, graph links)
+_NOT_STATE = frozenset(("_bufs", "_plan", "_variables", "_calls", "_primary", "_memory_plans", "_vals",
+                        "_gvals", "_acc", "_nodes"))
+_LEAVES = (str, bytes, int, float, complex, bool, type(None), np.generic, np.dtype, type,
+           types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
 
 
 def enabled() -> bool:
@@ -303,23 +311,36 @@ class Plan:
         b.last = max(b.last, until)
         homes.add(id(b))
 
-    def _retained(self, obj, depth=0):
-        """The arrays a layer keeps after its forward (its attributes, through containers)."""
+    def _retained(self, obj, seen, depth=0):
+        """The arrays reachable from `obj`: a layer's attributes, through containers and the
+        objects it keeps (a recurrent layer's caches, a wrapper's inner layers)."""
         if isinstance(obj, np.ndarray):
             yield obj
-        elif depth < 4:
-            if isinstance(obj, (list, tuple)):
-                for v in obj:
-                    yield from self._retained(v, depth + 1)
-            elif isinstance(obj, dict):
-                for v in obj.values():
-                    yield from self._retained(v, depth + 1)
+            return
+        if depth > 6 or isinstance(obj, _LEAVES) or id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            for v in obj:
+                yield from self._retained(v, seen, depth + 1)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                yield from self._retained(v, seen, depth + 1)
+        else:
+            from fastnn.layers.base import Variable
+            if isinstance(obj, (Variable, Plan, _LayerPlan)):
+                return
+            attrs = getattr(obj, "__dict__", None)
+            if attrs is not None:
+                for k, v in attrs.items():
+                    if k not in _NOT_STATE:
+                        yield from self._retained(v, seen, depth + 1)
+            for k in getattr(type(obj), "__slots__", ()):
+                if k not in _NOT_STATE:
+                    yield from self._retained(getattr(obj, k, None), seen, depth + 1)
 
     def _layer_state(self, layer):
-        for k, v in vars(layer).items():
-            if k in ("_bufs", "_plan", "_variables", "_calls", "_primary") or k.startswith("__"):
-                continue
-            yield from self._retained(v)
+        return self._retained(layer, set())
 
     def forward_step(self, k, layer, out, y, training):
         """After forward step `self._step` (node k, or the chain starting at k) wrote `y` to
