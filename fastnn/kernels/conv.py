@@ -86,6 +86,12 @@ WINOGRAD = os.environ.get("FASTNN_CONV_WINOGRAD", "1") != "0"
 # GEMM is thin but Winograd's K = C GEMMs are thinner still).
 WINO_MIN_C = 8
 WINO_MIN_F = 4
+# Smallest number of 2x2 output tiles (over the batch) for the Winograd forward; below, im2col
+# (filter blocks for a small product): the 16 GEMMs of a few tiles read 16/9 as many weights
+# (U) as im2col for little work. Measured (batch 1, 3x3 'same' + ReLU, two threads, medians):
+# 7x7x512 -> 512 (16 tiles) Winograd 4.63 ms, im2col 2.31; 14x14x256 (49 tiles) 1.44 / 1.65;
+# 28x28x128 1.01 / 1.74.
+WINO_MIN_TILES = 32
 # Target size of a chunk's V (16, T, C) and M (16, T, F) tile buffers together.
 WINO_CHUNK_BYTES = 1536 << 10
 
@@ -856,7 +862,8 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=Non
     if n == 0:
         return
     direct = _use_direct(kh * kw * c, f)
-    wino = not direct and _use_winograd(w, strides, dilation, pads)
+    wino = not direct and _use_winograd(w, strides, dilation, pads) \
+        and n * -(-oh // 2) * -(-ow // 2) >= WINO_MIN_TILES
     if pool is not None:
         if direct and affine is None and act == _PLAIN_RELU:
             _forward_direct_pooled(x, w, b, strides, dilation, pads, out_hw, out)
@@ -896,6 +903,12 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=Non
     # over the output (measured: the same GEMM speed with K+1 columns).
     wa = _weights_with_bias(w2, b)
     ldc = wa.shape[0]
+    cols = _col_blocks(out2.shape[0], ldc, f)
+    if cols:                              # a small product: one col matrix, filter blocks
+        col = _workspace("col_all", out2.shape[0] * ldc).reshape(-1, ldc)
+        _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, 0, n * oh, col, 1)
+        _forward_1x1_cols(col, wa, None, out2, cols, act, affine, flops)
+        return
     chunks = _gemm_grid(n, oh, ow, ldc, f)
 
     def work(i, nthreads):                # output rows q = n*OH + oh in [q0, q1)
@@ -932,9 +945,9 @@ def _chunk_rows(n: int, per: int, rows: int, flops: float, pixels_per_row: int) 
 
 
 def _col_blocks(m: int, k: int, f: int) -> list:
-    """Filter blocks [(f0, f1), ...] for a 1x1 convolution of m output pixels whose row grid
-    would not split (a batch of one small image: 14x14 and 7x7 in ResNet50), or [] to keep the
-    rows. Each block's GEMM packs only its part of w; cut rows, OpenBLAS packs all of w per
+    """Filter blocks [(f0, f1), ...] for a 1x1 or im2col convolution (GEMM m x k @ k x f) of m
+    output pixels whose row grid would not split (a batch of one small image: 14x14 and 7x7 in
+    ResNet50), or [] to keep the rows. Each block's GEMM packs only its part of w; cut rows, OpenBLAS packs all of w per
     chunk. By the shape only (multiples of 16 filters), so the bits do not follow the threads."""
     flops = 2.0 * m * k * f
     if (MIN_CHUNKS < 2 or flops < SPLIT_MIN_FLOPS or m >= MIN_CHUNKS * SPLIT_MIN_PIXELS
@@ -1007,9 +1020,9 @@ def _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine):
         wa = wp
     else:
         wa = w.reshape(c, f) if one else _weights_with_bias(w.reshape(kh * kw * c, f), b)
-    if one and _col_blocks(n * oh * ow, c, f):
-        # a small 1x1 product runs by filter blocks (_forward_1x1_cols): the whole (small)
-        # output into a scratch by _forward itself, then the pool: the same bits again
+    if not direct and _col_blocks(n * oh * ow, c if one else wa.shape[0], f):
+        # a small product runs by filter blocks (_forward_1x1_cols): the whole (small) output
+        # into a scratch by _forward itself, then the pool: the same bits again
         ys = _workspace("ypool_cols", n * oh * ow * f).reshape(n, oh, ow, f)
         _forward(x, w, b, strides, dilation, pads, out_hw, ys, act, affine)
         _pool_k.max_pool2x2_rows(ys, out)

@@ -170,6 +170,7 @@ def small_splits(monkeypatch):
     monkeypatch.setattr(conv, "SPLIT_MIN_FLOPS", 0.0)
     monkeypatch.setattr(conv, "SPLIT_MIN_PIXELS", 8)     # filter blocks below 16 pixels
     monkeypatch.setattr(conv, "SERIAL_FLOPS", 0.0)
+    monkeypatch.setattr(conv, "WINO_MIN_TILES", 0)
 
 
 SPLIT_CASES = [
@@ -198,8 +199,8 @@ def test_batch_one_splits(rng, small_splits, xs, ws, padding, kind, act, with_bn
     if cols:
         assert cols[0][0] == 0 and cols[-1][1] == f and all(a % 16 == 0 for a, _ in cols)
     elif kind == "wino":
-        assert conv._use_winograd(w, (1, 1), (1, 1), (1, 1, 1, 1))
         th, tw = -(-oh // 2), -(-ow // 2)
+        assert conv._use_winograd(w, (1, 1), (1, 1), (1, 1, 1, 1)) and n * th * tw >= conv.WINO_MIN_TILES
         rows = conv._chunk_rows(n, th, conv._wino_rows(tw, c, f), 1.0, 4 * tw)
         assert len(conv._grid(n, th, rows)) >= conv.MIN_CHUNKS
     else:
@@ -232,3 +233,20 @@ def test_batch_one_splits(rng, small_splits, xs, ws, padding, kind, act, with_bn
                    affine=ref_affine, **params)
     # float32 sums of <= 80 products of N(0, 1) numbers against float64: measured <= 2e-5
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_forward_needs_enough_tiles(rng, monkeypatch):
+    """Below WINO_MIN_TILES 2x2 output tiles over the batch the forward takes im2col (a 7x7
+    image has 16), from there Winograd; the same values either way."""
+    calls = []
+    real = conv._wino_forward
+    monkeypatch.setattr(conv, "_wino_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    w, b = rand(rng, (3, 3, 16, 24)), rand(rng, 24)
+    for n, hw, wino in ((1, 7, False), (1, 8, False), (2, 8, True), (1, 12, True)):
+        x = rand(rng, (n, hw, hw, 16))
+        calls.clear()
+        y = conv.conv2d(x, w, b, padding="same", activation="relu")
+        assert bool(calls) == wino, (n, hw)
+        assert (n * (-(-hw // 2)) ** 2 >= conv.WINO_MIN_TILES) == wino
+        ref = R.conv2d(*[a.astype(np.float64) for a in (x, w, b)], (1, 1), "same", activation="relu")
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
