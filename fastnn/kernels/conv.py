@@ -86,6 +86,12 @@ WINOGRAD = os.environ.get("FASTNN_CONV_WINOGRAD", "1") != "0"
 # GEMM is thin but Winograd's K = C GEMMs are thinner still).
 WINO_MIN_C = 8
 WINO_MIN_F = 4
+# Smallest number of 2x2 output tiles (over the batch) for the Winograd forward; below, im2col
+# (filter blocks for a small product): the 16 GEMMs of a few tiles read 16/9 as many weights
+# (U) as im2col for little work. Measured (batch 1, 3x3 'same' + ReLU, two threads, medians):
+# 7x7x512 -> 512 (16 tiles) Winograd 4.63 ms, im2col 2.31; 14x14x256 (49 tiles) 1.44 / 1.65;
+# 28x28x128 1.01 / 1.74.
+WINO_MIN_TILES = 32
 # Target size of a chunk's V (16, T, C) and M (16, T, F) tile buffers together.
 WINO_CHUNK_BYTES = 1536 << 10
 
@@ -594,6 +600,9 @@ def _direct_weights(w, b, isa):
     return wp, bp
 
 
+DIRECT_EPILOGUE_BYTES = 256 << 10
+
+
 def _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act, affine=None):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
@@ -605,9 +614,11 @@ def _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act, affine=N
     out2 = out.reshape(n * oh * ow, f)
     relu = affine is None and act == _PLAIN_RELU      # in registers (after an affine it cannot)
     rest = None if relu else act
-    # an affine map or an activation other than plain ReLU runs on chunks of rows of ~64 KB
-    # while they are in cache
-    rows = n * oh if rest is None and affine is None else max(1, (64 << 10) // max(1, ow * f * 4))
+    # an affine map or an activation other than plain ReLU runs on chunks of rows of ~256 KB
+    # while they are in cache (L2). Chunks of 64 KB cost more in calls than they saved: a 1x1
+    # conv 112x112x16 -> 96 with BN + ReLU6 (MobileNetV2's first expansion, batch 1) ran 1 row
+    # per chunk, 2 x 112 Python -> C calls, 1.49 ms against 0.36 ms without the epilogue.
+    rows = n * oh if rest is None and affine is None else max(1, DIRECT_EPILOGUE_BYTES // max(1, ow * f * 4))
 
     def work(task, q_lo, q_hi, nthreads):     # output rows q = n*OH + oh in [q_lo, q_hi)
         for q0 in range(q_lo, q_hi, rows):
@@ -741,7 +752,7 @@ def _wino_forward(x, w, b, pads, out_hw, out, act, affine=None):
     g = _WinoForward(x, w, b, pads, out_hw, act, affine)
     n, oh, ow, th, f, act = x.shape[0], g.oh, g.ow, g.th, g.f, g.act
     out2 = out.reshape(n * oh * ow, f)
-    rows = _wino_rows(g.tw, g.c, f)
+    rows = _chunk_rows(n, th, _wino_rows(g.tw, g.c, f), 18.0 * out2.shape[0] * g.c * f, 4 * g.tw)
     chunks = _grid(n, th, rows)
 
     def work(i, nthreads):
@@ -764,7 +775,7 @@ def _wino_forward_pooled(x, w, b, pads, out_hw, out, act, affine):
     g = _WinoForward(x, w, b, pads, out_hw, act, affine)
     n, oh, ow, th, f, act = x.shape[0], g.oh, g.ow, g.th, g.f, g.act
     ph = oh // 2
-    rows = _wino_rows(g.tw, g.c, f)
+    rows = _chunk_rows(n, th, _wino_rows(g.tw, g.c, f), 18.0 * n * oh * ow * g.c * f, 4 * g.tw)
     chunks = _grid(n, th, rows)
 
     def work(i, nthreads):
@@ -851,7 +862,8 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=Non
     if n == 0:
         return
     direct = _use_direct(kh * kw * c, f)
-    wino = not direct and _use_winograd(w, strides, dilation, pads)
+    wino = not direct and _use_winograd(w, strides, dilation, pads) \
+        and n * -(-oh // 2) * -(-ow // 2) >= WINO_MIN_TILES
     if pool is not None:
         if direct and affine is None and act == _PLAIN_RELU:
             _forward_direct_pooled(x, w, b, strides, dilation, pads, out_hw, out)
@@ -872,6 +884,10 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=Non
     flops = 2.0 * out2.shape[0] * k * f
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and not any(pads):
         x2 = x.reshape(n * h * wd, c)
+        cols = _col_blocks(out2.shape[0], c, f)
+        if cols:
+            _forward_1x1_cols(x2, w2, b, out2, cols, act, affine, flops)
+            return
         chunks = _gemm_grid(n, oh, ow, c, f)
 
         def work_1x1(i, nthreads):        # output rows [q0, q1) = pixel rows [q0*OW, q1*OW)
@@ -887,6 +903,12 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=Non
     # over the output (measured: the same GEMM speed with K+1 columns).
     wa = _weights_with_bias(w2, b)
     ldc = wa.shape[0]
+    cols = _col_blocks(out2.shape[0], ldc, f)
+    if cols:                              # a small product: one col matrix, filter blocks
+        col = _workspace("col_all", out2.shape[0] * ldc).reshape(-1, ldc)
+        _k.im2col(x, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, 0, n * oh, col, 1)
+        _forward_1x1_cols(col, wa, None, out2, cols, act, affine, flops)
+        return
     chunks = _gemm_grid(n, oh, ow, ldc, f)
 
     def work(i, nthreads):                # output rows q = n*OH + oh in [q0, q1)
@@ -899,11 +921,66 @@ def _forward(x, w, b, strides, dilation, pads, out_hw, out, act=None, affine=Non
     _run_items(work, len(chunks), flops)
 
 
+# A call of at least SPLIT_MIN_FLOPS whose chunks (CHUNK_BYTES) would be fewer than MIN_CHUNKS
+# is cut into MIN_CHUNKS where each keeps at least SPLIT_MIN_PIXELS output pixels (by the shape
+# only, as the rest of the grid: the bits do not follow the thread count). Without it a batch of
+# one image fit in one chunk from 56x56 down, and ran on one thread. Measured (batch 1, 1x1 conv
+# 56x56x24 -> 144, two threads, OpenBLAS): one chunk 253 us, two 191, four 217-261 (each
+# hand-off costs ~25-50 us of Python and wake-up, so a GEMM of a few MFLOP is not worth
+# cutting); 14x14x64 -> 384 in two chunks of 98 pixels 173 us against 99 in one (OpenBLAS packs
+# all of w for each chunk: half the rows took 87% of the time).
+MIN_CHUNKS = 2
+SPLIT_MIN_FLOPS = 2e7
+SPLIT_MIN_PIXELS = 512
+
+
+def _chunk_rows(n: int, per: int, rows: int, flops: float, pixels_per_row: int) -> int:
+    """`rows` (target rows per chunk of a _grid over n images of `per` rows of
+    `pixels_per_row` output pixels), lowered to give MIN_CHUNKS chunks where that pays."""
+    total = n * per
+    if (flops >= SPLIT_MIN_FLOPS and -(-total // max(1, rows)) < MIN_CHUNKS
+            and total * pixels_per_row >= MIN_CHUNKS * SPLIT_MIN_PIXELS):
+        rows = min(rows, -(-total // MIN_CHUNKS))
+    return rows
+
+
+def _col_blocks(m: int, k: int, f: int) -> list:
+    """Filter blocks [(f0, f1), ...] for a 1x1 or im2col convolution (GEMM m x k @ k x f) of m
+    output pixels whose row grid would not split (a batch of one small image: 14x14 and 7x7 in
+    ResNet50), or [] to keep the rows. Each block's GEMM packs only its part of w; cut rows, OpenBLAS packs all of w per
+    chunk. By the shape only (multiples of 16 filters), so the bits do not follow the threads."""
+    flops = 2.0 * m * k * f
+    if (MIN_CHUNKS < 2 or flops < SPLIT_MIN_FLOPS or m >= MIN_CHUNKS * SPLIT_MIN_PIXELS
+            or f < 32 * MIN_CHUNKS):
+        return []
+    blocks = -(-f // 16)
+    bounds = [min(f, 16 * (blocks * i // MIN_CHUNKS)) for i in range(MIN_CHUNKS + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(MIN_CHUNKS)]
+
+
+def _forward_1x1_cols(x2, w2, b, out2, cols, act, affine, flops):
+    """out2 = epilogue(x2 @ w2 + b) computed by filter blocks: each task's block goes into a
+    contiguous scratch (GEMM, bias, affine and activation while in cache), then into out2."""
+    m = x2.shape[0]
+
+    def work(i, nthreads):
+        f0, f1 = cols[i]
+        tmp = _workspace("c1x1_cols", m * (f1 - f0)).reshape(m, f1 - f0)
+        np.matmul(x2, w2[:, f0:f1], out=tmp)
+        if b is not None:
+            _k.bias_add(tmp, b[f0:f1], nthreads)
+        _apply_epilogue(tmp, act, nthreads, None if affine is None else tuple(a[f0:f1] for a in affine))
+        out2[:, f0:f1] = tmp
+
+    _run_items(work, len(cols), flops)
+
+
 def _gemm_grid(n: int, oh: int, ow: int, k: int, f: int) -> list:
     """The chunks (output-row ranges) of an im2col or 1x1 convolution: the col buffer (rows x K)
     and the output block (rows x F) stay near CHUNK_BYTES; row pairs stay whole (the pooled
-    path runs the same chunks)."""
-    return _grid(n, oh, max(1, CHUNK_BYTES // max(1, ow * max(k, f) * 4)), even=True)
+    path runs the same chunks); MIN_CHUNKS chunks for a call worth splitting (_chunk_rows)."""
+    rows = max(1, CHUNK_BYTES // max(1, ow * max(k, f) * 4))
+    return _grid(n, oh, _chunk_rows(n, oh, rows, 2.0 * n * oh * ow * k * f, ow), even=True)
 
 
 def _weights_with_bias(w2, b):
@@ -943,6 +1020,13 @@ def _forward_pooled(x, w, b, strides, dilation, pads, out_hw, out, act, affine):
         wa = wp
     else:
         wa = w.reshape(c, f) if one else _weights_with_bias(w.reshape(kh * kw * c, f), b)
+    if not direct and _col_blocks(n * oh * ow, c if one else wa.shape[0], f):
+        # a small product runs by filter blocks (_forward_1x1_cols): the whole (small) output
+        # into a scratch by _forward itself, then the pool: the same bits again
+        ys = _workspace("ypool_cols", n * oh * ow * f).reshape(n, oh, ow, f)
+        _forward(x, w, b, strides, dilation, pads, out_hw, ys, act, affine)
+        _pool_k.max_pool2x2_rows(ys, out)
+        return
     x2 = x.reshape(-1, c) if one else None
     ldc = 0 if direct else wa.shape[0]
     chunks = _gemm_grid(n, oh, ow, c if one else ldc, f)

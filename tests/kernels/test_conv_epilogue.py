@@ -160,3 +160,93 @@ def test_epilogue_checks(rng):
         norm.inference_fold(None, None, np.ones((2, 2), np.float32))
     with pytest.raises(ValueError, match="epsilon"):
         norm.inference_fold(None, None, v, -1.0)
+
+
+# ---- a batch of one small image: its grid is cut by filter blocks (1x1) or into MIN_CHUNKS
+# row runs (1x1 rows, im2col, Winograd) where one chunk would hold it all (conv._col_blocks,
+# conv._chunk_rows). The thresholds are lowered so that small shapes take those paths.
+@pytest.fixture
+def small_splits(monkeypatch):
+    monkeypatch.setattr(conv, "SPLIT_MIN_FLOPS", 0.0)
+    monkeypatch.setattr(conv, "SPLIT_MIN_PIXELS", 8)     # filter blocks below 16 pixels
+    monkeypatch.setattr(conv, "SERIAL_FLOPS", 0.0)
+    monkeypatch.setattr(conv, "WINO_MIN_TILES", 0)
+
+
+SPLIT_CASES = [
+    ((1, 3, 3, 72), (1, 1, 72, 72), "valid", "cols"),    # 9 pixels, 72 filters: blocks 32 + 40
+    ((1, 2, 5, 80), (1, 1, 80, 100), "valid", "cols"),   # 48 + 52 filters
+    ((3, 2, 2, 70), (1, 1, 70, 64), "valid", "cols"),    # 3 images of 4 pixels
+    ((1, 12, 9, 72), (1, 1, 72, 24), "valid", "rows"),   # too few filters for blocks: row runs
+    ((1, 12, 8, 8), (3, 3, 8, 16), "same", "wino"),      # Winograd tile rows
+    ((1, 13, 11, 5), (5, 5, 5, 70), "same", "rows"),     # im2col (5x5: not Winograd)
+]
+
+
+@pytest.mark.parametrize("xs, ws, padding, kind", SPLIT_CASES)
+@pytest.mark.parametrize("act, with_bn", [("relu", True), ("linear", False), ("relu6", True),
+                                          ("sigmoid", False)])
+def test_batch_one_splits(rng, small_splits, xs, ws, padding, kind, act, with_bn):
+    x, w, b = rand(rng, xs), rand(rng, ws), rand(rng, ws[3])
+    f = ws[3]
+    n, h, wd, c = xs
+    oh = h if padding == "same" else h - ws[0] + 1
+    ow = wd if padding == "same" else wd - ws[1] + 1
+    # the path the case is for is the one taken (K > DIRECT_MAX_K: not the direct kernels)
+    assert not conv._use_direct(ws[0] * ws[1] * c, f)
+    cols = conv._col_blocks(n * oh * ow, c, f) if ws[:2] == (1, 1) else []
+    assert bool(cols) == (kind == "cols")
+    if cols:
+        assert cols[0][0] == 0 and cols[-1][1] == f and all(a % 16 == 0 for a, _ in cols)
+    elif kind == "wino":
+        th, tw = -(-oh // 2), -(-ow // 2)
+        assert conv._use_winograd(w, (1, 1), (1, 1), (1, 1, 1, 1)) and n * th * tw >= conv.WINO_MIN_TILES
+        rows = conv._chunk_rows(n, th, conv._wino_rows(tw, c, f), 1.0, 4 * tw)
+        assert len(conv._grid(n, th, rows)) >= conv.MIN_CHUNKS
+    else:
+        assert len(conv._gemm_grid(n, oh, ow, c, f)) >= conv.MIN_CHUNKS
+    gamma, beta, mean, var = bn_params(rng, f)
+    scale, shift = norm.inference_fold(gamma, beta, var, 1e-3)
+    affine = (mean, scale, shift) if with_bn else None
+    params = {"max_value": 6.0} if act == "relu6" else {}
+    name = "relu" if act == "relu6" else act
+    outs = []
+    for threads in (1, 2, 3):
+        old = get_num_threads()
+        set_num_threads(threads)
+        try:
+            y = conv.conv2d(x, w, b, padding=padding, activation=name, affine=affine, **params)
+            yp = conv.conv2d(x, w, b, padding=padding, activation=name, affine=affine,
+                             pool=(2, 2), **params) if min(oh, ow) >= 2 else None
+        finally:
+            set_num_threads(old)
+        outs.append((y, yp))
+    for y, yp in outs[1:]:            # the same bits for every thread count
+        np.testing.assert_array_equal(y, outs[0][0])
+        if yp is not None:
+            np.testing.assert_array_equal(yp, outs[0][1])
+    y, yp = outs[0]
+    if yp is not None:                # the fused pool: the unfused output pooled, bit for bit
+        np.testing.assert_array_equal(yp, pool.max_pool2d(y, (2, 2))[0])
+    ref_affine = (mean, *RN.inference_fold(gamma, beta, var, 1e-3)) if with_bn else None
+    ref = R.conv2d(*[a.astype(np.float64) for a in (x, w, b)], (1, 1), padding, activation=name,
+                   affine=ref_affine, **params)
+    # float32 sums of <= 80 products of N(0, 1) numbers against float64: measured <= 2e-5
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_forward_needs_enough_tiles(rng, monkeypatch):
+    """Below WINO_MIN_TILES 2x2 output tiles over the batch the forward takes im2col (a 7x7
+    image has 16), from there Winograd; the same values either way."""
+    calls = []
+    real = conv._wino_forward
+    monkeypatch.setattr(conv, "_wino_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    w, b = rand(rng, (3, 3, 16, 24)), rand(rng, 24)
+    for n, hw, wino in ((1, 7, False), (1, 8, False), (2, 8, True), (1, 12, True)):
+        x = rand(rng, (n, hw, hw, 16))
+        calls.clear()
+        y = conv.conv2d(x, w, b, padding="same", activation="relu")
+        assert bool(calls) == wino, (n, hw)
+        assert (n * (-(-hw // 2)) ** 2 >= conv.WINO_MIN_TILES) == wino
+        ref = R.conv2d(*[a.astype(np.float64) for a in (x, w, b)], (1, 1), "same", activation="relu")
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
