@@ -8,15 +8,20 @@ tensors whose lifetimes do not overlap can share memory. One `Plan` per (model, 
 input shapes) does that:
 
 - The first pass is the recording: each `Layer._buffer` request goes to the plan (the layer's
-  `_plan`), which hands out a view of a pooled block, the best fitting free one (or a new
-  block). After each step the plan looks at what the step produced: a block that holds a
+  `_plan`), which hands out a block: the lowest free range of a segment that fits it (first
+  fit; a segment is 1 GiB of address space whose pages the system maps when they are first
+  written, so RSS follows the highest offset used). After each step the plan looks at what the
+  step produced: a block that holds a
   step's output (a forward tensor, or a gradient returned by a backward) lives until the last
   step that reads that tensor (known from the graph), a model output until the pass ends; in
   training also until the backward of every layer that keeps a reference into it (a layer
   keeps what its backward reads: the conv's input, the norm's input, ...). A block that holds
   no tensor (a layer's scratch or its forward state: argmax, masks, statistics) is pinned to
   that request for good, as the layer's own buffer was. Blocks whose lifetime has ended go
-  back to the free list before the next step.
+  back to the free ranges (joined with their free neighbours) before the next step. Online
+  first fit suits the passes' shapes: on ResNet50 training it touches 1.003x the peak of live
+  tensors, on MobileNetV2 inference 1.10x (the planned pass has to make its layout while it
+  runs: a layout made after the pass would come after the peak RSS it is meant to cut).
 - Every later pass of the same kind and shapes replays the recording: each layer gets the same
   views for the same requests (a dict per layer), so a steady-state step allocates nothing and
   runs the same float operations on the same values: results are bit-identical to unplanned
@@ -138,9 +143,10 @@ class _LayerPlan:
 class Plan:
     """The shared buffers of one kind of pass ("infer" or "train") at one set of input shapes.
 
-    `records` lists every planned request after the recording: (owner name, key, view, first
-    step, last step, pinned); `nbytes` is the memory the plan holds, `requested` what the same
-    requests held as buffers of their own."""
+    `records` lists every planned request, a dict with the owner's name, the key, the view, the
+    first and last step it lives (END: to the end of the pass) and whether it is pinned;
+    `nbytes` is the memory the plan touches, `requested` the bytes of the requests (what they
+    held as buffers of their own)."""
 
     def __init__(self, graph, kind):
         self.graph, self.kind = graph, kind
