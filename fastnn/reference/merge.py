@@ -58,6 +58,7 @@ def elementwise_backward(op, xs, y, dy):
     xs, _ = _broadcast(xs)
     flat = [x.ravel() for x in xs]
     g = np.asarray(dy, np.float64).ravel()
+    yv = None if op not in ("maximum", "minimum") else np.asarray(y, np.float64).ravel()
     k = len(xs)
     dxs = [np.zeros(g.size) for _ in range(k)]
     for e in range(g.size):
@@ -75,8 +76,10 @@ def elementwise_backward(op, xs, y, dy):
                     if j != i:
                         d *= vals[j]
             else:
-                best = max(vals) if op == "maximum" else min(vals)
-                d = 1.0 if vals.index(best) == i else 0.0
+                # the gradient goes to the first input equal to the output y (the first maximum
+                # or minimum when y is elementwise(op, xs)), as a max pool's goes to its argmax
+                first = next((j for j, v in enumerate(vals) if v == yv[e]), None)
+                d = 1.0 if first == i else 0.0
             dxs[i][e] = d * g[e]
     return [_unbroadcast(d.reshape(np.shape(dy)), s).astype(np.float32) for d, s in zip(dxs, shapes)]
 
