@@ -10,6 +10,7 @@ import numpy as np
 
 from fastnn import kernels as K
 from fastnn.layers.base import Layer, serialize_obj
+from fastnn.layers.core import _grad_from_y
 
 
 class _KernelActivation(Layer):
@@ -29,7 +30,11 @@ class _KernelActivation(Layer):
             self._x = self._y = x
             return x
         y = self._buffer("y", x.shape)
-        self._x, self._y = x, K.activation.apply(self._act_name, x, out=y, **self._params())
+        params = self._params()
+        self._y = K.activation.apply(self._act_name, x, out=y, **params)
+        # keep only y when the gradient reads the same from it (a ReLU): the model's memory
+        # plan can then reuse the input's memory once it is read (fastnn.models.memplan)
+        self._x = self._y if _grad_from_y(self._act_name, params) else x
         return self._y
 
     def backward(self, dy):

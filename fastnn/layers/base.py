@@ -10,7 +10,9 @@ A layer computes on float32 channels-last arrays. Subclasses implement, next to 
                                 gradients into `variable.grad` (views into the model's arena)
 
 Layers keep their output and gradient buffers per batch shape (`self._buffer`) and pass them
-as `out=` to fastnn.kernels, so a steady-state training step allocates nothing.
+as `out=` to fastnn.kernels, so a steady-state training step allocates nothing. In a model's
+planned passes the buffers are views the model's memory plan hands out (fastnn.models.memplan):
+a layer keeps in its attributes what its backward reads, and nothing else of a pass survives it.
 """
 from __future__ import annotations
 
@@ -164,6 +166,8 @@ class Layer:
     _mask = None
     # True for layers that read integer inputs (Embedding): eager calls keep the ids' dtype
     _int_input = False
+    # the model's shared-buffer plan for the pass running now (fastnn.models.memplan), or None
+    _plan = None
 
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, input_dim=None,
                  batch_size=None, batch_input_shape=None, input_length=None,
@@ -356,6 +360,7 @@ class Layer:
         inst = copy.copy(primary)
         inst._primary = primary
         inst._bufs = {}
+        inst._plan = None
         shared = {id(v): SharedVariable(v) for v in primary._variables}
         inst._variables = [shared[id(v)] for v in primary._variables]
         for k, v in list(vars(inst).items()):
@@ -379,7 +384,14 @@ class Layer:
     # ---- buffers -----------------------------------------------------------------------
     def _buffer(self, key, shape, dtype=FLOATX):
         """A reusable array for `key` and this exact shape (the last two shapes are kept:
-        the full batch and the last partial batch of an epoch)."""
+        the full batch and the last partial batch of an epoch). During a model's planned pass
+        the model's memory plan supplies it (a view that other layers' tensors share when their
+        lifetimes do not overlap: fastnn.models.memplan)."""
+        plan = self._plan
+        if plan is not None:
+            buf = plan.take(key, shape, dtype)
+            if buf is not None:
+                return buf
         slot = self._bufs.get(key)
         if slot is None:
             slot = self._bufs[key] = OrderedDict()

@@ -101,6 +101,15 @@ class _ActivationMixin:
         return K.activation.grad(self._act_name, z, y, dy, out=dz, **self._act_params)
 
 
+def _grad_from_y(name, params) -> bool:
+    """True when the activation's gradient computed from y = act(x) in place of x gives the
+    same bits: relu without negative_slope or threshold (y > 0 iff x > 0; inside (0,
+    max_value) iff x is; NaN stays NaN), relu6."""
+    if name == "relu6":
+        return True
+    return name == "relu" and not params.get("negative_slope") and not params.get("threshold")
+
+
 # ---------------------------------------------------------------------------------------------
 class Dense(_ActivationMixin, Layer):
     """y = activation(x @ kernel + bias) on the last axis; kernel (in, units), bias (units,)."""
@@ -182,8 +191,10 @@ class Activation(_ActivationMixin, Layer):
 
     def forward(self, x, training=False):
         self._passthrough = self._fused_into_bn
-        self._z = x
         self._y = x if self._passthrough else self._act_forward(x)
+        # a ReLU's gradient reads y as well as x: keeping only y lets the model's memory plan
+        # reuse the input's memory once it is read (fastnn.models.memplan)
+        self._z = self._y if _grad_from_y(self._act_name, self._act_params) else x
         return self._y
 
     def backward(self, dy):

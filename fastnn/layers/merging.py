@@ -61,17 +61,21 @@ class _Merge(Layer):
         return out
 
     def forward(self, xs, training=False):
-        self._xs = xs
-        shape = xs[0].shape if all(x.shape == xs[0].shape for x in xs) else \
-            K.merge.broadcast_shape([x.shape for x in xs])
+        same = all(x.shape == xs[0].shape for x in xs)
+        shape = xs[0].shape if same else K.merge.broadcast_shape([x.shape for x in xs])
         y = self._buffer("y", shape)
-        self._y = K.merge.elementwise(self.op, xs, out=y)
+        y = K.merge.elementwise(self.op, xs, out=y)
+        # a same-shape sum's backward hands dy on and reads nothing else: keeping no reference
+        # to the inputs and the output lets the model's memory plan reuse their memory once
+        # the next layers have read them (fastnn.models.memplan)
+        self._n_inputs = len(xs)
+        self._xs, self._y = (None, None) if self.op == "add" and same else (xs, y)
         return y
 
     def backward(self, dy):
+        if self._xs is None:    # a same-shape sum
+            return [dy] * self._n_inputs
         same = all(x.shape == dy.shape for x in self._xs)
-        if self.op == "add" and same:
-            return [dy] * len(self._xs)
         dxs = [self._buffer(f"dx{i}", x.shape) for i, x in enumerate(self._xs)]
         work = None if same else self._buffer("work", dy.shape)
         return K.merge.elementwise_backward(self.op, self._xs, self._y, dy, dxs=dxs, work=work)

@@ -135,8 +135,9 @@ def inference_chains(nodes, output_ids) -> dict:
     return chains
 
 
-def run_inference(nodes, chains, vals):
-    """Inference forward over `nodes` with the runs of `chains` as one kernel call each."""
+def run_inference(nodes, chains, vals, hook=None):
+    """Inference forward over `nodes` with the runs of `chains` as one kernel call each
+    (`hook.forward_step` after each step: a memory plan's recording)."""
     skip = _skipped(chains)
     for k, (layer, ins, out) in enumerate(nodes):
         if k in skip:
@@ -149,10 +150,15 @@ def run_inference(nodes, chains, vals):
             else:
                 for o, v in zip(out, y):
                     vals[o] = v
+            if hook is not None:
+                hook.forward_step(k, layer, out, y, False)
             continue
         end, bn, act, pool, shortcut, _ = chain
-        vals[nodes[end][2]] = layer.forward_inference(vals[ins[0]], bn, act, pool, shortcut=(
+        out = nodes[end][2]
+        vals[out] = y = layer.forward_inference(vals[ins[0]], bn, act, pool, shortcut=(
             None if shortcut is None else vals[shortcut]))
+        if hook is not None:
+            hook.forward_step(k, layer, out, y, False)
 
 
 def _skipped(chains):

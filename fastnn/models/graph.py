@@ -21,7 +21,7 @@ import numpy as np
 from fastnn.layers.base import FLOATX, KerasTensor, _is_symbolic as _symbolic, shape_str
 from fastnn.layers.core import InputLayer
 from fastnn.kernels.conv import blas_pinned
-from fastnn.models import fusion, masking
+from fastnn.models import fusion, masking, memplan
 
 
 class Graph:
@@ -35,6 +35,10 @@ class Graph:
     _grad_ready = None
     # data parallel: the global batch size, which divides activity penalties (else the batch's)
     _activity_rows = None
+    # a memory plan's recording (fastnn.models.memplan) during its first pass: told after each step
+    _step_hook = None
+    # the memory plan's view for the gradient sums at branch points (self._acc otherwise)
+    _acc_plan = None
 
     # ---------------------------------------------------------------------------------------
     # building
@@ -122,6 +126,9 @@ class Graph:
         self.built = True
 
     def _plan_fusion(self):
+        plans = self.__dict__.get("_memory_plans")
+        if plans is not None:   # the fused runs change what each pass requests
+            plans.clear()
         outs = set(self._output_ids)
         self._bn_relu = fusion.bn_relu_pairs(self._nodes, outs)
         self._chains = fusion.inference_chains(self._nodes, outs)
@@ -286,15 +293,18 @@ class Graph:
         if self._masking:
             masking.forward(self, vals, training, timer)
         elif timer is None and not training and self._chains:
-            fusion.run_inference(self._nodes, self._chains, vals)
+            fusion.run_inference(self._nodes, self._chains, vals, self._step_hook)
         elif timer is None:
-            for layer, ins, out in self._nodes:
+            hook = self._step_hook
+            for k, (layer, ins, out) in enumerate(self._nodes):
                 y = layer.forward(vals[ins[0]] if len(ins) == 1 else [vals[i] for i in ins], training)
                 if type(out) is int:
                     vals[out] = y
                 else:   # a layer with several outputs returns a list
                     for o, v in zip(out, y):
                         vals[o] = v
+                if hook is not None:
+                    hook.forward_step(k, layer, out, y, training)
         else:  # model.profile: time every layer
             clock = time.perf_counter
             for k, (layer, ins, out) in enumerate(self._nodes):
@@ -325,6 +335,7 @@ class Graph:
         inputs = self._input_ids
         timer = self._timer
         ready = self._grad_ready
+        hook = self._step_hook
         clock = time.perf_counter
         for k in range(len(self._nodes) - 1, -1, -1):
             if ready is not None and k + 1 < len(self._nodes):
@@ -346,6 +357,8 @@ class Graph:
                 for v in layer._variables:
                     if v.grad is not None:
                         v.grad.fill(0.0)
+                if hook is not None:
+                    hook.backward_step(k, layer, ())
                 continue
             if timer is None:
                 dx = layer.backward(dy)
@@ -354,12 +367,17 @@ class Graph:
                 dx = layer.backward(dy)
                 timer.backward[k] += clock() - s
             if dx is None:
+                if hook is not None:
+                    hook.backward_step(k, layer, ())
                 continue
             dxs = dx if len(ins) > 1 else [dx]
             for i, d in zip(ins, dxs):
                 if d is None or (i in inputs and not self._input_grads):
                     continue
                 g[i] = d if g[i] is None else self._accumulate(i, g[i], d)
+            if hook is not None:   # what the graph keeps, and what was read into a sum here
+                hook.backward_step(k, layer, [(i, g[i]) for i in ins if g[i] is not None] +
+                                   [(None, d) for d in dxs if d is not None])
         # the calls of a shared layer after its first computed gradients of their own: sum them
         # (in node order, so the result does not depend on anything else)
         for v, primary in self._shared_grads:
@@ -369,7 +387,9 @@ class Graph:
 
     def _accumulate(self, i, current, d):
         """current + d in a buffer owned by the model (a branch point: several readers)."""
-        acc = self._acc.get((i, d.shape))
+        acc = None if self._acc_plan is None else self._acc_plan.take(("acc", i), d.shape, FLOATX)
+        if acc is None:
+            acc = self._acc.get((i, d.shape))
         if acc is None:
             acc = self._acc[(i, d.shape)] = np.empty(d.shape, FLOATX)
         if current is acc:
@@ -412,7 +432,7 @@ class Graph:
             return _pack(self._output_struct, outs)
         xs = self._prepare_x(x, "call")
         self._ensure_built(xs)
-        with blas_pinned():
+        with blas_pinned(), memplan.planned(self, "infer", xs, not training):
             outs = self._forward(xs, bool(training))
         outs = [np.array(o, copy=True) for o in outs]
         return _pack(self._output_struct, outs) if len(outs) > 1 else outs[0]

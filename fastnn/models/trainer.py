@@ -43,7 +43,7 @@ from fastnn.layers.base import FLOATX
 from fastnn.models.arena import Arena
 from fastnn.models.data import DataChecks
 from fastnn.models.graph import _pack
-from fastnn.models import masking
+from fastnn.models import masking, memplan
 
 _FUSABLE = ("softmax", "sigmoid")
 
@@ -270,6 +270,10 @@ class Trainer(DataChecks):
         """Forward, losses and backward: every trainable weight's gradient of the loss (without
         the weight penalties) is written into the flat arena `self._arena.grads`. Returns
         (loss, y_preds)."""
+        with memplan.planned(self, "train", xs):
+            return self._planned_gradients(xs, ys, sws)
+
+    def _planned_gradients(self, xs, ys, sws):
         timer = self._timer
         y_preds = self._forward(xs, True)
         if timer is not None:
@@ -343,9 +347,9 @@ class Trainer(DataChecks):
     def _test_step(self, xs, ys, sws):
         if not isinstance(ys, list):
             ys, sws = [ys], [sws]
-        with blas_pinned():
+        with blas_pinned(), memplan.planned(self, "infer", xs):
             y_preds = self._forward(xs, False)
-        loss, _ = self._losses(ys, y_preds, sws, need_grad=False)
+            loss, _ = self._losses(ys, y_preds, sws, need_grad=False)
         loss += self._activity_penalty()
         for v in self._reg_vars:
             loss += float(v.regularizer(v.value))
@@ -599,8 +603,9 @@ class Trainer(DataChecks):
         for step in range(total):
             cb.on_predict_batch_begin(step)
             sl = slice(step * batch_size, (step + 1) * batch_size)
-            with blas_pinned():
-                ys = self._forward([a[sl] for a in xs], False)
+            batch = [a[sl] for a in xs]
+            with blas_pinned(), memplan.planned(self, "infer", batch):
+                ys = self._forward(batch, False)
             if outs is None:
                 outs = [np.empty((n, *o.shape[1:]), FLOATX) for o in ys]
             for o, yb in zip(outs, ys):
@@ -652,7 +657,7 @@ class Trainer(DataChecks):
         xs = self._prepare_x(x, "predict_on_batch")
         self._ensure_built(xs)
         self._check_x_shapes(xs, "predict_on_batch")
-        with blas_pinned():
+        with blas_pinned(), memplan.planned(self, "infer", xs):
             outs = [np.array(o, copy=True) for o in self._forward(xs, False)]
         return _pack(self._output_struct, outs)
 
