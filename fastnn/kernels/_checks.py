@@ -170,6 +170,8 @@ def check_float(value, name: str, fn: str, *, low=None, high=None, low_open=Fals
     if bad:
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
+        if low is None and high is None:
+            raise ValueError(f"{fn}: {name} must be a finite number; received {value!r}.")
         rng = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
         raise ValueError(f"{fn}: {name} must be a finite number in {rng}; received {value!r}.")
     return v

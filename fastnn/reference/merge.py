@@ -2,6 +2,8 @@
 fastnn.kernels.merge; same functions, no out= buffers)."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
@@ -95,7 +97,7 @@ def concatenate_backward(dy, sizes, axis=-1):
 
 def batch_dot(a, b, axes):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    p, q = (axes, axes) if isinstance(axes, int) else tuple(axes)
+    p, q = (axes, axes) if isinstance(axes, numbers.Integral) else tuple(axes)
     p, q = p % a.ndim, q % b.ndim
     free = [d for j, d in enumerate(a.shape[1:], 1) if j != p] + [d for j, d in enumerate(b.shape[1:], 1) if j != q]
     y = np.zeros((a.shape[0], *free))
@@ -106,7 +108,7 @@ def batch_dot(a, b, axes):
 
 def batch_dot_backward(a, b, dy, axes):
     a, b, dy = np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(dy, np.float64)
-    p, q = (axes, axes) if isinstance(axes, int) else tuple(axes)
+    p, q = (axes, axes) if isinstance(axes, numbers.Integral) else tuple(axes)
     p, q = p % a.ndim, q % b.ndim
     if a.ndim == 2:
         return (dy * b).astype(np.float32), (dy * a).astype(np.float32)

@@ -134,6 +134,9 @@ class Call:
     inplace: tuple = ()                  # (out name, input name): out may be that input itself
     updated: tuple = ()                  # arrays updated in place by contract (compared after)
     params: dict = dataclasses.field(default_factory=dict)    # scalar argument -> odd values
+    resize_values: dict = dataclasses.field(default_factory=dict)   # input -> (rng, shape) ->
+    #                                      values for a resized copy that keep the contract (a
+    #                                      softmax output's rows sum to one); default: any floats
     no_special: tuple = ()               # inputs that get no NaN/inf spoiling: values derived
     #                                      from the others (grad's y = apply(x), the forward's
     #                                      mean/invstd) or per-channel parameters of a
@@ -361,7 +364,13 @@ def _spoil_input(data, call, kw, name, rng, written=False):
             return None
         axis = data.draw(st.integers(0, a.ndim - 1), label="axis")
         size = data.draw(st.sampled_from([0, 1, a.shape[axis] + 1, max(0, a.shape[axis] - 1)]), label="size")
-        kw[name] = _resized(a, axis, size, rng)
+        make = call.resize_values.get(name)
+        if make is None:
+            kw[name] = _resized(a, axis, size, rng)
+        else:
+            shape = list(a.shape)
+            shape[axis] = size
+            kw[name] = make(rng, tuple(shape)).astype(a.dtype)
         return "either-shape"
     if how == "not_array":
         kw[name] = data.draw(st.sampled_from(["list", "scalar", "None", "str"]), label="kind")

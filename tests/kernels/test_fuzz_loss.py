@@ -84,6 +84,14 @@ def _minus_inf_rows(kw):
     return np.isneginf(z).any(axis=-1)
 
 
+def _softmax_rows(rng, shape):
+    """Rows of softmax(z) for random logits: a resized probs that still keeps the backward's
+    contract (probs = softmax(z): rows in [0, 1] that sum to one)."""
+    z = rng.standard_normal(shape)
+    e = np.exp(z - (z.max(axis=-1, keepdims=True) if z.size else 0))
+    return e / np.maximum(e.sum(axis=-1, keepdims=True), 1e-300)
+
+
 def _ref_scale(kw):
     """The kernel takes one scale per sample, flat (n,); the reference one of the lead shape."""
     s = kw["scale"]
@@ -132,14 +140,19 @@ def softmax_backward_call(draw):
     ls = draw(st.sampled_from([0.0, 0.1, 1.0]))
     _, probs = K.softmax_crossentropy(z, y, sparse=sparse, from_logits=from_logits, label_smoothing=ls)
     n = int(np.prod(z.shape[:-1]))
+    scale = _scale(draw, rng, n)
     return F.Call(K.softmax_crossentropy_backward,
                   dict(probs=probs, y=y, sparse=sparse, from_logits=from_logits, label_smoothing=ls,
-                       scale=_scale(draw, rng, n), dz=None),
+                       scale=scale, dz=None),
                   lambda kw: R.softmax_crossentropy_backward(
                       kw["probs"], kw["y"], sparse=kw["sparse"], from_logits=kw["from_logits"],
                       label_smoothing=kw["label_smoothing"], scale=_ref_scale(kw)),
                   inputs=("probs", "y", "scale"), outs={"dz": 0}, inplace=(("dz", "probs"),), scaled=True,
                   ignore=_at_the_clip,
+                  # one number for all samples (a 0-d array too) must be finite (a named
+                  # ValueError, tests/kernels/test_loss.py); a per-sample array may hold inf/NaN
+                  no_special=("scale",) if np.ndim(scale) == 0 else (),
+                  resize_values={"probs": _softmax_rows},   # probs = softmax(z), resized or not
                   params={"y": bad_y, "sparse": FLAG_JUNK, "from_logits": FLAG_JUNK,
                           "label_smoothing": SMOOTH_JUNK, "scale": _scale_junk(n)},
                   nonfinite="loose", label=f"softmax_crossentropy_backward(sparse={sparse})",
@@ -171,13 +184,15 @@ def sigmoid_backward_call(draw):
     ls = draw(st.sampled_from([0.0, 0.1, 1.0]))
     _, probs = K.sigmoid_binary_crossentropy(z, y, from_logits=from_logits, label_smoothing=ls)
     n = int(np.prod(z.shape[:-1]))
+    scale = _scale(draw, rng, n)
     return F.Call(K.sigmoid_binary_crossentropy_backward,
                   dict(probs=probs, y=y, from_logits=from_logits, label_smoothing=ls,
-                       scale=_scale(draw, rng, n), dz=None),
+                       scale=scale, dz=None),
                   lambda kw: R.sigmoid_binary_crossentropy_backward(
                       kw["probs"], kw["y"], from_logits=kw["from_logits"],
                       label_smoothing=kw["label_smoothing"], scale=_ref_scale(kw)),
                   inputs=("probs", "y", "scale"), outs={"dz": 0}, inplace=(("dz", "probs"),), scaled=True,
+                  no_special=("scale",) if np.ndim(scale) == 0 else (),     # (as softmax's)
                   params={"y": bad_y, "from_logits": FLAG_JUNK, "label_smoothing": SMOOTH_JUNK,
                           "scale": _scale_junk(n)},
                   nonfinite="loose", label="sigmoid_binary_crossentropy_backward", **TOL)
