@@ -271,6 +271,7 @@ def main(argv=None):
              "omp_wait_policy": env["OMP_WAIT_POLICY"], "load": [min(loads), max(loads)]
              if loads else None, "results": results}
     suffix = "" if args.isa == "native" else f"_{args.isa}"
+    os.makedirs(args.out, exist_ok=True)      # (a missing folder lost a whole run's results)
     with open(os.path.join(args.out, f"applications{suffix}.json"), "w") as fh:
         json.dump(saved, fh, indent=1)
     report(saved, args)
