@@ -104,6 +104,12 @@ def _scale(scale, n, fn):
     return np.ascontiguousarray(scale, dtype=np.float32), 1
 
 
+def _scale_array(scale):
+    """The caller's per-sample scale array (dz must not overlap it: it is read while dz is
+    written), or None."""
+    return scale if isinstance(scale, np.ndarray) and scale.ndim else None
+
+
 def _no_overlap(buf, name, inputs, fn, *, allow_same=()):
     for other_name, a in inputs:
         if a is None or not np.shares_memory(buf, a):
@@ -164,7 +170,8 @@ def softmax_crossentropy_backward(probs, y, *, sparse=False, from_logits=True,
         c, yd = _NO_SPARSE, _dense_labels(y, probs.shape, fn).reshape(-1, k)
     s, stride = _scale(scale, n, fn)
     dz = prepare_out(dz, probs.shape, "dz", fn)
-    _no_overlap(dz, "dz", [("probs", probs), ("y", y)], fn, allow_same=("probs",))
+    _no_overlap(dz, "dz", [("probs", probs), ("y", y), ("scale", _scale_array(scale))], fn,
+                allow_same=("probs",))
     _loss.softmax_crossentropy_backward(probs.reshape(-1, k), yd, c, sparse, ls, from_logits, s,
                                         stride, dz.reshape(-1, k), PARALLEL_MIN)
     return dz
@@ -218,7 +225,8 @@ def sigmoid_binary_crossentropy_backward(probs, y, *, from_logits=True, label_sm
     yd = _binary_labels(y, probs.shape, fn)
     s, stride = _scale(scale, n, fn)
     dz = prepare_out(dz, probs.shape, "dz", fn)
-    _no_overlap(dz, "dz", [("probs", probs), ("y", y)], fn, allow_same=("probs",))
+    _no_overlap(dz, "dz", [("probs", probs), ("y", y), ("scale", _scale_array(scale))], fn,
+                allow_same=("probs",))
     _loss.sigmoid_binary_crossentropy_backward(probs.reshape(-1, k), yd.reshape(-1, k), ls,
                                                from_logits, s, stride, dz.reshape(-1, k),
                                                PARALLEL_MIN)

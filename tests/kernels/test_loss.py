@@ -324,3 +324,17 @@ def test_matches_keras(keras, from_logits, ls, rng):
     want = conv(keras.losses.binary_crossentropy(yb, pred, from_logits=from_logits, label_smoothing=ls))
     got = K.sigmoid_binary_crossentropy(z, yb, from_logits=from_logits, label_smoothing=ls)[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_dz_must_not_overlap_scale():
+    """dz is written while the per-sample scale is read: a dz over scale's memory is refused
+    (found by the fuzzer: a dz that began one float into scale was accepted)."""
+    probs = np.full((4, 3), 1 / 3, np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    buf = np.zeros(4 + 12, np.float32)
+    scale, dz = buf[:4], buf[1:13].reshape(4, 3)
+    scale[:] = 1.0
+    for f in (lambda: K.softmax_crossentropy_backward(probs, y, scale=scale, dz=dz),
+              lambda: K.sigmoid_binary_crossentropy_backward(probs, y, scale=scale, dz=dz)):
+        with pytest.raises(ValueError, match="dz must not share memory with scale"):
+            f()
