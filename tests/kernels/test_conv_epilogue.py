@@ -171,6 +171,7 @@ def small_splits(monkeypatch):
     monkeypatch.setattr(conv, "SPLIT_MIN_PIXELS", 8)     # filter blocks below 16 pixels
     monkeypatch.setattr(conv, "SERIAL_FLOPS", 0.0)
     monkeypatch.setattr(conv, "WINO_MIN_TILES", 0)
+    monkeypatch.setattr(conv, "WINO_MIN_PIXELS", 0)
 
 
 SPLIT_CASES = [
@@ -200,7 +201,7 @@ def test_batch_one_splits(rng, small_splits, xs, ws, padding, kind, act, with_bn
         assert cols[0][0] == 0 and cols[-1][1] == f and all(a % 16 == 0 for a, _ in cols)
     elif kind == "wino":
         th, tw = -(-oh // 2), -(-ow // 2)
-        assert conv._use_winograd(w, (1, 1), (1, 1), (1, 1, 1, 1)) and n * th * tw >= conv.WINO_MIN_TILES
+        assert conv._use_winograd(w, (1, 1), (1, 1), (1, 1, 1, 1)) and conv._wino_pays(n, oh, ow)
         rows = conv._chunk_rows(n, th, conv._wino_rows(tw, c, f), 1.0, 4 * tw)
         assert len(conv._grid(n, th, rows)) >= conv.MIN_CHUNKS
     else:
@@ -235,18 +236,27 @@ def test_batch_one_splits(rng, small_splits, xs, ws, padding, kind, act, with_bn
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_winograd_forward_needs_enough_tiles(rng, monkeypatch):
-    """Below WINO_MIN_TILES 2x2 output tiles over the batch the forward takes im2col (a 7x7
-    image has 16), from there Winograd; the same values either way."""
+def test_winograd_needs_enough_tiles_and_pixels(rng, monkeypatch):
+    """Winograd (forward and backward) from WINO_MIN_TILES 2x2 output tiles over the batch and
+    WINO_MIN_PIXELS outputs an image, else im2col (a 7x7 image: 16 tiles, 49 outputs); the same
+    values either way."""
     calls = []
-    real = conv._wino_forward
-    monkeypatch.setattr(conv, "_wino_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fwd, bwd = conv._wino_forward, conv._wino_backward
+    monkeypatch.setattr(conv, "_wino_forward", lambda *a, **k: calls.append("f") or fwd(*a, **k))
+    monkeypatch.setattr(conv, "_wino_backward", lambda *a, **k: calls.append("b") or bwd(*a, **k))
     w, b = rand(rng, (3, 3, 16, 24)), rand(rng, 24)
-    for n, hw, wino in ((1, 7, False), (1, 8, False), (2, 8, True), (1, 12, True)):
+    for n, hw, wino in ((1, 7, False), (4, 7, False), (1, 8, False), (2, 8, True), (1, 12, True)):
         x = rand(rng, (n, hw, hw, 16))
         calls.clear()
         y = conv.conv2d(x, w, b, padding="same", activation="relu")
-        assert bool(calls) == wino, (n, hw)
-        assert (n * (-(-hw // 2)) ** 2 >= conv.WINO_MIN_TILES) == wino
+        dy = rand(rng, y.shape)
+        dx, dw, _ = conv.conv2d_backward(x, w, dy, padding="same")
+        assert calls == (["f", "b"] if wino else []), (n, hw, calls)
+        assert (hw * hw >= conv.WINO_MIN_PIXELS and n * (-(-hw // 2)) ** 2 >= conv.WINO_MIN_TILES) == wino
         ref = R.conv2d(*[a.astype(np.float64) for a in (x, w, b)], (1, 1), "same", activation="relu")
         np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+        rdx, rdw, _ = R.conv2d_backward(x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64),
+                                        (1, 1), "same")
+        # float32 against float64, N(0, 1) data: measured <= 2.0e-5 (y), 1.4e-5 (dx), 1.8e-5 (dw)
+        np.testing.assert_allclose(dx, rdx, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dw, rdw, rtol=1e-4, atol=1e-4)

@@ -58,8 +58,8 @@ def _knobs(fn, knobs, label):
 @st.composite
 def knobs(draw):
     k = {"DIRECT": draw(st.sampled_from([None, True, False])), "WINOGRAD": draw(st.booleans())}
-    if k["WINOGRAD"] and draw(st.booleans()):   # the Winograd forward of a few tiles too
-        k["WINO_MIN_TILES"] = 0
+    if k["WINOGRAD"] and draw(st.booleans()):   # Winograd for small images and batches too
+        k["WINO_MIN_TILES"] = k["WINO_MIN_PIXELS"] = 0
     if draw(st.booleans()):   # split even tiny problems into per-thread shares
         k["SERIAL_FLOPS"] = 1.0
     return k

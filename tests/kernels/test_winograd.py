@@ -35,11 +35,11 @@ class path:
         self.winograd, self.chunk, self.tasks = winograd, chunk, tasks
 
     def __enter__(self):
-        self.saved = (K.WINOGRAD, K.WINO_MIN_C, K.WINO_MIN_F, K.WINO_MIN_TILES, K.WINO_CHUNK_BYTES,
-                      K.SERIAL_FLOPS, K.get_num_threads)
+        self.saved = (K.WINOGRAD, K.WINO_MIN_C, K.WINO_MIN_F, K.WINO_MIN_TILES, K.WINO_MIN_PIXELS,
+                      K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads)
         K.WINOGRAD = self.winograd
         K.WINO_MIN_C = K.WINO_MIN_F = 1
-        K.WINO_MIN_TILES = 0          # the forward of a few tiles too (below 32 it takes im2col)
+        K.WINO_MIN_TILES = K.WINO_MIN_PIXELS = 0   # small images too (else im2col: _wino_pays)
         if self.chunk is not None:
             K.WINO_CHUNK_BYTES = self.chunk
         if self.tasks is not None:
@@ -48,8 +48,8 @@ class path:
         return self
 
     def __exit__(self, *exc):
-        (K.WINOGRAD, K.WINO_MIN_C, K.WINO_MIN_F, K.WINO_MIN_TILES, K.WINO_CHUNK_BYTES,
-         K.SERIAL_FLOPS, K.get_num_threads) = self.saved
+        (K.WINOGRAD, K.WINO_MIN_C, K.WINO_MIN_F, K.WINO_MIN_TILES, K.WINO_MIN_PIXELS,
+         K.WINO_CHUNK_BYTES, K.SERIAL_FLOPS, K.get_num_threads) = self.saved
 
 
 def pads_of(padding, h, w):
