@@ -145,6 +145,25 @@ def _forward(x, w, b, strides, dilation, pads, out, relu):
                 out, relu, scratch, _isa(), nt)
 
 
+# rows of an affine epilogue chunk: ~256 KB, so the affine map and the activation after it
+# read the chunk from cache (a fixed grid by shape: elementwise, the bits follow no split)
+EPILOGUE_BYTES = 256 << 10
+
+
+def _affine_epilogue(out, act, affine):
+    """In place (y - center)*scale + shift, then act ((kind, smax, params) or None), over
+    row chunks of out viewed as (rows, C*M), the chunks spread over the threads."""
+    ce = out.shape[-1]
+    y2 = out.reshape(-1, ce)
+    per = max(1, EPILOGUE_BYTES // (4 * ce))
+    bounds = list(range(0, y2.shape[0], per)) + [y2.shape[0]]
+
+    def work(i, nthreads):
+        _conv._apply_epilogue(y2[bounds[i]:bounds[i + 1]], act, nthreads, affine)
+
+    _conv._run_items(work, len(bounds) - 1, 4.0 * y2.size)
+
+
 def _backward(x, w, dy, strides, dilation, pads, dx, dw, db):
     n, h, wd, c = x.shape
     kh, kw, _, m = w.shape
@@ -178,7 +197,7 @@ def _backward(x, w, dy, strides, dilation, pads, dx, dw, db):
 # ---------------------------------------------------------------- public API
 
 def depthwise_conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1, 1), *, out=None,
-                     activation="linear", **act_params):
+                     activation="linear", affine=None, **act_params):
     """Depthwise 2-D convolution (Keras DepthwiseConv2D) of NHWC float32 x with w (KH, KW, C, M).
 
     x (N, H, W, C), w (KH, KW, C, M), b (C*M,) or None -> y (N, OH, OW, C*M) float32, output
@@ -186,17 +205,26 @@ def depthwise_conv2d(x, w, b=None, strides=(1, 1), padding="valid", dilation=(1,
     padding: "valid", "same" or ((top, bottom), (left, right)). out: optional C-contiguous
     writeable float32 buffer of y's shape, filled and returned. activation: any name
     fastnn.kernels.activation.apply accepts; a plain ReLU is applied in registers, the others
-    in a pass over y afterwards.
+    in a pass over y afterwards. affine=(center, scale, shift), each (C*M,) float32: the
+    per-channel (y - center)*scale + shift of a following inference batch norm (as conv2d's
+    affine=, from norm.inference_fold), applied before the activation in one pass over chunks
+    of y: bit-identical to batch_norm_inference and the activation after the plain conv.
     """
     fn = "depthwise_conv2d"
     x, w = _check(x, w, fn, 2)
     ce = w.shape[2] * w.shape[3]
     if b is not None:
         b = check_array(b, "b", fn, ndim=1, shape=(ce,))
+    affine = _conv._check_affine(affine, ce, fn)
     strides, dilation, pads, (oh, ow) = _geometry_2d(x, w, strides, padding, dilation, fn)
     relu, after = _epilogue(activation, act_params, fn)
     out = prepare_out(out, (x.shape[0], oh, ow, ce), "out", fn)
-    _conv._no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)], fn)
+    _conv._no_overlap([("out", out)], [("x", x), ("w", w), ("b", b)]
+                      + [(f"affine[{i}]", a) for i, a in enumerate(affine or ())], fn)
+    if affine is not None:
+        _forward(x, w, b, strides, dilation, pads, out, False)
+        _affine_epilogue(out, _conv._epilogue(activation, act_params, fn), affine)
+        return out
     _forward(x, w, b, strides, dilation, pads, out, relu)
     if after is not None:
         from fastnn.kernels import activation as A

@@ -284,6 +284,29 @@ class BaseDepthwiseConv(_ReluFusedMixin, _ActivationMixin, Layer):
         return self._activate(lambda z, act: fwd(x, self.kernel.value, b, *_conv_args(self), out=z, activation=act),
                               self.compute_output_shape(x.shape))
 
+    def forward_inference(self, x, bn=None, act=None, pool=False, shortcut=None):
+        """Inference output of this (2-D) depthwise conv followed by `bn` (a BatchNormalization,
+        in inference mode) and an activation `act` ((name, params), True for a plain ReLU) in
+        one kernel call (the model's fused runs, fastnn.models.fusion): bit-identical to the
+        layers one by one. No pool or residual add here. Keeps nothing for a backward."""
+        if self.rank != 2 or pool or shortcut is not None:
+            raise ValueError(f"{type(self).__name__}.forward_inference: a 2-D depthwise conv fuses a "
+                             f"batch norm and an activation only (no pool, no shortcut).")
+        if act is True:
+            act = ("relu", {})
+        affine = None
+        if bn is not None:
+            c = self.kernel.shape[-2] * self.depth_multiplier
+            scale, shift = K.norm.inference_fold(
+                None if bn.gamma is None else bn.gamma.value, None if bn.beta is None else bn.beta.value,
+                bn.moving_variance.value, bn.epsilon, scale=self._buffer("bn_scale", (c,)),
+                shift=self._buffer("bn_shift", (c,)))
+            affine = (bn.moving_mean.value, scale, shift)
+        name, params = act if act else ("linear", {})
+        y = self._buffer("y_inference", self.compute_output_shape(x.shape))
+        return K.depthwise.depthwise_conv2d(x, self.kernel.value, None if self.bias is None else self.bias.value,
+                                            *_conv_args(self), out=y, activation=name, affine=affine, **params)
+
     def backward(self, dy):
         _, bwd = _depthwise_fns(self.rank)
         dz = self._pre_activation_grad(dy)

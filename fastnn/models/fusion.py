@@ -6,9 +6,11 @@ execution order) and the ids of the model outputs:
 - `bn_relu_pairs`: BatchNormalization -> plain ReLU, the norm's output read by that ReLU only.
   In training and inference the norm applies the ReLU in its own output pass and masks dy in
   its backward; the ReLU node stays in the graph (summary, profile) as a pass-through.
-- `inference_chains`: Conv2D [-> BatchNormalization] [-> ReLU] [-> MaxPooling2D 2x2] runs, and
-  residual ends Conv2D [-> BatchNormalization] -> Add [-> ReLU], that `run_inference` executes
-  as one `fastnn.kernels.conv.conv2d(affine=, activation=, pool=)` call (plus an in-place add
+- `inference_chains`: Conv2D [-> BatchNormalization] [-> ReLU] [-> MaxPooling2D 2x2] runs,
+  residual ends Conv2D [-> BatchNormalization] -> Add [-> ReLU], and DepthwiseConv2D
+  [-> BatchNormalization] [-> ReLU] (MobileNet's blocks), that `run_inference` executes as one
+  `fastnn.kernels.conv.conv2d(affine=, activation=, pool=)` or
+  `fastnn.kernels.depthwise.depthwise_conv2d(affine=, activation=)` call (plus an in-place add
   and activation) when the model predicts or evaluates (training=False). Bit-identical to the
   layers one by one.
 
@@ -83,7 +85,7 @@ def inference_chains(nodes, output_ids) -> dict:
     in the same order as the layers one by one (a + b == b + a in IEEE arithmetic), so the
     predictions are bit-identical.
     """
-    from fastnn.layers.convolutional import BaseConv
+    from fastnn.layers.convolutional import BaseConv, BaseDepthwiseConv
     from fastnn.layers.merging import Add
 
     readers, producer = {}, {}
@@ -104,7 +106,9 @@ def inference_chains(nodes, output_ids) -> dict:
 
     chains = {}
     for k, (layer, ins, out) in enumerate(nodes):
-        if (not isinstance(layer, BaseConv) or layer.rank != 2 or layer.activity_regularizer is not None
+        depthwise = isinstance(layer, BaseDepthwiseConv)   # [-> BN] [-> ReLU]: no add, no pool
+        if (not (isinstance(layer, BaseConv) or depthwise) or layer.rank != 2
+                or layer.activity_regularizer is not None
                 or layer._fused_output or layer._act_name not in ("linear", "relu", "relu6")):
             continue
         act = None if layer._act_name == "linear" else (layer._act_name, dict(layer._act_params))
@@ -114,7 +118,8 @@ def inference_chains(nodes, output_ids) -> dict:
             bn, end = nodes[nxt][0], nxt
             members.append(end)
             nxt = only_reader(end)
-        if act is None and nxt is not None and type(nodes[nxt][0]) is Add and len(nodes[nxt][1]) == 2:
+        if (not depthwise and act is None and nxt is not None and type(nodes[nxt][0]) is Add
+                and len(nodes[nxt][1]) == 2):
             a, b = nodes[nxt][1]
             other = b if a == nodes[end][2] else a
             # the shortcut must exist when the conv runs, and be a different tensor
@@ -126,8 +131,8 @@ def inference_chains(nodes, output_ids) -> dict:
             act, end = relu_act(nodes[nxt][0]), nxt
             members.append(end)
             nxt = only_reader(end)
-        if (shortcut is None and act is not None and act == ("relu", {}) and nxt is not None
-                and pool_2x2(nodes[nxt][0])):
+        if (not depthwise and shortcut is None and act is not None and act == ("relu", {})
+                and nxt is not None and pool_2x2(nodes[nxt][0])):
             pool, end = True, nxt
             members.append(end)
         if end > k:

@@ -117,3 +117,53 @@ def test_residual_and_relu6_runs_fuse_bit_identically(rng, relu):
     np.testing.assert_array_equal(fused, m.predict(x, batch_size=8, verbose=0))
     assert fused_eval == m.evaluate(x, y, verbose=0)
     m._chains = chains
+
+
+def _mobilenet_block():
+    inp = fastnn.Input((12, 12, 8))
+    x = L.ReLU(max_value=6.0)(L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False)(inp)))
+    x = L.ReLU(max_value=6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)))
+    x = L.BatchNormalization()(L.Conv2D(8, 1, use_bias=False)(x))
+    x = L.Add()([inp, x])
+    x = L.ZeroPadding2D(((0, 1), (0, 1)))(x)
+    x = L.ReLU()(L.BatchNormalization()(L.DepthwiseConv2D(3, strides=2, depth_multiplier=2)(x)))
+    x = L.DepthwiseConv2D(3, activation="relu", padding="same")(x)      # its own ReLU, nothing to fuse
+    y = L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x))
+    return fastnn.Model(inp, y)
+
+
+def test_depthwise_bn_relu_runs_fuse_bit_identically(rng):
+    """DepthwiseConv2D -> BatchNormalization -> ReLU(6) runs (MobileNet's blocks) as one
+    depthwise_conv2d(affine=, activation=) call: the same predictions and evaluations."""
+    fastnn._random.set_seed(4)
+    m = _mobilenet_block()
+    x, y = _train_a_little(m, rng, (12, 12, 8))
+    starts = sorted(type(m._nodes[k][0]).__name__ for k in m._chains)
+    assert starts == ["Conv2D", "Conv2D", "DepthwiseConv2D", "DepthwiseConv2D"]
+    fused = m.predict(x, batch_size=8, verbose=0)
+    fused_eval = m.evaluate(x, y, verbose=0)
+    chains = m._chains
+    m._chains = {}
+    np.testing.assert_array_equal(fused, m.predict(x, batch_size=8, verbose=0))
+    assert fused_eval == m.evaluate(x, y, verbose=0)
+    m._chains = chains
+
+
+def test_mobilenetv2_fused_inference_is_bit_identical(rng):
+    from fastnn.applications import MobileNetV2
+
+    fastnn._random.set_seed(6)
+    m = MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10)
+    for layer in m.layers:                 # moving statistics away from 0 and 1
+        if type(layer).__name__ == "BatchNormalization":
+            c = layer.moving_mean.value.shape[0]
+            layer.moving_mean.value[...] = rng.standard_normal(c) * 0.1
+            layer.moving_variance.value[...] = rng.random(c) + 0.5
+    n_dw = sum(type(m._nodes[k][0]).__name__ == "DepthwiseConv2D" for k in m._chains)
+    assert n_dw == 17
+    x = rng.standard_normal((3, 32, 32, 3)).astype(np.float32)
+    fused = m.predict(x, verbose=0)
+    chains = m._chains
+    m._chains = {}
+    np.testing.assert_array_equal(fused, m.predict(x, verbose=0))
+    m._chains = chains
