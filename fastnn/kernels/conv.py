@@ -605,7 +605,9 @@ def _direct_weights(w, b, isa):
     return wp, bp
 
 
-DIRECT_EPILOGUE_BYTES = 256 << 10
+# rows of an epilogue chunk (affine map, activation) run while in cache (L2): the direct
+# kernels' and fastnn.kernels.depthwise's affine epilogues
+EPILOGUE_BYTES = 256 << 10
 
 
 def _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act, affine=None):
@@ -623,7 +625,7 @@ def _forward_direct(x, w, b, strides, dilation, pads, out_hw, out, act, affine=N
     # while they are in cache (L2). Chunks of 64 KB cost more in calls than they saved: a 1x1
     # conv 112x112x16 -> 96 with BN + ReLU6 (MobileNetV2's first expansion, batch 1) ran 1 row
     # per chunk, 2 x 112 Python -> C calls, 1.49 ms against 0.36 ms without the epilogue.
-    rows = n * oh if rest is None and affine is None else max(1, DIRECT_EPILOGUE_BYTES // max(1, ow * f * 4))
+    rows = n * oh if rest is None and affine is None else max(1, EPILOGUE_BYTES // max(1, ow * f * 4))
 
     def work(task, q_lo, q_hi, nthreads):     # output rows q = n*OH + oh in [q_lo, q_hi)
         for q0 in range(q_lo, q_hi, rows):

@@ -145,17 +145,13 @@ def _forward(x, w, b, strides, dilation, pads, out, relu):
                 out, relu, scratch, _isa(), nt)
 
 
-# rows of an affine epilogue chunk: ~256 KB, so the affine map and the activation after it
-# read the chunk from cache (a fixed grid by shape: elementwise, the bits follow no split)
-EPILOGUE_BYTES = 256 << 10
-
-
 def _affine_epilogue(out, act, affine):
     """In place (y - center)*scale + shift, then act ((kind, smax, params) or None), over
-    row chunks of out viewed as (rows, C*M), the chunks spread over the threads."""
+    row chunks of out viewed as (rows, C*M) of ~conv.EPILOGUE_BYTES (read from cache; a grid by
+    shape, and elementwise: the bits follow no split), the chunks spread over the threads."""
     ce = out.shape[-1]
     y2 = out.reshape(-1, ce)
-    per = max(1, EPILOGUE_BYTES // (4 * ce))
+    per = max(1, _conv.EPILOGUE_BYTES // (4 * ce))
     bounds = list(range(0, y2.shape[0], per)) + [y2.shape[0]]
 
     def work(i, nthreads):

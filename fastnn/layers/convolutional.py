@@ -151,14 +151,7 @@ class BaseConv(_ActivationMixin, Layer):
         layers one by one. Keeps nothing for a backward."""
         if act is True:
             act = ("relu", {})
-        affine = None
-        if bn is not None:
-            c = self.filters
-            scale, shift = K.norm.inference_fold(
-                None if bn.gamma is None else bn.gamma.value, None if bn.beta is None else bn.beta.value,
-                bn.moving_variance.value, bn.epsilon, scale=self._buffer("bn_scale", (c,)),
-                shift=self._buffer("bn_shift", (c,)))
-            affine = (bn.moving_mean.value, scale, shift)
+        affine = _bn_affine(self, bn, self.filters)
         shape = self.compute_output_shape(x.shape)
         if pool:
             shape = (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
@@ -239,6 +232,18 @@ class _ReluFusedMixin:
         return self._z
 
 
+def _bn_affine(layer, bn, c):
+    """The (center, scale, shift) of an inference BatchNormalization `bn` over c channels that
+    a fused conv run applies to its output (scale and shift in `layer`'s buffers), or None."""
+    if bn is None:
+        return None
+    scale, shift = K.norm.inference_fold(
+        None if bn.gamma is None else bn.gamma.value, None if bn.beta is None else bn.beta.value,
+        bn.moving_variance.value, bn.epsilon, scale=layer._buffer("bn_scale", (c,)),
+        shift=layer._buffer("bn_shift", (c,)))
+    return bn.moving_mean.value, scale, shift
+
+
 def _depthwise_fns(rank):
     D = K.depthwise
     return (D.depthwise_conv1d, D.depthwise_conv1d_backward) if rank == 1 else \
@@ -294,14 +299,7 @@ class BaseDepthwiseConv(_ReluFusedMixin, _ActivationMixin, Layer):
                              f"batch norm and an activation only (no pool, no shortcut).")
         if act is True:
             act = ("relu", {})
-        affine = None
-        if bn is not None:
-            c = self.kernel.shape[-2] * self.depth_multiplier
-            scale, shift = K.norm.inference_fold(
-                None if bn.gamma is None else bn.gamma.value, None if bn.beta is None else bn.beta.value,
-                bn.moving_variance.value, bn.epsilon, scale=self._buffer("bn_scale", (c,)),
-                shift=self._buffer("bn_shift", (c,)))
-            affine = (bn.moving_mean.value, scale, shift)
+        affine = _bn_affine(self, bn, self.kernel.shape[-2] * self.depth_multiplier)
         name, params = act if act else ("linear", {})
         y = self._buffer("y_inference", self.compute_output_shape(x.shape))
         return K.depthwise.depthwise_conv2d(x, self.kernel.value, None if self.bias is None else self.bias.value,

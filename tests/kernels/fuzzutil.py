@@ -122,6 +122,22 @@ BAD_DTYPES = [np.float64, np.float16, np.int32, np.int64, np.uint8, np.bool_, ob
 
 # ---------------------------------------------------------------- the call description
 
+def with_settings(module, fn, settings: dict, label: str):
+    """fn run with module attributes set as `settings` says (a kernel module's path, flavour or
+    threading switches), restored afterwards; named `label` in reports."""
+    def call(**kw):
+        saved = {k: getattr(module, k) for k in settings}
+        try:
+            for k, v in settings.items():
+                setattr(module, k, v)
+            return fn(**kw)
+        finally:
+            for k, v in saved.items():
+                setattr(module, k, v)
+    call.__name__ = label
+    return call
+
+
 @dataclasses.dataclass
 class Call:
     """One valid call of a public kernel."""

@@ -277,7 +277,7 @@ def test_depthwise_affine_equals_batch_norm_then_activation(rng, monkeypatch, xs
     from fastnn.reference import activation as RA
     from fastnn.reference import depthwise as RD
 
-    monkeypatch.setattr(depthwise, "EPILOGUE_BYTES", 4 * 24 * 50)   # 50-row chunks
+    monkeypatch.setattr(conv, "EPILOGUE_BYTES", 4 * 24 * 50)   # 50-row chunks
     x, w = rand(rng, xs), rand(rng, ws)
     ce = ws[2] * ws[3]
     b = rand(rng, ce)

@@ -42,17 +42,7 @@ def _groups(draw):
 
 def _knobs(fn, knobs, label):
     """fn run with the path / flavour / threading module settings of `knobs`."""
-    def call(**kw):
-        saved = {k: getattr(K, k) for k in knobs}
-        try:
-            for k, v in knobs.items():
-                setattr(K, k, v)
-            return fn(**kw)
-        finally:
-            for k, v in saved.items():
-                setattr(K, k, v)
-    call.__name__ = label
-    return call
+    return F.with_settings(K, fn, knobs, label)
 
 
 @st.composite

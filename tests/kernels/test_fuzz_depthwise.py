@@ -21,17 +21,8 @@ TAPS_JUNK = [np.ones((17, 16, 1, 1), np.float32)]      # 272 taps > the kernels'
 
 
 def _knobs(fn, knobs, label):
-    def call(**kw):
-        saved = {k: getattr(K, k) for k in knobs}
-        try:
-            for k, v in knobs.items():
-                setattr(K, k, v)
-            return fn(**kw)
-        finally:
-            for k, v in saved.items():
-                setattr(K, k, v)
-    call.__name__ = label
-    return call
+    """fn run with the path / flavour / threading module settings of `knobs`."""
+    return F.with_settings(K, fn, knobs, label)
 
 
 @st.composite

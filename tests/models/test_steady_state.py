@@ -64,6 +64,18 @@ def _big_allocations(fn):
     return big + ([f"peak {peak} bytes above the start"] if peak > 64 * 1024 else [])
 
 
+def _big_inference_allocations(m, xs):
+    """_big_allocations of two inference passes over the inputs xs: the planned one (predict's:
+    shared buffers) and the plain one."""
+    def infer():
+        for _ in range(2):
+            with conv.blas_pinned(), memplan.planned(m, "infer", xs):
+                m._forward(xs, False)
+            with conv.blas_pinned():
+                m._forward(xs, False)
+    return _big_allocations(infer)
+
+
 @pytest.mark.parametrize("build, shape, batch", [(_m1, (784,), 32), (_m2, (28, 28, 1), 32), (_m3, (32, 32, 3), 32),
                                                   (_small_convnet, (8, 8, 1), 64), (_threaded, (12, 12, 3), 128)],
                          ids=["M1", "M2", "M3", "small_convnet", "threaded"])
@@ -91,13 +103,7 @@ def test_models_allocate_nothing_large(rng, build, shape, batch):
     assert not (big := _big_allocations(steps)), big
     x = x[:batch]
 
-    def infer():   # the planned pass (predict's: shared buffers) and the plain one
-        for _ in range(2):
-            with conv.blas_pinned(), memplan.planned(m, "infer", [x]):
-                m._forward([x], False)
-            with conv.blas_pinned():
-                m._forward([x], False)
-    assert not (big := _big_allocations(infer)), big
+    assert not (big := _big_inference_allocations(m, [x])), big
 
 
 def _m4():
@@ -140,13 +146,7 @@ def test_recurrent_models_allocate_nothing_large(rng, build):
             m._train_step([x], y, None)
     assert not (big := _big_allocations(steps)), big
 
-    def infer():
-        for _ in range(2):
-            with conv.blas_pinned(), memplan.planned(m, "infer", [x]):
-                m._forward([x], False)
-            with conv.blas_pinned():
-                m._forward([x], False)
-    assert not (big := _big_allocations(infer)), big
+    assert not (big := _big_inference_allocations(m, [x])), big
 
 
 def _graph():
@@ -181,10 +181,4 @@ def test_graph_model_allocates_nothing_large(rng):
             m._train_step(x, y, [None, None])
     assert not (big := _big_allocations(steps)), big
 
-    def infer():
-        for _ in range(2):
-            with conv.blas_pinned(), memplan.planned(m, "infer", x):
-                m._forward(x, False)
-            with conv.blas_pinned():
-                m._forward(x, False)
-    assert not (big := _big_allocations(infer)), big
+    assert not (big := _big_inference_allocations(m, x)), big
